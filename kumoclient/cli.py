@@ -1,0 +1,233 @@
+"""Command line: argument parsing, output and exit codes only; the work happens elsewhere.
+
+Exit codes follow sysexits: 0 ok, 64 usage, 65 bad input data, 69 unavailable,
+75 temporary failure, 78 configuration error. Errors are one line on stderr, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NoReturn, TextIO
+
+from kumoclient import logs
+from kumoclient.core.queue_name import parse_queue_name
+from kumoclient.core.reply import LITERAL_CRLF, SPACE, parse_one_line, single_line, strip_rewrite_note
+from kumoclient.errors import KumoClientError, PolicyError, ReplyParseError
+from kumoclient.policy.runtime import PolicyRuntime
+from kumoclient.records import EnhancedCode, QueueName, Reply, RewriteOutcome
+
+EX_OK = 0
+EX_USAGE = 64
+EX_DATAERR = 65
+EX_UNAVAILABLE = 69
+EX_SOFTWARE = 70
+EX_TEMPFAIL = 75
+EX_CONFIG = 78
+
+
+class UsageError(Exception):
+    """Bad command-line usage (exit 64)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{self.prog}: {message}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The whole command-line grammar."""
+    parser = _Parser(prog="kumoclient", description="asyncio SMTP delivery daemon with "
+                     "KumoMTA-compatible Lua policy")
+    parser.add_argument("--log-format", choices=("json", "console"), default="json",
+                        help="operational log format on stderr (default: json)")
+    parser.add_argument("--log-level", choices=("debug", "info", "warning", "error"),
+                        default="info")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    policy = commands.add_parser("policy", help="check a policy file or try its rewrite hook")
+    policy_commands = policy.add_subparsers(dest="policy_command", required=True,
+                                            parser_class=_Parser)
+    check = policy_commands.add_parser(
+        "check", help="load a policy, run its init event, list its event handlers")
+    check.add_argument("file", type=Path)
+
+    rewrite = policy_commands.add_parser(
+        "rewrite", help="run smtp_client_rewrite_delivery_status on a response")
+    rewrite.add_argument("file", type=Path)
+    source = rewrite.add_mutually_exclusive_group(required=True)
+    source.add_argument("--response", help="an SMTP reply line, e.g. '452 4.2.2 mailbox full'")
+    source.add_argument("--replay", nargs="+", type=Path, metavar="LOGFILE",
+                        help="run every TransientFailure and Bounce record of these log files "
+                        "through the policy and print what would change")
+    rewrite.add_argument("--domain", default="example.com",
+                         help="recipient domain (default: example.com)")
+    rewrite.add_argument("--tenant")
+    rewrite.add_argument("--campaign")
+    rewrite.add_argument("--routing-domain")
+    rewrite.add_argument("--line-break", choices=("literal", "space"), default="literal",
+                         help="how a multi-line response is joined (response_line_break)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `kumoclient` console script."""
+    try:
+        args = build_parser().parse_args(argv)
+    except UsageError as exc:
+        print(exc, file=sys.stderr)
+        return EX_USAGE
+    logs.configure_logging(args.log_format, args.log_level)
+    try:
+        return _dispatch(args)
+    except UsageError as exc:
+        print(f"kumoclient: {exc}", file=sys.stderr)
+        return EX_USAGE
+    except PolicyError as exc:
+        print(_policy_error_line(exc), file=sys.stderr)
+        return EX_CONFIG
+    except ReplyParseError as exc:
+        print(f"kumoclient: {exc}", file=sys.stderr)
+        return EX_DATAERR
+    except KumoClientError as exc:
+        print(f"kumoclient: {exc}", file=sys.stderr)
+        return EX_CONFIG
+    except KeyboardInterrupt:
+        return 130
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "policy" and args.policy_command == "check":
+        return policy_check(args.file, sys.stdout)
+    if args.command == "policy" and args.policy_command == "rewrite":
+        return policy_rewrite(args, sys.stdout)
+    raise UsageError(f"unknown command {args.command}")
+
+
+def _policy_error_line(exc: PolicyError) -> str:
+    text = str(exc)
+    if exc.location and not text.startswith(exc.location):
+        return f"{exc.location}: {text}"
+    return text
+
+
+# --- policy check --------------------------------------------------------------------------
+
+
+def policy_check(path: Path, out: TextIO) -> int:
+    """Load the policy and run `init`; list the handlers. Errors raise PolicyError (78)."""
+    runtime = PolicyRuntime(path)
+    init = runtime.run_init()
+    out.write(f"{path}: OK\n")
+    events = runtime.registered_events()
+    if not events:
+        out.write("no event handlers registered\n")
+    for name in sorted(events):
+        for where in events[name]:
+            out.write(f"  {name:<38} {where}\n")
+    for listener in init.esmtp_listeners:
+        out.write(f"  esmtp listener {listener.listen}\n")
+    for http in init.http_listeners:
+        out.write(f"  http listener {http.listen}\n")
+    if init.local_logs is not None:
+        out.write(f"  log records in {init.local_logs.log_dir}\n")
+    return EX_OK
+
+
+# --- policy rewrite ------------------------------------------------------------------------
+
+
+def policy_rewrite(args: argparse.Namespace, out: TextIO) -> int:
+    """`policy rewrite FILE --response TEXT` or `--replay LOGFILE...`."""
+    runtime = PolicyRuntime(args.file)
+    line_break = LITERAL_CRLF if args.line_break == "literal" else SPACE
+    if args.replay:
+        return _replay(runtime, args.replay, line_break, out)
+    reply = parse_one_line(args.response)
+    queue = QueueName(args.domain.lower(), args.tenant, args.campaign, args.routing_domain)
+    outcome = runtime.rewrite_delivery_status(reply, queue, line_break)
+    _print_outcome(reply, queue, outcome, line_break, out)
+    return EX_OK
+
+
+def _print_outcome(
+    reply: Reply, queue: QueueName, outcome: RewriteOutcome, line_break: str, out: TextIO
+) -> None:
+    out.write(f"response:    {single_line(reply, line_break)}\n")
+    out.write(f"arguments:   domain={queue.domain} tenant={_lua(queue.tenant)} "
+              f"campaign={_lua(queue.campaign)} "
+              f"routing_domain={queue.routing_domain or queue.domain}\n")
+    if outcome.rewritten:
+        out.write(f"code:        {outcome.original_code} -> {outcome.reply.code} (rewritten)\n")
+    elif outcome.error:
+        out.write(f"code:        {outcome.original_code} (no change: the hook failed: "
+                  f"{outcome.error})\n")
+    else:
+        out.write(f"code:        {outcome.original_code} (no change)\n")
+    out.write(f"disposition: {outcome.disposition.value}\n")
+    out.write(f"result:      {single_line(outcome.reply, line_break)}\n")
+
+
+def _lua(value: str | None) -> str:
+    return "nil" if value is None else repr(value)
+
+
+@dataclass(frozen=True, slots=True)
+class _Replayed:
+    record_id: str
+    recipient: str
+    record_type: str
+    outcome: RewriteOutcome
+
+
+def _replay(runtime: PolicyRuntime, files: list[Path], line_break: str, out: TextIO) -> int:
+    seen = changed = 0
+    for path in files:
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+        except OSError as exc:
+            raise ReplyParseError(f"cannot read {path}: {exc.strerror}") from exc
+        for number, line in enumerate(lines, 1):
+            replayed = _replay_line(runtime, line, f"{path}:{number}", line_break)
+            if replayed is None:
+                continue
+            seen += 1
+            outcome = replayed.outcome
+            if outcome.disposition.value != replayed.record_type or outcome.rewritten:
+                changed += 1
+                out.write(f"{path}:{number} {replayed.record_id} {replayed.recipient}: "
+                          f"{replayed.record_type} {outcome.original_code} -> "
+                          f"{outcome.disposition.value} {outcome.reply.code}\n")
+    out.write(f"{seen} records replayed, {changed} would change\n")
+    return EX_OK
+
+
+def _replay_line(
+    runtime: PolicyRuntime, line: str, where: str, line_break: str
+) -> _Replayed | None:
+    if not line.strip():
+        return None
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise ReplyParseError(f"{where}: not a JSON log record: {exc.msg}") from exc
+    if not isinstance(record, dict) or record.get("type") not in ("TransientFailure", "Bounce"):
+        return None
+    try:
+        response = record["response"]
+        enhanced = response.get("enhanced_code")
+        code = EnhancedCode(enhanced["class"], enhanced["subject"], enhanced["detail"]) \
+            if enhanced else None
+        content, code_before = strip_rewrite_note(response["content"])
+        reply = Reply(code_before or int(response["code"]), code, content,
+                      response.get("command"))
+        queue = parse_queue_name(str(record["queue"]))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ReplyParseError(f"{where}: log record lacks {exc}") from exc
+    outcome = runtime.rewrite_delivery_status(reply, queue, line_break)
+    recipient = record.get("recipient")
+    return _Replayed(str(record.get("id", "?")), str(recipient), record["type"], outcome)

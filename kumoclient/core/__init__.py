@@ -1,0 +1,1 @@
+"""Pure decisions: no asyncio, no files, no sockets; time is always a parameter."""

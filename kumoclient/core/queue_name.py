@@ -1,0 +1,45 @@
+"""Queue names `campaign:tenant@domain!routing_domain`, formatted and parsed as KumoMTA does.
+
+Format: (campaign, tenant) -> `c:t@d`; campaign only -> `c:@d`; tenant only -> `t@d`;
+neither -> `d`; `!rd` is appended only when a routing domain is set.
+Parse: split on the first `@`; the prefix splits on the first `:` into campaign and tenant
+(tenant may be the empty string), a prefix without `:` is the tenant; the rest (or the whole
+name when there is no `@`) splits on the first `!` into domain and routing domain. Ports
+(`foo.com:2025`) survive because `:` is only looked for before the `@`.
+"""
+
+from __future__ import annotations
+
+from kumoclient.errors import QueueNameError
+from kumoclient.records import QueueName
+
+
+def format_queue_name(name: QueueName) -> str:
+    """`campaign:tenant@domain!routing_domain` with absent parts omitted."""
+    if not name.domain:
+        raise QueueNameError("a queue name needs a domain")
+    if name.campaign is not None:
+        prefix = f"{name.campaign}:{name.tenant or ''}@"
+    elif name.tenant is not None:
+        prefix = f"{name.tenant}@"
+    else:
+        prefix = ""
+    suffix = f"!{name.routing_domain}" if name.routing_domain else ""
+    return f"{prefix}{name.domain}{suffix}"
+
+
+def parse_queue_name(text: str) -> QueueName:
+    """The parts of a queue name; see the module rules."""
+    campaign: str | None = None
+    tenant: str | None = None
+    prefix, at, rest = text.partition("@")
+    if not at:
+        rest = text
+    else:
+        head, colon, tail = prefix.partition(":")
+        if colon:
+            campaign, tenant = head, tail
+        else:
+            tenant = prefix
+    domain, bang, routing = rest.partition("!")
+    return QueueName(domain, tenant, campaign, routing if bang else None)

@@ -1,0 +1,397 @@
+-- The Lua half of the policy runtime: the `kumo` module and the event dispatcher.
+--
+-- Loaded once per runtime, before the policy file, with `host`: a table of Python callables.
+-- Every Python callable stays in an upvalue of this chunk; policy code only ever sees Lua
+-- functions and tables. `debug` is captured here and removed from the globals, so upvalues
+-- (and the registry) are out of reach, and the `python` module lupa installs is removed.
+-- Host callables answer `true, value` or `false, message`; failures become Lua errors
+-- that name the policy file and line of the caller.
+
+local host, event_kinds = ...
+
+local getinfo, traceback = debug.getinfo, debug.traceback
+local error, type, tostring, select, pcall, xpcall = error, type, tostring, select, pcall, xpcall
+local setmetatable, getmetatable, rawequal = setmetatable, getmetatable, rawequal
+local pack, unpack, concat = table.pack, table.unpack, table.concat
+local math_type = math.type
+local pairs, raw_load_file = pairs, loadfile
+
+python = nil
+package.loaded.python = nil
+debug = nil
+package.loaded.debug = nil
+
+-- Text chunks only: precompiled bytecode can break out of the Lua VM. No C modules either.
+local raw_load = load
+function load(...)
+  local chunk, name, _, env = ...
+  if select('#', ...) >= 4 then
+    return raw_load(chunk, name, 't', env)
+  end
+  return raw_load(chunk, name, 't')
+end
+function loadfile(...)
+  local path, _, env = ...
+  if select('#', ...) >= 3 then
+    return raw_load_file(path, 't', env)
+  end
+  return raw_load_file(path, 't')
+end
+function dofile(path)
+  local chunk, err = raw_load_file(path, 't')
+  if chunk == nil then
+    error(err, 2)
+  end
+  return chunk()
+end
+package.loadlib = nil
+package.cpath = ''
+package.searchers[4] = nil
+package.searchers[3] = nil
+
+-- file:line of the function `level` frames above the caller of `location`
+local function location(level)
+  local info = getinfo(level + 1, 'Sl')
+  if info == nil then
+    return '?'
+  end
+  local src = info.source
+  if src:sub(1, 1) == '@' or src:sub(1, 1) == '=' then
+    src = src:sub(2)
+  else
+    src = info.short_src
+  end
+  return src .. ':' .. tostring(info.currentline)
+end
+
+local function source_of(level)
+  local info = getinfo(level + 1, 'S')
+  if info == nil then
+    return nil
+  end
+  return info.source
+end
+
+-- raise `message` as if it came from the code `level` frames above the caller of `fail`
+local function fail(message, level)
+  error(location(level + 1) .. ': ' .. message, 0)
+end
+
+local kumo = {}
+local internal = {}
+
+-- Objects that stand for Python values (regex maps, typed configs), weakly keyed.
+local opaque = setmetatable({}, { __mode = 'k' })
+
+function internal.opaque_of(t)
+  return opaque[t]
+end
+
+------------------------------------------------------------------------------
+-- events
+------------------------------------------------------------------------------
+
+local handlers = {}
+local loading = true
+
+function internal.finish_loading()
+  loading = false
+end
+
+function kumo.on(name, fn)
+  if not loading then
+    fail('kumo.on may only be called at the top level of the policy file, not inside an event handler', 2)
+  end
+  if type(name) ~= 'string' then
+    fail('kumo.on: the event name must be a string, got ' .. type(name), 2)
+  end
+  if type(fn) ~= 'function' then
+    fail('kumo.on(' .. name .. '): the handler must be a function, got ' .. type(fn), 2)
+  end
+  local kind = event_kinds[name]
+  if kind == nil then
+    fail("kumo.on: unknown event '" .. name .. "'", 2)
+  end
+  local list = handlers[name]
+  if list == nil then
+    list = {}
+    handlers[name] = list
+  end
+  if kind == 'single' and #list > 0 then
+    fail(name .. ' event already has a handler defined at ' .. list[1].where, 2)
+  end
+  list[#list + 1] = { fn = fn, where = location(2) }
+end
+
+local RejectMT = { __name = 'kumo.reject' }
+RejectMT.__tostring = function(r)
+  return 'rejected: ' .. tostring(r.code) .. ' ' .. tostring(r.text)
+end
+
+function kumo.reject(code, text)
+  if math_type(code) ~= 'integer' or code < 400 or code > 599 then
+    fail('kumo.reject: code must be an integer from 400 to 599, got ' .. tostring(code), 2)
+  end
+  if type(text) ~= 'string' then
+    fail('kumo.reject: text must be a string, got ' .. type(text), 2)
+  end
+  error(setmetatable({ code = code, text = text }, RejectMT), 0)
+end
+
+local function on_error(err)
+  if getmetatable(err) == RejectMT then
+    return err
+  end
+  local message = tostring(err)
+  return { message = message, traceback = traceback(message, 2) }
+end
+
+local function failure(err, where)
+  if getmetatable(err) == RejectMT then
+    return 'reject', err.code, err.text
+  end
+  return 'error', err.message, err.traceback, where
+end
+
+-- Calls the handlers of `name` in order until one returns non-nil.
+-- Answers 'none' (no handler), 'ok', value, where | 'error', message, traceback, where |
+-- 'reject', code, text.
+function internal.fire_first(name, ...)
+  local list = handlers[name]
+  if list == nil then
+    return 'none'
+  end
+  for i = 1, #list do
+    local h = list[i]
+    local ok, result = xpcall(h.fn, on_error, ...)
+    if not ok then
+      return failure(result, h.where)
+    end
+    if result ~= nil then
+      return 'ok', result, h.where
+    end
+  end
+  return 'ok', nil, list[#list].where
+end
+
+-- Calls every handler of `name`; stops at the first failure. Same answers as fire_first.
+function internal.fire_all(name, ...)
+  local list = handlers[name]
+  if list == nil then
+    return 'none'
+  end
+  for i = 1, #list do
+    local h = list[i]
+    local ok, result = xpcall(h.fn, on_error, ...)
+    if not ok then
+      return failure(result, h.where)
+    end
+  end
+  return 'ok', nil, list[#list].where
+end
+
+function internal.registered()
+  local out = {}
+  for name, list in pairs(handlers) do
+    local wheres = {}
+    for i = 1, #list do
+      wheres[i] = list[i].where
+    end
+    out[name] = wheres
+  end
+  return out
+end
+
+------------------------------------------------------------------------------
+-- memoize
+------------------------------------------------------------------------------
+
+local HIT, MISS, CACHED_ERROR = 1, 2, 3
+
+function kumo.memoize(fn, params)
+  if type(fn) ~= 'function' then
+    fail('kumo.memoize: the first argument must be a function, got ' .. type(fn), 2)
+  end
+  local ok, cache = host.memoize_new(params)
+  if not ok then
+    fail(cache, 2)
+  end
+  return function(...)
+    local state, value = host.memo_get(cache, ...)
+    if state == HIT then
+      return value
+    elseif state == CACHED_ERROR then
+      error(value, 0)
+    elseif state ~= MISS then
+      fail(value, 2)
+    end
+    local key = value
+    local results = pack(pcall(fn, ...))
+    if not results[1] then
+      host.memo_put_error(cache, key, tostring(results[2]))
+      error(results[2], 0)
+    end
+    local result = results[2]
+    if results.n > 2 then
+      result = { unpack(results, 2, results.n) }
+    end
+    local stored, converted = host.memo_put(cache, key, result)
+    if not stored then
+      fail(converted, 2)
+    end
+    return converted
+  end
+end
+
+------------------------------------------------------------------------------
+-- regex_set_map
+------------------------------------------------------------------------------
+
+-- A map proxy: indexing it calls `lookup` (Python) with the subject.
+function internal.make_map_proxy(lookup)
+  local proxy = setmetatable({}, {
+    __index = function(_, subject)
+      return lookup(subject)
+    end,
+    __newindex = function()
+      error('regex_set_map is read-only', 2)
+    end,
+    __name = 'regex_set_map',
+    __metatable = 'regex_set_map',
+  })
+  opaque[proxy] = lookup
+  return proxy
+end
+
+kumo.regex_set_map = {}
+
+function kumo.regex_set_map.new(rules)
+  local ok, lookup = host.regex_set_map_new(rules)
+  if not ok then
+    fail(lookup, 2)
+  end
+  local proxy = internal.make_map_proxy(lookup)
+  return proxy
+end
+
+------------------------------------------------------------------------------
+-- serde
+------------------------------------------------------------------------------
+
+local function checked(ok, value)
+  if not ok then
+    -- level 3: checked <- kumo function <- the policy code that called it
+    fail(value, 3)
+  end
+  return value
+end
+
+function kumo.json_load(path)
+  local value = checked(host.json_load(path, source_of(2)))
+  return value
+end
+
+function kumo.json_parse(text)
+  local value = checked(host.json_parse(text))
+  return value
+end
+
+function kumo.json_encode(value)
+  local text = checked(host.json_encode(value, false))
+  return text
+end
+
+function kumo.json_encode_pretty(value)
+  local text = checked(host.json_encode(value, true))
+  return text
+end
+
+kumo.serde = {
+  json_load = kumo.json_load,
+  json_parse = kumo.json_parse,
+  json_encode = kumo.json_encode,
+  json_encode_pretty = kumo.json_encode_pretty,
+}
+
+------------------------------------------------------------------------------
+-- configuration
+------------------------------------------------------------------------------
+
+-- A typed configuration object: reads through to the fields it was made from.
+function internal.make_config_proxy(kind, record, fields)
+  local proxy = setmetatable({}, {
+    __index = fields,
+    __newindex = function()
+      error(kind .. ' is read-only', 2)
+    end,
+    __name = kind,
+    __metatable = kind,
+  })
+  opaque[proxy] = record
+  return proxy
+end
+
+local function maker(kind)
+  return function(params)
+    local record = checked(host.make_config(kind, params, source_of(2)))
+    local proxy = internal.make_config_proxy(kind, record, params)
+    return proxy
+  end
+end
+
+kumo.make_queue_config = maker('make_queue_config')
+kumo.make_egress_path = maker('make_egress_path')
+
+local function configurer(kind)
+  return function(params)
+    checked(host.configure(kind, params, source_of(2)))
+  end
+end
+
+kumo.start_esmtp_listener = configurer('start_esmtp_listener')
+kumo.start_http_listener = configurer('start_http_listener')
+kumo.define_spool = configurer('define_spool')
+kumo.configure_local_logs = configurer('configure_local_logs')
+
+------------------------------------------------------------------------------
+-- logging
+------------------------------------------------------------------------------
+
+local function logger(level)
+  return function(...)
+    local n = select('#', ...)
+    local parts = {}
+    for i = 1, n do
+      parts[i] = tostring((select(i, ...)))
+    end
+    host.log(level, location(2), concat(parts, ' '))
+  end
+end
+
+kumo.log_error = logger('error')
+kumo.log_warn = logger('warning')
+kumo.log_info = logger('info')
+kumo.log_debug = logger('debug')
+
+------------------------------------------------------------------------------
+
+-- Loads and runs the policy file; errors come back as values, never raised.
+function internal.load_policy(path)
+  local chunk, err = raw_load_file(path, 't')
+  if chunk == nil then
+    return false, tostring(err), nil
+  end
+  local ok, result = xpcall(chunk, on_error)
+  if not ok then
+    if getmetatable(result) == RejectMT then
+      return false, tostring(result), nil
+    end
+    return false, result.message, result.traceback
+  end
+  return true, nil, nil
+end
+
+_G.kumo = kumo
+package.loaded.kumo = kumo
+
+return internal

@@ -1,0 +1,196 @@
+"""Frozen records shared by every layer: replies, dispositions and typed configuration."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+
+class Disposition(enum.Enum):
+    """What happens to a message after an attempt (KumoMTA's log record types)."""
+
+    DELIVERY = "Delivery"
+    TRANSIENT_FAILURE = "TransientFailure"
+    BOUNCE = "Bounce"
+
+
+@dataclass(frozen=True, slots=True)
+class EnhancedCode:
+    """An RFC 3463 enhanced status code `class.subject.detail`."""
+
+    klass: int
+    subject: int
+    detail: int
+
+    def __str__(self) -> str:
+        return f"{self.klass}.{self.subject}.{self.detail}"
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """An SMTP reply, remembering the command line it answered (None when synthesized).
+
+    `content` keeps line breaks (`\\n` between the lines of a multi-line reply); the one-line
+    forms for the rewrite hook and for log records are made by `core.reply`.
+    """
+
+    code: int
+    enhanced_code: EnhancedCode | None
+    content: str
+    command: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class QueueName:
+    """The parts of `campaign:tenant@domain!routing_domain`."""
+
+    domain: str
+    tenant: str | None = None
+    campaign: str | None = None
+    routing_domain: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RewriteOutcome:
+    """The result of running `smtp_client_rewrite_delivery_status` on a reply."""
+
+    reply: Reply
+    original_code: int
+    rewritten: bool
+    disposition: Disposition
+    error: str | None = None
+
+
+# --- configuration produced by the policy (kumo.make_* / kumo.start_* / kumo.define_*) ---
+
+
+class TlsMode(enum.Enum):
+    """`enable_tls` of an egress path."""
+
+    OPPORTUNISTIC = "Opportunistic"
+    OPPORTUNISTIC_INSECURE = "OpportunisticInsecure"
+    REQUIRED = "Required"
+    REQUIRED_INSECURE = "RequiredInsecure"
+    DISABLED = "Disabled"
+
+
+@dataclass(frozen=True, slots=True)
+class MxHost:
+    """One `mx_list` entry: a host name or an address literal, optionally with a port.
+
+    `name` is the label used in logs (`peer_address.name`); `host` is what gets resolved or
+    connected to; `is_literal` is true for `[1.2.3.4]` forms and `{name=, addr=}` entries.
+    """
+
+    name: str
+    host: str
+    port: int | None = None
+    is_literal: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Rate:
+    """A rate limit such as `100/s`: `limit` events per `period` seconds."""
+
+    limit: int
+    period: float
+    spec: str
+
+
+@dataclass(frozen=True, slots=True)
+class QueueConfig:
+    """`kumo.make_queue_config{...}` (SPEC 5.1)."""
+
+    retry_interval: float = 20 * 60.0
+    max_retry_interval: float | None = None
+    max_age: float = 7 * 86400.0
+    egress_pool: str | None = None
+    mx_list: tuple[MxHost, ...] | None = None
+    generate_dsn: bool = False
+
+
+DEFAULT_PROHIBITED_HOSTS: tuple[str, ...] = ("127.0.0.0/8", "::1", "0.0.0.0", "::")
+
+
+@dataclass(frozen=True, slots=True)
+class EgressPathConfig:
+    """`kumo.make_egress_path{...}` (SPEC 5.2). Durations are seconds."""
+
+    connection_limit: int = 32
+    max_deliveries_per_connection: int = 1024
+    max_message_rate: Rate | None = None
+    max_connection_rate: Rate | None = None
+    enable_tls: TlsMode = TlsMode.OPPORTUNISTIC
+    smtp_port: int = 25
+    response_line_break: str = "\\r\\n"
+    prohibited_hosts: tuple[str, ...] = DEFAULT_PROHIBITED_HOSTS
+    ehlo_domain: str | None = None
+    connect_timeout: float = 60.0
+    banner_timeout: float = 60.0
+    ehlo_timeout: float = 300.0
+    mail_from_timeout: float = 300.0
+    rcpt_to_timeout: float = 300.0
+    data_timeout: float = 300.0
+    data_dot_timeout: float = 300.0
+    rset_timeout: float = 5.0
+    idle_timeout: float = 5.0
+    starttls_timeout: float = 5.0
+
+
+DEFAULT_LOOPBACK_HOSTS: tuple[str, ...] = ("127.0.0.1", "::1")
+
+
+@dataclass(frozen=True, slots=True)
+class EsmtpListenerConfig:
+    """`kumo.start_esmtp_listener{...}` (SPEC 3)."""
+
+    listen: str = "127.0.0.1:2025"
+    hostname: str | None = None
+    relay_hosts: tuple[str, ...] = DEFAULT_LOOPBACK_HOSTS
+    banner: str | None = None
+    max_message_size: int = 20 * 1024 * 1024
+    max_recipients_per_message: int = 1024
+    client_timeout: float = 60.0
+    tls_certificate: str | None = None
+    tls_private_key: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class HttpListenerConfig:
+    """`kumo.start_http_listener{...}` (SPEC 3)."""
+
+    listen: str = "127.0.0.1:8000"
+    trusted_hosts: tuple[str, ...] = DEFAULT_LOOPBACK_HOSTS
+    hostname: str | None = None
+    use_tls: bool = False
+    tls_certificate: str | None = None
+    tls_private_key: str | None = None
+    request_body_limit: int = 2 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class SpoolConfig:
+    """`kumo.define_spool{name=, path=}`."""
+
+    name: str
+    path: str
+    kind: str = "LocalDisk"
+
+
+@dataclass(frozen=True, slots=True)
+class LocalLogsConfig:
+    """`kumo.configure_local_logs{log_dir=, max_segment_duration=}`."""
+
+    log_dir: str
+    max_segment_duration: float = 3600.0
+
+
+@dataclass(frozen=True, slots=True)
+class InitConfig:
+    """Everything the policy's `init` event configured."""
+
+    esmtp_listeners: tuple[EsmtpListenerConfig, ...] = ()
+    http_listeners: tuple[HttpListenerConfig, ...] = ()
+    spools: tuple[SpoolConfig, ...] = ()
+    local_logs: LocalLogsConfig | None = None
+    extra: dict[str, str] = field(default_factory=dict)
