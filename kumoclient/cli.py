@@ -16,7 +16,13 @@ from typing import NoReturn, TextIO
 
 from kumoclient import logs
 from kumoclient.core.queue_name import parse_queue_name
-from kumoclient.core.reply import LITERAL_CRLF, SPACE, parse_one_line, single_line, strip_rewrite_note
+from kumoclient.core.reply import (
+    LITERAL_CRLF,
+    SPACE,
+    parse_one_line,
+    single_line,
+    strip_rewrite_note,
+)
 from kumoclient.errors import KumoClientError, PolicyError, ReplyParseError
 from kumoclient.policy.runtime import PolicyRuntime
 from kumoclient.records import EnhancedCode, QueueName, Reply, RewriteOutcome
@@ -41,36 +47,56 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     """The whole command-line grammar."""
-    parser = _Parser(prog="kumoclient", description="asyncio SMTP delivery daemon with "
-                     "KumoMTA-compatible Lua policy")
-    parser.add_argument("--log-format", choices=("json", "console"), default="json",
-                        help="operational log format on stderr (default: json)")
-    parser.add_argument("--log-level", choices=("debug", "info", "warning", "error"),
-                        default="info")
+    parser = _Parser(
+        prog="kumoclient",
+        description="asyncio SMTP delivery daemon with KumoMTA-compatible Lua policy",
+    )
+    parser.add_argument(
+        "--log-format",
+        choices=("json", "console"),
+        default="json",
+        help="operational log format on stderr (default: json)",
+    )
+    parser.add_argument(
+        "--log-level", choices=("debug", "info", "warning", "error"), default="info"
+    )
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     policy = commands.add_parser("policy", help="check a policy file or try its rewrite hook")
-    policy_commands = policy.add_subparsers(dest="policy_command", required=True,
-                                            parser_class=_Parser)
+    policy_commands = policy.add_subparsers(
+        dest="policy_command", required=True, parser_class=_Parser
+    )
     check = policy_commands.add_parser(
-        "check", help="load a policy, run its init event, list its event handlers")
+        "check", help="load a policy, run its init event, list its event handlers"
+    )
     check.add_argument("file", type=Path)
 
     rewrite = policy_commands.add_parser(
-        "rewrite", help="run smtp_client_rewrite_delivery_status on a response")
+        "rewrite", help="run smtp_client_rewrite_delivery_status on a response"
+    )
     rewrite.add_argument("file", type=Path)
     source = rewrite.add_mutually_exclusive_group(required=True)
     source.add_argument("--response", help="an SMTP reply line, e.g. '452 4.2.2 mailbox full'")
-    source.add_argument("--replay", nargs="+", type=Path, metavar="LOGFILE",
-                        help="run every TransientFailure and Bounce record of these log files "
-                        "through the policy and print what would change")
-    rewrite.add_argument("--domain", default="example.com",
-                         help="recipient domain (default: example.com)")
+    source.add_argument(
+        "--replay",
+        nargs="+",
+        type=Path,
+        metavar="LOGFILE",
+        help="run every TransientFailure and Bounce record of these log files "
+        "through the policy and print what would change",
+    )
+    rewrite.add_argument(
+        "--domain", default="example.com", help="recipient domain (default: example.com)"
+    )
     rewrite.add_argument("--tenant")
     rewrite.add_argument("--campaign")
     rewrite.add_argument("--routing-domain")
-    rewrite.add_argument("--line-break", choices=("literal", "space"), default="literal",
-                         help="how a multi-line response is joined (response_line_break)")
+    rewrite.add_argument(
+        "--line-break",
+        choices=("literal", "space"),
+        default="literal",
+        help="how a multi-line response is joined (response_line_break)",
+    )
     return parser
 
 
@@ -158,14 +184,17 @@ def _print_outcome(
     reply: Reply, queue: QueueName, outcome: RewriteOutcome, line_break: str, out: TextIO
 ) -> None:
     out.write(f"response:    {single_line(reply, line_break)}\n")
-    out.write(f"arguments:   domain={queue.domain} tenant={_lua(queue.tenant)} "
-              f"campaign={_lua(queue.campaign)} "
-              f"routing_domain={queue.routing_domain or queue.domain}\n")
+    out.write(
+        f"arguments:   domain={queue.domain} tenant={_lua(queue.tenant)} "
+        f"campaign={_lua(queue.campaign)} "
+        f"routing_domain={queue.routing_domain or queue.domain}\n"
+    )
     if outcome.rewritten:
         out.write(f"code:        {outcome.original_code} -> {outcome.reply.code} (rewritten)\n")
     elif outcome.error:
-        out.write(f"code:        {outcome.original_code} (no change: the hook failed: "
-                  f"{outcome.error})\n")
+        out.write(
+            f"code:        {outcome.original_code} (no change: the hook failed: {outcome.error})\n"
+        )
     else:
         out.write(f"code:        {outcome.original_code} (no change)\n")
     out.write(f"disposition: {outcome.disposition.value}\n")
@@ -199,9 +228,11 @@ def _replay(runtime: PolicyRuntime, files: list[Path], line_break: str, out: Tex
             outcome = replayed.outcome
             if outcome.disposition.value != replayed.record_type or outcome.rewritten:
                 changed += 1
-                out.write(f"{path}:{number} {replayed.record_id} {replayed.recipient}: "
-                          f"{replayed.record_type} {outcome.original_code} -> "
-                          f"{outcome.disposition.value} {outcome.reply.code}\n")
+                out.write(
+                    f"{path}:{number} {replayed.record_id} {replayed.recipient}: "
+                    f"{replayed.record_type} {outcome.original_code} -> "
+                    f"{outcome.disposition.value} {outcome.reply.code}\n"
+                )
     out.write(f"{seen} records replayed, {changed} would change\n")
     return EX_OK
 
@@ -220,11 +251,13 @@ def _replay_line(
     try:
         response = record["response"]
         enhanced = response.get("enhanced_code")
-        code = EnhancedCode(enhanced["class"], enhanced["subject"], enhanced["detail"]) \
-            if enhanced else None
+        code = (
+            EnhancedCode(enhanced["class"], enhanced["subject"], enhanced["detail"])
+            if enhanced
+            else None
+        )
         content, code_before = strip_rewrite_note(response["content"])
-        reply = Reply(code_before or int(response["code"]), code, content,
-                      response.get("command"))
+        reply = Reply(code_before or int(response["code"]), code, content, response.get("command"))
         queue = parse_queue_name(str(record["queue"]))
     except (KeyError, TypeError, ValueError) as exc:
         raise ReplyParseError(f"{where}: log record lacks {exc}") from exc

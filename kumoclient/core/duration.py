@@ -10,6 +10,7 @@ Rules (SPEC 4.3, humantime's grammar):
 
 from __future__ import annotations
 
+import math
 import re
 
 from kumoclient.errors import DurationError
@@ -38,7 +39,7 @@ def parse_duration(value: object, *, what: str = "duration") -> float:
     if isinstance(value, bool):
         raise DurationError(f"{what}: expected a duration, got boolean {value!r}", value=value)
     if isinstance(value, int | float):
-        if value < 0 or value != value:  # negative or NaN
+        if value < 0 or math.isnan(value):
             raise DurationError(f"{what}: a duration cannot be {value!r}", value=value)
         return float(value)
     if not isinstance(value, str):

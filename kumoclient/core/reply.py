@@ -86,7 +86,7 @@ def single_line(reply: Reply, line_break: str = LITERAL_CRLF) -> str:
 
 def flatten(content: str, line_break: str = LITERAL_CRLF) -> str:
     """`content` with every CRLF, CR or LF replaced by `line_break`: never a line break."""
-    return _ANY_BREAK.sub(line_break, content)
+    return _ANY_BREAK.sub(lambda _: line_break, content)  # a function: no escape processing
 
 
 def rewrite_note(old: int, new: int) -> str:

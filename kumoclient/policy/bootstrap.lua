@@ -49,9 +49,14 @@ package.cpath = ''
 package.searchers[4] = nil
 package.searchers[3] = nil
 
--- file:line of the function `level` frames above the caller of `location`
+-- file:line of the function `level` frames above the caller of `location`; C frames (pcall,
+-- a tail call's gap) are skipped so the answer is the nearest Lua line
 local function location(level)
   local info = getinfo(level + 1, 'Sl')
+  while info ~= nil and info.what == 'C' do
+    level = level + 1
+    info = getinfo(level + 1, 'Sl')
+  end
   if info == nil then
     return '?'
   end
@@ -148,14 +153,14 @@ end
 
 local function failure(err, where)
   if getmetatable(err) == RejectMT then
-    return 'reject', err.code, err.text
+    return 'reject', err.code, err.text, where
   end
   return 'error', err.message, err.traceback, where
 end
 
 -- Calls the handlers of `name` in order until one returns non-nil.
--- Answers 'none' (no handler), 'ok', value, where | 'error', message, traceback, where |
--- 'reject', code, text.
+-- Answers status, value, detail, where: 'none' (no handler) | 'ok', result, nil, where |
+-- 'error', message, traceback, where | 'reject', code, text, where.
 function internal.fire_first(name, ...)
   local list = handlers[name]
   if list == nil then
@@ -168,10 +173,10 @@ function internal.fire_first(name, ...)
       return failure(result, h.where)
     end
     if result ~= nil then
-      return 'ok', result, h.where
+      return 'ok', result, nil, h.where
     end
   end
-  return 'ok', nil, list[#list].where
+  return 'ok', nil, nil, list[#list].where
 end
 
 -- Calls every handler of `name`; stops at the first failure. Same answers as fire_first.
@@ -187,7 +192,7 @@ function internal.fire_all(name, ...)
       return failure(result, h.where)
     end
   end
-  return 'ok', nil, list[#list].where
+  return 'ok', nil, nil, list[#list].where
 end
 
 function internal.registered()
@@ -228,7 +233,10 @@ function kumo.memoize(fn, params)
     local key = value
     local results = pack(pcall(fn, ...))
     if not results[1] then
-      host.memo_put_error(cache, key, tostring(results[2]))
+      local stale, old = host.memo_put_error(cache, key, tostring(results[2]))
+      if stale then
+        return old
+      end
       error(results[2], 0)
     end
     local result = results[2]

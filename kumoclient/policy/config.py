@@ -154,13 +154,13 @@ def parse_rate(value: Any) -> Rate:
 
 
 def parse_mx_entry(entry: Any) -> MxHost:
-    """One `mx_list` entry (SPEC 2.1): 'host', 'host:port', '[addr]', '[addr]:port', {name, addr}."""
+    """One `mx_list` entry (SPEC 2.1): 'host', 'host:port', '[addr]', '[addr]:port', or a table."""
     if isinstance(entry, dict):
         unknown = set(entry) - {"name", "addr"}
         if unknown or "name" not in entry or "addr" not in entry:
             raise _Bad("a table entry needs exactly the keys 'name' and 'addr'")
-        address = parse_mx_entry(_str(entry["addr"]))
-        return MxHost(_str(entry["name"]), address.host, address.port, is_literal=True)
+        target = parse_mx_entry(_str(entry["addr"]))
+        return MxHost(_str(entry["name"]), target.host, target.port, is_literal=True)
     text = _str(entry)
     if text.startswith("["):
         inner, close, rest = text[1:].partition("]")
@@ -241,9 +241,16 @@ _EGRESS_FIELDS: Fields = {
     **{
         name: (name, _duration)
         for name in (
-            "connect_timeout", "banner_timeout", "ehlo_timeout", "mail_from_timeout",
-            "rcpt_to_timeout", "data_timeout", "data_dot_timeout", "rset_timeout",
-            "idle_timeout", "starttls_timeout",
+            "connect_timeout",
+            "banner_timeout",
+            "ehlo_timeout",
+            "mail_from_timeout",
+            "rcpt_to_timeout",
+            "data_timeout",
+            "data_dot_timeout",
+            "rset_timeout",
+            "idle_timeout",
+            "starttls_timeout",
         )
     },
 }
@@ -345,12 +352,14 @@ def define_spool(params: Any) -> SpoolConfig:
     spool = _build("define_spool", SpoolConfig, _SPOOL_FIELDS, params)
     if spool.name not in ("data", "meta"):
         raise ConfigError(
-            f"define_spool: name = {spool.name!r}: expected 'data' or 'meta'", key="name",
+            f"define_spool: name = {spool.name!r}: expected 'data' or 'meta'",
+            key="name",
             value=spool.name,
         )
     if spool.kind != "LocalDisk":
         raise ConfigError(
-            f"define_spool: kind = {spool.kind!r}: only 'LocalDisk' is supported", key="kind",
+            f"define_spool: kind = {spool.kind!r}: only 'LocalDisk' is supported",
+            key="kind",
             value=spool.kind,
         )
     return spool

@@ -41,10 +41,13 @@ def to_python(value: Any, opaque_of: Callable[[Any], Any], depth: int = 0) -> An
         return getattr(stand_in, "target", stand_in)
     items = list(value.items())
     keys = [k for k, _ in items]
-    if keys and all(isinstance(k, int) and not isinstance(k, bool) for k in keys):
-        if sorted(keys) == list(range(1, len(keys) + 1)):
-            ordered = sorted(items, key=lambda kv: int(kv[0]))
-            return [to_python(v, opaque_of, depth + 1) for _, v in ordered]
+    if (
+        keys
+        and all(isinstance(k, int) and not isinstance(k, bool) for k in keys)
+        and sorted(keys) == list(range(1, len(keys) + 1))
+    ):
+        ordered = sorted(items, key=lambda kv: int(kv[0]))
+        return [to_python(v, opaque_of, depth + 1) for _, v in ordered]
     out: dict[str, Any] = {}
     for key, item in items:
         out[_key(key)] = to_python(item, opaque_of, depth + 1)

@@ -26,9 +26,16 @@ log = logs.get_logger(__name__)
 
 Answer = tuple[bool, Any]
 
-_MEMO_KEYS = {"name", "ttl", "capacity", "allow_stale_reads",
-              # accepted for KumoMTA compatibility; see docs/policy.md
-              "invalidate_with_epoch", "populate_timeout", "retry_on_populate_timeout"}
+_MEMO_KEYS = {
+    "name",
+    "ttl",
+    "capacity",
+    "allow_stale_reads",
+    # accepted for KumoMTA compatibility; see docs/policy.md
+    "invalidate_with_epoch",
+    "populate_timeout",
+    "retry_on_populate_timeout",
+}
 _PATH_FIELDS = ("path", "log_dir", "tls_certificate", "tls_private_key")
 _MAX_PROXIES = 256
 
@@ -126,7 +133,9 @@ class Host:
     def memoize_new(self, params: Any) -> Answer:
         table = self.to_python(params)
         if not isinstance(table, dict):
-            raise ConfigError("kumo.memoize: the second argument must be a table {name=, ttl=, capacity=}")
+            raise ConfigError(
+                "kumo.memoize: the second argument must be a table {name=, ttl=, capacity=}"
+            )
         unknown = sorted(set(table) - _MEMO_KEYS)
         if unknown:
             raise ConfigError(f"kumo.memoize: unknown key {unknown[0]!r}", key=unknown[0])
@@ -162,8 +171,12 @@ class Host:
         if not args:
             return "null"
         data = [self.to_python(a) for a in args]
-        return json.dumps(data[0] if len(data) == 1 else data, sort_keys=True,
-                          separators=(",", ":"), allow_nan=False)
+        return json.dumps(
+            data[0] if len(data) == 1 else data,
+            sort_keys=True,
+            separators=(",", ":"),
+            allow_nan=False,
+        )
 
     def memo_put(self, cache_id: int, key: str, value: Any) -> Answer:
         data = self.to_python(value)
@@ -175,8 +188,11 @@ class Host:
         cache = self._caches[cache_id]
         usable, value = cache.stale(key)
         if usable:
-            log.warning("memoized function failed; serving the stale value",
-                        cache=cache.params.name, error=message)
+            log.warning(
+                "memoized function failed; serving the stale value",
+                cache=cache.params.name,
+                error=message,
+            )
             return True, self.to_lua(value)
         cache.put_error(key, message)
         return False, None
@@ -223,10 +239,12 @@ class Host:
         data = self.to_python(value)
         try:
             if pretty:
-                return True, json.dumps(data, sort_keys=True, ensure_ascii=False, indent=2,
-                                        allow_nan=False)
-            return True, json.dumps(data, sort_keys=True, ensure_ascii=False,
-                                    separators=(",", ":"), allow_nan=False)
+                return True, json.dumps(
+                    data, sort_keys=True, ensure_ascii=False, indent=2, allow_nan=False
+                )
+            return True, json.dumps(
+                data, sort_keys=True, ensure_ascii=False, separators=(",", ":"), allow_nan=False
+            )
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"kumo.json_encode: {exc}") from exc
 

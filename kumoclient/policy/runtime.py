@@ -81,12 +81,10 @@ class PolicyRuntime:
         self._fire_all = self._internal.fire_all
         ok, message, traceback = self._internal.load_policy(self.display_path)
         if not ok:
-            raise PolicyLoadError(str(message), location=_location(message),
-                                  traceback=traceback)
+            raise PolicyLoadError(str(message), location=_location(message), traceback=traceback)
         self._internal.finish_loading()
         self._handlers: dict[str, list[str]] = {
-            name: list(wheres.values())
-            for name, wheres in self._internal.registered().items()
+            name: list(wheres.values()) for name, wheres in self._internal.registered().items()
         }
 
     # --- introspection -------------------------------------------------------------------
@@ -110,8 +108,13 @@ class PolicyRuntime:
             answer = (answer,)
         fired = _Fired(*answer)
         if elapsed > SLOW_HANDLER_SECONDS:
-            log.warning("slow policy handler", policy_event=event, seconds=round(elapsed, 3),
-                        policy_location=fired.where, policy=self.display_path)
+            log.warning(
+                "slow policy handler",
+                policy_event=event,
+                seconds=round(elapsed, 3),
+                policy_location=fired.where,
+                policy=self.display_path,
+            )
         return fired
 
     def _raise_failure(self, event: str, fired: _Fired) -> NoReturn:
@@ -139,8 +142,9 @@ class PolicyRuntime:
 
     def get_queue_config(self, name: QueueName) -> QueueConfig:
         """`get_queue_config(domain, tenant, campaign, routing_domain)`, or the defaults."""
-        fired = self._fire("get_queue_config", name.domain, name.tenant, name.campaign,
-                           name.routing_domain)
+        fired = self._fire(
+            "get_queue_config", name.domain, name.tenant, name.campaign, name.routing_domain
+        )
         return self._config_result("get_queue_config", fired, QueueConfig)
 
     def get_egress_path_config(
@@ -159,7 +163,8 @@ class PolicyRuntime:
         if not isinstance(record, kind):
             maker = "kumo.make_queue_config" if kind is QueueConfig else "kumo.make_egress_path"
             raise PolicyError(
-                f"{event} handler returned {_describe(fired.value)}; expected {maker}{{...}} or nil",
+                f"{event} handler returned {_describe(fired.value)}; "
+                f"expected {maker}{{...}} or nil",
                 location=fired.where,
             )
         return record
@@ -176,21 +181,28 @@ class PolicyRuntime:
             return RewriteOutcome(reply, original, False, classify(original))
         response = single_line(reply, line_break)
         routing = queue.routing_domain or queue.domain
-        fired = self._fire(REWRITE_EVENT, response, queue.domain, queue.tenant, queue.campaign,
-                           routing)
+        fired = self._fire(
+            REWRITE_EVENT, response, queue.domain, queue.tenant, queue.campaign, routing
+        )
         problem: str | None = None
         new_code: int | None = None
         if fired.status == "ok":
             new_code, problem = _status_code(fired.value)
             if problem is not None:
                 problem = f"{fired.where}: handler returned {problem}"
-        elif fired.status in ("error", "reject"):
-            problem = str(fired.value) if fired.status == "error" else (
-                f"{fired.where}: kumo.reject({fired.value}, {fired.detail!r}) is not allowed here")
+        elif fired.status == "error":
+            problem = str(fired.value)
+        elif fired.status == "reject":
+            call = f"kumo.reject({fired.value}, {fired.detail!r})"
+            problem = f"{fired.where}: {call} is not allowed in this event"
         if problem is not None:
-            log.error(f"{REWRITE_EVENT} event failed: {problem}. Preserving original response",
-                      policy=self.display_path, policy_location=_location(problem) or fired.where,
-                      response=response, lua_traceback=fired.detail if fired.status == "error" else None)
+            log.error(
+                f"{REWRITE_EVENT} event failed: {problem}. Preserving original response",
+                policy=self.display_path,
+                policy_location=_location(problem) or fired.where,
+                response=response,
+                lua_traceback=fired.detail if fired.status == "error" else None,
+            )
             return RewriteOutcome(reply, original, False, classify(original), error=problem)
         if new_code is None or new_code == original:
             return RewriteOutcome(reply, original, False, classify(original))
@@ -201,8 +213,11 @@ class PolicyRuntime:
         """`http_server_validate_auth_basic`: only a true result admits the client."""
         fired = self._fire("http_server_validate_auth_basic", user, password)
         if fired.status in ("error", "reject"):
-            log.error("http_server_validate_auth_basic event failed; denying",
-                      error=str(fired.value), policy_location=fired.where)
+            log.error(
+                "http_server_validate_auth_basic event failed; denying",
+                error=str(fired.value),
+                policy_location=fired.where,
+            )
             return False
         return fired.value is True
 
@@ -266,8 +281,11 @@ class PolicyHolder:
         try:
             runtime = PolicyRuntime(self._path, memo=self._memo)
         except PolicyError as exc:
-            log.error("policy reload failed; keeping the previous policy",
-                      policy=str(self._path), error=str(exc))
+            log.error(
+                "policy reload failed; keeping the previous policy",
+                policy=str(self._path),
+                error=str(exc),
+            )
             return exc
         self.current = runtime
         self.generation += 1

@@ -1,0 +1,75 @@
+"""The sandbox: policy code cannot reach Python objects, whatever it tries."""
+
+from __future__ import annotations
+
+import pytest
+
+from kumoclient.errors import PolicyLoadError
+from tests.policy.conftest import LoadPolicy
+
+ESCAPES = [
+    "return python.eval('1+1')",
+    "return python.builtins.open",
+    "return require('python')",
+    "return package.loaded.python.eval",
+    "return debug.getregistry()",
+    "return debug.getupvalue(kumo.on, 1)",
+    "return kumo.on.__class__",
+    "return kumo.json_parse.__globals__",
+    "return getmetatable(kumo.regex_set_map.new({a=1})).__index",
+    "local m = kumo.regex_set_map.new({a=1}); return rawget(m, '__class__').x",
+    "return load(string.dump(function() return 1 end))()",
+    "return package.loadlib('libc.so.6', 'system')",
+]
+
+
+@pytest.mark.parametrize("attempt", ESCAPES)
+def test_escape_attempt_fails_at_load(load_policy: LoadPolicy, attempt: str) -> None:
+    with pytest.raises(PolicyLoadError):
+        load_policy(f"local x = (function() {attempt} end)()\nassert(x ~= nil)\n")
+
+
+def test_no_python_object_is_reachable_from_globals(load_policy: LoadPolicy) -> None:
+    """Walk every table reachable from _G and kumo's objects: no userdata but Lua's files."""
+    runtime = load_policy(
+        """
+        local seen, found = {}, {}
+        local function walk(t, path)
+          if seen[t] then return end
+          seen[t] = true
+          for k, v in pairs(t) do
+            local kind = type(v)
+            local mt = getmetatable(v)
+            local lua_file = kind == 'userdata' and type(mt) == 'table' and mt.__name == 'FILE*'
+            if kind == 'userdata' and not lua_file then found[#found + 1] = path .. '.' .. tostring(k) end
+            if kind == 'table' then walk(v, path .. '.' .. tostring(k)) end
+            if type(mt) == 'table' then walk(mt, path .. '.' .. tostring(k) .. '<mt>') end
+          end
+        end
+        walk(_G, '_G')
+        walk(kumo.regex_set_map.new({a = 1}), 'map')
+        walk(kumo.make_queue_config({}), 'queue_config')
+        FOUND = table.concat(found, ',')
+        """
+    )
+    assert runtime._lua.globals().FOUND == ""
+    assert runtime._lua.globals().python is None
+    assert runtime._lua.globals().debug is None
+
+
+def test_errors_from_kumo_functions_are_strings_not_python_exceptions(
+    load_policy: LoadPolicy,
+) -> None:
+    runtime = load_policy(
+        """
+        local ok, err = pcall(kumo.json_parse, '{bad')
+        KIND = type(err)
+        """
+    )
+    assert runtime._lua.globals().KIND == "string"
+
+
+def test_text_load_still_works(load_policy: LoadPolicy) -> None:
+    runtime = load_policy("X = load('return 41 + 1')()\nY = load('return Z', 'c', 't', {Z = 7})()")
+    assert runtime._lua.globals().X == 42
+    assert runtime._lua.globals().Y == 7

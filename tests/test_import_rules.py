@@ -1,0 +1,83 @@
+"""The one-way import rule of DESIGN.md, enforced by parsing every module's imports.
+
+cli → engine → {spool, smtp, mx, policy, listener, http} → logs → core → {records, errors}.
+A module may import its own component and the components below it, never above or beside.
+Foreign libraries stay at their boundary: lupa only in policy/, aiosmtplib only in smtp.py,
+aiosmtpd only in listener.py.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "kumoclient"
+
+_BASE = {"errors", "records"}
+_CORE = _BASE | {"core"}
+_LOGGED = _CORE | {"logs"}
+_ADAPTERS = {"spool", "smtp", "mx", "policy", "listener", "http"}
+ALLOWED: dict[str, set[str]] = {
+    "errors": set(),
+    "records": {"errors"},
+    "core": _CORE,
+    "logs": _CORE,
+    **{adapter: _LOGGED | {adapter} for adapter in _ADAPTERS},
+    "engine": _LOGGED | _ADAPTERS | {"engine"},
+    "testing": _LOGGED | _ADAPTERS | {"engine", "testing"},
+    "cli": _LOGGED | _ADAPTERS | {"engine", "cli"},
+    "__main__": {"cli"},
+    "__init__": _LOGGED | _ADAPTERS | {"engine"},
+}
+BOUNDARIES = {"lupa": {"policy"}, "aiosmtplib": {"smtp"}, "aiosmtpd": {"listener"}}
+
+
+def component(module: Path) -> str:
+    parts = module.relative_to(PACKAGE).with_suffix("").parts
+    return parts[0]
+
+
+def imported_names(module: Path) -> list[str]:
+    tree = ast.parse(module.read_text(), filename=str(module))
+    names: list[str] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.extend(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.append(node.module)
+            names.extend(
+                f"{node.module}.{alias.name}" for alias in node.names if node.module == "kumoclient"
+            )
+    return names
+
+
+MODULES = sorted(PACKAGE.rglob("*.py"))
+
+
+def test_every_component_is_known() -> None:
+    unknown = {component(m) for m in MODULES} - set(ALLOWED)
+    assert not unknown, f"add these components to ALLOWED: {unknown}"
+
+
+@pytest.mark.parametrize("module", MODULES, ids=lambda m: str(m.relative_to(PACKAGE)))
+def test_imports_flow_one_way(module: Path) -> None:
+    mine = component(module)
+    for name in imported_names(module):
+        top, _, rest = name.partition(".")
+        if top == "kumoclient" and rest:
+            target = rest.split(".")[0]
+            assert target in ALLOWED[mine], f"{mine} must not import {name}"
+        elif top in BOUNDARIES:
+            assert mine in BOUNDARIES[top], f"{name} may only be imported by {BOUNDARIES[top]}"
+
+
+def test_the_rule_catches_a_violation(tmp_path: Path) -> None:
+    """The checker itself can fail: a core module importing policy is reported."""
+    fake = tmp_path / "bad.py"
+    fake.write_text("from kumoclient.policy import runtime\nimport lupa\n")
+    names = imported_names(fake)
+    assert "kumoclient.policy" in names
+    assert "policy" not in ALLOWED["core"]
+    assert "core" not in BOUNDARIES["lupa"]
