@@ -22,14 +22,15 @@ _ADAPTERS = {"spool", "smtp", "mx", "policy", "listener", "http"}
 ALLOWED: dict[str, set[str]] = {
     "errors": set(),
     "records": {"errors"},
+    "policies": set(),  # data files and their path
     "core": _CORE,
     "logs": _CORE,
     **{adapter: _LOGGED | {adapter} for adapter in _ADAPTERS},
-    "engine": _LOGGED | _ADAPTERS | {"engine"},
-    "testing": _LOGGED | _ADAPTERS | {"engine", "testing"},
-    "cli": _LOGGED | _ADAPTERS | {"engine", "cli"},
+    "engine": _LOGGED | _ADAPTERS | {"engine", "policies"},
+    "testing": _LOGGED | _ADAPTERS | {"engine", "testing", "policies"},
+    "cli": _LOGGED | _ADAPTERS | {"engine", "cli", "policies"},
     "__main__": {"cli"},
-    "__init__": _LOGGED | _ADAPTERS | {"engine"},
+    "__init__": _LOGGED | _ADAPTERS | {"engine", "policies"},
 }
 BOUNDARIES = {"lupa": {"policy"}, "aiosmtplib": {"smtp"}, "aiosmtpd": {"listener"}}
 
