@@ -49,8 +49,12 @@ def spec_rules() -> dict[str, int]:
 def spec_replies() -> list[Reply]:
     texts = [
         (452, (4, 2, 2), "The email account that you tried to reach is over quota."),
-        (450, (4, 2, 1), "<a@example.com>: Recipient address rejected: this mailbox is "
-                         "inactive and has been disabled"),
+        (
+            450,
+            (4, 2, 1),
+            "<a@example.com>: Recipient address rejected: this mailbox is "
+            "inactive and has been disabled",
+        ),
         (451, (4, 3, 0), "Temporary local problem, try again later"),
         (421, (4, 7, 0), "Too many connections from your host"),
     ]
@@ -73,11 +77,22 @@ def thousand_replies() -> list[Reply]:
     replies = []
     for n, i in enumerate(range(0, 1000, 37)):
         klass, detail = (4, 5)[i % 2], i % 7
-        replies.append(Reply(450 if klass == 4 else 550, EnhancedCode(klass, i % 8, detail),
-                             f"message blocked by policy rule {i:04d} for now: deferred",
-                             None))
-        replies.append(Reply(451, EnhancedCode(4, 3, 0),
-                             f"unrelated temporary failure number {n} please retry", None))
+        replies.append(
+            Reply(
+                450 if klass == 4 else 550,
+                EnhancedCode(klass, i % 8, detail),
+                f"message blocked by policy rule {i:04d} for now: deferred",
+                None,
+            )
+        )
+        replies.append(
+            Reply(
+                451,
+                EnhancedCode(4, 3, 0),
+                f"unrelated temporary failure number {n} please retry",
+                None,
+            )
+        )
     return replies
 
 
@@ -129,41 +144,59 @@ def measure(
         py_rates.append(rate(twin, replies, calls))
     lua, py = max(lua_rates), max(py_rates)
     lua_median, py_median = statistics.median(lua_rates), statistics.median(py_rates)
-    return {"kumoclient_calls_per_s": lua, "python_re_calls_per_s": py, "cost_ratio": py / lua,
-            "median_kumoclient_calls_per_s": lua_median, "median_python_re_calls_per_s": py_median,
-            "median_cost_ratio": py_median / lua_median}
+    return {
+        "kumoclient_calls_per_s": lua,
+        "python_re_calls_per_s": py,
+        "cost_ratio": py / lua,
+        "median_kumoclient_calls_per_s": lua_median,
+        "median_python_re_calls_per_s": py_median,
+        "median_cost_ratio": py_median / lua_median,
+    }
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=40)
     parser.add_argument("--calls", type=int, default=2000)
-    parser.add_argument("--json", type=Path, default=ROOT / "bench" / "results" / "policy_hook.json")
+    parser.add_argument(
+        "--json", type=Path, default=ROOT / "bench" / "results" / "policy_hook.json"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         spec = load(Path(tmp), "spec", spec_rules())
         big = load(Path(tmp), "big", thousand_rules())
-        bounced = sum(spec.rewrite_delivery_status(r, QUEUE).disposition is Disposition.BOUNCE
-                      for r in spec_replies())
+        bounced = sum(
+            spec.rewrite_delivery_status(r, QUEUE).disposition is Disposition.BOUNCE
+            for r in spec_replies()
+        )
         assert bounced == 2, "the SPEC example must bounce the two rewritten responses"
         results = {
             "a_spec_example": measure(spec, spec_rules(), spec_replies(), args.rounds, args.calls),
-            "b_1000_patterns": measure(big, thousand_rules(), thousand_replies(), args.rounds,
-                                       args.calls // 4),
+            "b_1000_patterns": measure(
+                big, thousand_rules(), thousand_replies(), args.rounds, args.calls // 4
+            ),
         }
-    print(f"{'case':<18} {'round':<7}{'kumoclient calls/s':>19} {'python re calls/s':>18} "
-          f"{'cost ratio':>11}")
+    print(
+        f"{'case':<18} {'round':<7}{'kumoclient calls/s':>19} {'python re calls/s':>18} "
+        f"{'cost ratio':>11}"
+    )
     for name, r in results.items():
         for label, prefix in (("best", ""), ("median", "median_")):
-            print(f"{name:<18} {label:<7}{r[prefix + 'kumoclient_calls_per_s']:>19,.0f} "
-                  f"{r[prefix + 'python_re_calls_per_s']:>18,.0f} "
-                  f"{r[prefix + 'cost_ratio']:>10.2f}x")
-    print(f"({args.rounds} interleaved rounds each; cost ratio = kumoclient time per call "
-          "/ python re time per call)")
+            print(
+                f"{name:<18} {label:<7}{r[prefix + 'kumoclient_calls_per_s']:>19,.0f} "
+                f"{r[prefix + 'python_re_calls_per_s']:>18,.0f} "
+                f"{r[prefix + 'cost_ratio']:>10.2f}x"
+            )
+    print(
+        f"({args.rounds} interleaved rounds each; cost ratio = kumoclient time per call "
+        "/ python re time per call)"
+    )
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps({"rounds": args.rounds, "results": results}, indent=2))
-    targets_met = (results["a_spec_example"]["kumoclient_calls_per_s"] >= 50_000
-                   and results["b_1000_patterns"]["cost_ratio"] <= 2.0)
+    targets_met = (
+        results["a_spec_example"]["kumoclient_calls_per_s"] >= 50_000
+        and results["b_1000_patterns"]["cost_ratio"] <= 2.0
+    )
     print("targets: (a) >= 50,000 calls/s, (b) <= 2.0x:", "met" if targets_met else "NOT met")
     return 0
 
