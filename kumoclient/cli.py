@@ -23,9 +23,12 @@ from kumoclient.core.reply import (
     single_line,
     strip_rewrite_note,
 )
+from kumoclient.engine import admin
+from kumoclient.engine.daemon import StartupError
 from kumoclient.errors import KumoClientError, PolicyError, ReplyParseError
 from kumoclient.policy.runtime import PolicyRuntime
 from kumoclient.records import EnhancedCode, QueueName, Reply, RewriteOutcome
+from kumoclient.spool import SpoolError
 
 EX_OK = 0
 EX_USAGE = 64
@@ -61,6 +64,30 @@ def build_parser() -> argparse.ArgumentParser:
         "--log-level", choices=("debug", "info", "warning", "error"), default="info"
     )
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    run = commands.add_parser("run", help="run the daemon")
+    run.add_argument("--policy", type=Path, help="Lua policy file (default: the built-in one)")
+    run.add_argument(
+        "--data-dir",
+        type=Path,
+        help="spool in DIR/spool, log records in DIR/logs (default: ./kumoclient-data)",
+    )
+    run.add_argument("--listen", metavar="HOST:PORT", help="SMTP listener address")
+    run.add_argument("--http", metavar="HOST:PORT", help="HTTP listener address (not yet served)")
+
+    inject = commands.add_parser("inject", help="put a message into the spool's incoming/ folder")
+    inject.add_argument("--from", dest="sender", required=True, metavar="ADDR")
+    inject.add_argument("--to", dest="recipients", required=True, action="append", metavar="ADDR")
+    inject.add_argument("--tenant")
+    inject.add_argument("--campaign")
+    inject.add_argument("--routing-domain")
+    inject.add_argument("--meta", action="append", default=[], metavar="K=V")
+    inject.add_argument("--data-dir", type=Path, default=Path("kumoclient-data"))
+    inject.add_argument("file", metavar="FILE|-", help="the message (RFC 5322), - for stdin")
+
+    queue = commands.add_parser("queue", help="inspect the spool (also while the daemon runs)")
+    queue.add_argument("view", choices=("summary", "list"))
+    queue.add_argument("--data-dir", type=Path, default=Path("kumoclient-data"))
 
     policy = commands.add_parser("policy", help="check a policy file or try its rewrite hook")
     policy_commands = policy.add_subparsers(
@@ -116,9 +143,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except PolicyError as exc:
         print(_policy_error_line(exc), file=sys.stderr)
         return EX_CONFIG
-    except ReplyParseError as exc:
+    except (ReplyParseError, admin.BadInput) as exc:
         print(f"kumoclient: {exc}", file=sys.stderr)
         return EX_DATAERR
+    except StartupError as exc:
+        print(f"kumoclient: {exc}", file=sys.stderr)
+        return EX_UNAVAILABLE
+    except SpoolError as exc:
+        print(f"kumoclient: {exc}", file=sys.stderr)
+        return EX_TEMPFAIL
     except KumoClientError as exc:
         print(f"kumoclient: {exc}", file=sys.stderr)
         return EX_CONFIG
@@ -127,6 +160,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "run":
+        return admin.run(args)
+    if args.command == "inject":
+        return admin.inject(args, sys.stdin.buffer, sys.stdout)
+    if args.command == "queue":
+        return admin.queue(args, sys.stdout)
     if args.command == "policy" and args.policy_command == "check":
         return policy_check(args.file, sys.stdout)
     if args.command == "policy" and args.policy_command == "rewrite":

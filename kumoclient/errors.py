@@ -57,3 +57,12 @@ class ReplyParseError(KumoClientError):
 
 class QueueNameError(KumoClientError):
     """A queue name or its parts cannot be formatted or parsed."""
+
+
+class SubmissionRefused(KumoClientError):
+    """A submission is refused with an SMTP reply (`code`, `text` with its enhanced code)."""
+
+    def __init__(self, code: int, text: str) -> None:
+        super().__init__(f"{code} {text}")
+        self.code = code
+        self.text = text

@@ -1,16 +1,28 @@
-"""Operational logging (structlog): JSON lines on stderr by default, console rendering on request.
+"""Logging: operational logs (structlog) and the delivery log records (JSONL segments, SPEC 6).
 
-Modules call `get_logger(__name__)`; only the command line calls `configure_logging`.
-Delivery log records (the JSONL segments of SPEC 6) are written elsewhere, not here.
+Operational logs are JSON lines on stderr by default, console rendering on request; modules
+call `get_logger(__name__)` and only the command line calls `configure_logging`.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import datetime
+import enum
+import json
 import logging
+import os
 import sys
-from typing import Any, Literal
+import time
+import uuid
+from pathlib import Path
+from typing import Any, BinaryIO, Literal
 
 import structlog
+
+from kumoclient.core.reply import flatten
+from kumoclient.records import Reply, SpooledMessage
 
 LogFormat = Literal["json", "console"]
 
@@ -51,3 +63,150 @@ def configure_logging(fmt: LogFormat = "json", level: str = "info") -> None:
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=False,
     )
+
+
+# --- delivery log records (SPEC 6) -----------------------------------------------------------
+
+
+class RecordType(enum.Enum):
+    """The `type` of a log record."""
+
+    RECEPTION = "Reception"
+    DELIVERY = "Delivery"
+    TRANSIENT_FAILURE = "TransientFailure"
+    BOUNCE = "Bounce"
+    EXPIRATION = "Expiration"
+    ADMIN_BOUNCE = "AdminBounce"
+
+
+NODE_ID = str(uuid.uuid1())
+
+
+def _rfc3339(when: float) -> str:
+    stamp = datetime.datetime.fromtimestamp(when, datetime.UTC)
+    return stamp.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def build_record(
+    kind: RecordType,
+    message: SpooledMessage,
+    queue: str,
+    *,
+    response: Reply | None = None,
+    site: str = "",
+    peer: tuple[str, str] | None = None,
+    now: float | None = None,
+    egress_pool: str = "unspecified",
+    egress_source: str = "unspecified",
+) -> dict[str, object]:
+    """One log record with KumoMTA's field names; `content` never holds a line break."""
+    when = time.time() if now is None else now
+    reply: dict[str, object] | None = None
+    if response is not None:
+        enhanced = response.enhanced_code
+        reply = {
+            "code": response.code,
+            "enhanced_code": None
+            if enhanced is None
+            else {"class": enhanced.klass, "subject": enhanced.subject, "detail": enhanced.detail},
+            "content": flatten(response.content, " "),
+            "command": response.command,
+        }
+    return {
+        "type": kind.value,
+        "id": message.id,
+        "sender": message.sender,
+        "recipient": message.recipient,
+        "queue": queue,
+        "site": site,
+        "size": message.size,
+        "response": reply,
+        "peer_address": None if peer is None else {"name": peer[0], "addr": peer[1]},
+        "timestamp": int(when),
+        "event_time": _rfc3339(when),
+        "created": int(message.created),
+        "created_time": _rfc3339(message.created),
+        "num_attempts": message.attempts,
+        "egress_pool": egress_pool,
+        "egress_source": egress_source,
+        "meta": message.meta,
+        "delivery_protocol": "ESMTP",
+        "reception_protocol": message.reception_protocol,
+        "nodeid": NODE_ID,
+    }
+
+
+class RecordLog:
+    """JSONL segment files `<log_dir>/<UTC %Y%m%d-%H%M%S>.jsonl`.
+
+    A new segment starts at open and every `max_segment_duration`. Lines are buffered and
+    flushed within `FLUSH_INTERVAL`; `sync()` flushes and fsyncs, and is what callers await
+    before a message leaves the spool. Concurrent `sync()` calls share one fsync.
+    """
+
+    FLUSH_INTERVAL = 0.5
+
+    def __init__(self, log_dir: Path, max_segment_duration: float = 3600.0) -> None:
+        self.log_dir = log_dir
+        self.max_segment_duration = max_segment_duration
+        self._file: BinaryIO | None = None
+        self._segment_start = 0.0
+        self._written = 0
+        self._synced = 0
+        self._lock = asyncio.Lock()
+        self._flusher: asyncio.Task[None] | None = None
+        self.path: Path | None = None
+
+    async def open(self) -> None:
+        """Start a segment and the periodic flush."""
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self._rotate(time.time())
+        self._flusher = asyncio.create_task(self._flush_loop(), name="log-flush")
+
+    def _rotate(self, now: float) -> None:
+        if self._file is not None:
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            self._file.close()
+        stamp = datetime.datetime.fromtimestamp(now, datetime.UTC).strftime("%Y%m%d-%H%M%S")
+        path = self.log_dir / f"{stamp}.jsonl"
+        self._file = path.open("ab")
+        self._segment_start = now
+        self.path = path
+
+    def write(self, record: dict[str, object]) -> None:
+        """Append one record (buffered; flushed within FLUSH_INTERVAL)."""
+        now = time.time()
+        if self._file is None or now - self._segment_start >= self.max_segment_duration:
+            self._rotate(now)
+        assert self._file is not None
+        self._file.write(json.dumps(record, separators=(",", ":")).encode() + b"\n")
+        self._written += 1
+
+    async def sync(self) -> None:
+        """Make every record written so far durable."""
+        target = self._written
+        async with self._lock:
+            if self._synced >= target or self._file is None:
+                return
+            upto = self._written
+            self._file.flush()
+            await asyncio.to_thread(os.fsync, self._file.fileno())
+            self._synced = upto
+
+    async def _flush_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.FLUSH_INTERVAL)
+            if self._file is not None:
+                self._file.flush()
+
+    async def close(self) -> None:
+        """Flush, fsync and close."""
+        if self._flusher is not None:
+            self._flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._flusher
+        await self.sync()
+        if self._file is not None:
+            self._file.close()
+            self._file = None

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 
 class Disposition(enum.Enum):
@@ -193,4 +193,23 @@ class InitConfig:
     http_listeners: tuple[HttpListenerConfig, ...] = ()
     spools: tuple[SpoolConfig, ...] = ()
     local_logs: LocalLogsConfig | None = None
-    extra: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class SpooledMessage:
+    """A message in the spool: one recipient, its envelope, metadata and scheduling state.
+
+    `meta` holds the policy's metadata (`tenant`, `campaign`, `routing_domain`, `queue` are
+    reserved); `due` is when the next attempt may start (Unix seconds).
+    """
+
+    id: str
+    sender: str
+    recipient: str
+    meta: dict[str, str]
+    created: float
+    size: int
+    attempts: int = 0
+    due: float = 0.0
+    last_response: str | None = None
+    reception_protocol: str = "ESMTP"

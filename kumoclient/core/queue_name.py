@@ -43,3 +43,13 @@ def parse_queue_name(text: str) -> QueueName:
             tenant = prefix
     domain, bang, routing = rest.partition("!")
     return QueueName(domain, tenant, campaign, routing if bang else None)
+
+
+def queue_name_for(recipient: str, meta: dict[str, str]) -> str:
+    """A message's queue: meta `queue` verbatim, else formatted from meta and the domain."""
+    if meta.get("queue"):
+        return meta["queue"]
+    domain = recipient.rpartition("@")[2].lower()
+    return format_queue_name(
+        QueueName(domain, meta.get("tenant"), meta.get("campaign"), meta.get("routing_domain"))
+    )

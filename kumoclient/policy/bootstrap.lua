@@ -382,6 +382,25 @@ kumo.log_info = logger('info')
 kumo.log_debug = logger('debug')
 
 ------------------------------------------------------------------------------
+-- msg
+------------------------------------------------------------------------------
+
+-- A `msg` for the reception events; `methods` are Python callables answering ok, value.
+function internal.make_msg(methods)
+  local msg = {}
+  for name, fn in pairs(methods) do
+    msg[name] = function(self, ...)
+      local ok, value = fn(self, ...)
+      if not ok then
+        fail(value, 2)
+      end
+      return value
+    end
+  end
+  return setmetatable(msg, { __name = 'Message', __metatable = 'Message' })
+end
+
+------------------------------------------------------------------------------
 
 -- Loads and runs the policy file; errors come back as values, never raised.
 function internal.load_policy(path)

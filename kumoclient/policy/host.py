@@ -57,7 +57,7 @@ class MapLookup:
         return self._to_lua(self.target.lookup(subject))
 
 
-def _answers(fn: Callable[..., Answer]) -> Callable[..., Answer]:
+def answers(fn: Callable[..., Answer]) -> Callable[..., Answer]:
     """Turn exceptions into `(False, message)`; unexpected ones are logged with a traceback."""
 
     def inner(*args: Any) -> Answer:
@@ -88,16 +88,16 @@ class Host:
     def functions(self) -> dict[str, Callable[..., Any]]:
         """The table handed to bootstrap.lua as `host`."""
         return {
-            "memoize_new": _answers(self.memoize_new),
+            "memoize_new": answers(self.memoize_new),
             "memo_get": self.memo_get,
-            "memo_put": _answers(self.memo_put),
+            "memo_put": answers(self.memo_put),
             "memo_put_error": self.memo_put_error,
-            "regex_set_map_new": _answers(self.regex_set_map_new),
-            "json_load": _answers(self.json_load),
-            "json_parse": _answers(self.json_parse),
-            "json_encode": _answers(self.json_encode),
-            "make_config": _answers(self.make_config),
-            "configure": _answers(self.configure),
+            "regex_set_map_new": answers(self.regex_set_map_new),
+            "json_load": answers(self.json_load),
+            "json_parse": answers(self.json_parse),
+            "json_encode": answers(self.json_encode),
+            "make_config": answers(self.make_config),
+            "configure": answers(self.configure),
             "log": self.log,
         }
 

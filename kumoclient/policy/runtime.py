@@ -9,6 +9,7 @@ building a new one (see `PolicyHolder`), so a failed reload leaves the old one i
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -21,8 +22,9 @@ from kumoclient.core.classify import classify
 from kumoclient.core.reply import LITERAL_CRLF, apply_rewrite, single_line
 from kumoclient.errors import PolicyError, PolicyLoadError, PolicyReject
 from kumoclient.policy.events import EVENTS, Result
-from kumoclient.policy.host import Host
+from kumoclient.policy.host import Host, answers
 from kumoclient.policy.memoize import GLOBAL_REGISTRY, MemoRegistry
+from kumoclient.policy.message import MessageView
 from kumoclient.records import (
     EgressPathConfig,
     EsmtpListenerConfig,
@@ -209,6 +211,23 @@ class PolicyRuntime:
         rewritten = apply_rewrite(reply, new_code)
         return RewriteOutcome(rewritten, original, True, classify(new_code))
 
+    def message_event(self, event: str, view: MessageView) -> None:
+        """Fire a reception event (`smtp_server_message_received`, `http_message_generated`).
+
+        The handlers may change `view.meta` and `view.content`; `kumo.reject` raises
+        PolicyReject and any other failure PolicyError.
+        """
+        if event not in self._handlers:
+            return
+        methods = {
+            name: answers(_succeeding(fn))
+            for name, fn in view.lua_methods(self.host.to_python).items()
+        }
+        msg = self._internal.make_msg(self._lua.table_from(methods))
+        fired = self._fire(event, msg)
+        if fired.status in ("error", "reject"):
+            self._raise_failure(event, fired)
+
     def validate_auth_basic(self, user: str, password: str) -> bool:
         """`http_server_validate_auth_basic`: only a true result admits the client."""
         fired = self._fire("http_server_validate_auth_basic", user, password)
@@ -220,6 +239,13 @@ class PolicyRuntime:
             )
             return False
         return fired.value is True
+
+
+def _succeeding(fn: Callable[..., Any]) -> Callable[..., tuple[bool, Any]]:
+    def call(*args: Any) -> tuple[bool, Any]:
+        return True, fn(*args)
+
+    return call
 
 
 def _status_code(value: Any) -> tuple[int | None, str | None]:

@@ -1,0 +1,1 @@
+"""The engine: reception into the spool, scheduling and delivery, the daemon lifecycle."""

@@ -1,0 +1,151 @@
+"""`kumoclient run`: load the policy, open spool and logs, listen, pick up drops, handle signals.
+
+Start-up order: policy (a load error is EX_CONFIG), `init`, spool (enumerated; unreadable
+entries are quarantined), delivery log, listeners. SIGHUP reloads the policy (a failed reload
+keeps the old one). SIGTERM/SIGINT stop accepting, let in-flight transactions finish for at
+most STOP_GRACE seconds, and leave everything else spooled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from kumoclient import logs
+from kumoclient.engine.reception import Reception
+from kumoclient.errors import KumoClientError
+from kumoclient.listener import start_listener
+from kumoclient.logs import RecordLog
+from kumoclient.policies import default_policy_path
+from kumoclient.policy.runtime import PolicyHolder
+from kumoclient.records import EsmtpListenerConfig, InitConfig
+from kumoclient.spool import Spool
+
+log = logs.get_logger(__name__)
+
+STOP_GRACE = 10.0
+DROP_POLL_INTERVAL = 0.25
+DEFAULT_DATA_DIR = Path("kumoclient-data")
+
+
+class StartupError(KumoClientError):
+    """The daemon cannot start (a port in use, an unwritable directory)."""
+
+
+@dataclass(frozen=True, slots=True)
+class DaemonOptions:
+    """What the command line gave; None means "as the policy says, else the default"."""
+
+    policy: Path | None = None
+    data_dir: Path | None = None
+    listen: str | None = None
+    http: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Layout:
+    """Where the daemon keeps things, after options have overridden the policy."""
+
+    spool_dir: Path
+    log_dir: Path
+    max_segment_duration: float
+    listeners: tuple[EsmtpListenerConfig, ...]
+
+
+def layout(options: DaemonOptions, init: InitConfig) -> Layout:
+    """Options override what `init` configured; the rest falls back to the defaults."""
+    spools = {s.name: Path(s.path) for s in init.spools}
+    if options.data_dir is not None:
+        spool_dir, log_dir = options.data_dir / "spool", options.data_dir / "logs"
+    else:
+        spool_dir = spools.get("data", DEFAULT_DATA_DIR / "spool")
+        log_dir = Path(init.local_logs.log_dir) if init.local_logs else DEFAULT_DATA_DIR / "logs"
+    listeners = init.esmtp_listeners or (EsmtpListenerConfig(),)
+    if options.listen is not None:
+        listeners = (replace(listeners[0], listen=options.listen),)
+    segment = init.local_logs.max_segment_duration if init.local_logs else 3600.0
+    return Layout(spool_dir, log_dir, segment, listeners)
+
+
+class Daemon:
+    """One running kumoclient."""
+
+    def __init__(self, options: DaemonOptions) -> None:
+        self.options = options
+        self.policy = PolicyHolder(options.policy or default_policy_path())
+        self.layout = layout(options, self.policy.current.run_init())
+        self.spool = Spool(self.layout.spool_dir)
+        self.records = RecordLog(self.layout.log_dir, self.layout.max_segment_duration)
+        self.reception = Reception(self.policy, self.spool, self.records)
+        self._stop = asyncio.Event()
+        self._servers: list[asyncio.Server] = []
+
+    def request_stop(self) -> None:
+        """Begin an orderly stop (SIGTERM/SIGINT)."""
+        log.info("stopping")
+        self._stop.set()
+
+    def reload(self) -> None:
+        """Reload the policy (SIGHUP)."""
+        self.policy.reload()
+
+    async def run(self) -> None:
+        """Serve until asked to stop."""
+        await self.spool.start()
+        await self.records.open()
+        spooled = sum(1 for _ in self.spool.enumerate())
+        log.info("spool enumerated", messages=spooled, spool=str(self.layout.spool_dir))
+        try:
+            for config in self.layout.listeners:
+                try:
+                    server = await start_listener(config, self.reception.accept_smtp)
+                except OSError as exc:
+                    raise StartupError(f"cannot listen on {config.listen}: {exc.strerror}") from exc
+                self._servers.append(server)
+            self._install_signals()
+            log.info(
+                "kumoclient running",
+                policy=self.policy.current.display_path,
+                data=str(self.layout.spool_dir),
+                logs=str(self.layout.log_dir),
+                listen=[c.listen for c in self.layout.listeners],
+            )
+            drops = asyncio.create_task(self._drop_loop(), name="incoming")
+            await self._stop.wait()
+            drops.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await drops
+        finally:
+            await self._shutdown()
+
+    def _install_signals(self) -> None:
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, self.request_stop)
+        loop.add_signal_handler(signal.SIGINT, self.request_stop)
+        loop.add_signal_handler(signal.SIGHUP, self.reload)
+
+    async def _drop_loop(self) -> None:
+        while True:
+            taken = await self.reception.pick_up_drops()
+            if taken:
+                log.info("picked up injected messages", submissions=taken)
+            await asyncio.sleep(DROP_POLL_INTERVAL)
+
+    async def _shutdown(self) -> None:
+        for server in self._servers:
+            server.close()
+        for server in self._servers:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(server.wait_closed(), STOP_GRACE)
+        await self.spool.close()
+        await self.records.close()
+        log.info("stopped", accepted=self.reception.accepted)
+
+
+async def run_daemon(options: DaemonOptions) -> None:
+    """Build and run a daemon (raises PolicyError, StartupError)."""
+    daemon = Daemon(options)
+    await daemon.run()

@@ -1,0 +1,138 @@
+"""Taking mail in: policy reception events, durable spooling, Reception records.
+
+One submission becomes one message per recipient. Each message goes through the policy's
+reception event (which may set meta, edit headers or `kumo.reject`), then all of them are
+written durably; only then is the submitter told. All or nothing: a refusal or a spool error
+for one recipient refuses the whole submission and leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from pathlib import Path
+
+from kumoclient import logs
+from kumoclient.core import msgid
+from kumoclient.core.queue_name import queue_name_for
+from kumoclient.errors import PolicyError, PolicyReject, SubmissionRefused
+from kumoclient.logs import RecordLog, RecordType, build_record
+from kumoclient.policy.message import MessageView
+from kumoclient.policy.runtime import PolicyHolder
+from kumoclient.records import SpooledMessage
+from kumoclient.spool import Spool, SpoolError, Submission
+
+log = logs.get_logger(__name__)
+
+
+class Reception:
+    """The path from a submission to durable spooled messages."""
+
+    def __init__(self, policy: PolicyHolder, spool: Spool, records: RecordLog) -> None:
+        self.policy = policy
+        self.spool = spool
+        self.records = records
+        self.accepted = 0
+
+    async def accept_smtp(
+        self, sender: str, recipients: list[str], content: bytes, peer: str, smtputf8: bool
+    ) -> str:
+        """The listener's callback: returns the 250 text or raises SubmissionRefused."""
+        base = msgid.submission_base(time.time(), secrets.randbits(64))
+        views = [
+            MessageView(msgid.message_id(base, i), sender, rcpt, content, {})
+            for i, rcpt in enumerate(recipients)
+        ]
+        self._run_policy("smtp_server_message_received", views)
+        ids = await self._store(views, "ESMTP")
+        suffix = f" and {len(ids) - 1} more" if len(ids) > 1 else ""
+        return f"250 2.0.0 OK queued as {ids[0]}{suffix}"
+
+    def _run_policy(self, event: str, views: list[MessageView]) -> None:
+        runtime = self.policy.current
+        for view in views:
+            try:
+                runtime.message_event(event, view)
+            except PolicyReject as reject:
+                raise SubmissionRefused(reject.code, reject.text) from reject
+            except PolicyError as exc:
+                log.error(
+                    "reception policy failed; asking the client to retry",
+                    error=str(exc),
+                    policy_location=exc.location,
+                )
+                raise SubmissionRefused(451, "4.3.0 Local policy error, try again later") from exc
+
+    async def _store(
+        self,
+        views: list[MessageView],
+        protocol: str,
+        created: float | None = None,
+    ) -> list[str]:
+        now = time.time() if created is None else created
+        groups: dict[bytes, list[SpooledMessage]] = {}
+        for view in views:
+            message = SpooledMessage(
+                id=view.message_id,
+                sender=view.sender,
+                recipient=view.recipient,
+                meta=dict(view.meta),
+                created=now,
+                size=len(view.content),
+                due=now,
+                reception_protocol=protocol,
+            )
+            groups.setdefault(view.content, []).append(message)
+        stored: list[SpooledMessage] = []
+        try:
+            for content, messages in groups.items():
+                await self.spool.store(messages, content)
+                stored.extend(messages)
+        except SpoolError as exc:
+            log.error("spool cannot take a submission", error=str(exc))
+            for message in stored:
+                await self.spool.remove(message.id)
+            raise SubmissionRefused(
+                452, "4.3.1 Insufficient system storage, try again later"
+            ) from exc
+        for message in stored:
+            queue = queue_name_for(message.recipient, message.meta)
+            self.records.write(build_record(RecordType.RECEPTION, message, queue, now=now))
+        self.accepted += len(stored)
+        return [message.id for message in stored]
+
+    async def pick_up_drops(self) -> int:
+        """Move completed `incoming/` files into the spool; returns how many were taken."""
+        taken = 0
+        for path in self.spool.pending_drops():
+            if await self._pick_up(path):
+                taken += 1
+        return taken
+
+    async def _pick_up(self, path: Path) -> bool:
+        try:
+            submission, created = self.spool.read_drop(path)
+        except (SpoolError, OSError) as exc:
+            self.spool.quarantine_drop(path, str(exc))
+            return False
+        views = self._views(submission)
+        try:
+            await self._store(views, submission.reception_protocol, created)
+        except SubmissionRefused:
+            return False  # the spool is full or failing: the file stays and is tried again
+        self.spool.finish_drop(path)
+        return True
+
+    @staticmethod
+    def _views(submission: Submission) -> list[MessageView]:
+        metas = submission.meta or tuple({} for _ in submission.recipients)
+        return [
+            MessageView(
+                msgid.message_id(submission.base, i),
+                submission.sender,
+                rcpt,
+                submission.content,
+                dict(metas[i]),
+            )
+            for i, rcpt in enumerate(submission.recipients)
+        ]

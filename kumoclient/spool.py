@@ -1,0 +1,444 @@
+"""The on-disk spool: durable writes before acknowledgement, metadata updates, enumeration,
+quarantine, removal, and the `incoming/` drop folder.
+
+Layout under the spool directory:
+  data/<id>        one message: a header line, a JSON header, then the content bytes
+  meta/<id>.json   scheduling state written after the first attempt (attempts, due, response)
+  incoming/        submissions dropped by `kumoclient inject`, picked up by the daemon
+  quarantine/      entries that could not be read, each with a `.reason` file
+
+Durability (SPEC 1): a message file is written to a temporary name, fsynced, renamed into
+`data/`, and `data/` is fsynced before the submitter is told. Concurrent submissions are
+grouped: one worker thread commits every submission that arrived while the previous group was
+being written, so the directory fsync (and the thread hop) is paid once per group, not once
+per message. A submission is all or nothing: if any of its messages cannot be written, the
+others are removed again and the error is raised to the submitter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import secrets
+import time
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from kumoclient import logs
+from kumoclient.core import msgid
+from kumoclient.errors import KumoClientError
+from kumoclient.records import SpooledMessage
+
+log = logs.get_logger(__name__)
+
+MAGIC = b"KCSPOOL1 "
+_HEADER_LIMIT = 1 << 20
+
+
+class SpoolError(KumoClientError):
+    """The spool could not take or read a message (disk full, I/O error, corrupt entry)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Submission:
+    """One submission: an envelope with N recipients and the content they share."""
+
+    sender: str
+    recipients: tuple[str, ...]
+    content: bytes
+    meta: tuple[dict[str, str], ...] = ()  # per recipient; empty means {} for each
+    base: str = ""  # id prefix; chosen on store when empty
+    reception_protocol: str = "ESMTP"
+
+
+@dataclass(slots=True)
+class _Pending:
+    messages: list[tuple[SpooledMessage, bytes]]
+    future: asyncio.Future[None] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
+
+
+def encode_entry(message: SpooledMessage, content: bytes) -> bytes:
+    """The bytes of `data/<id>`."""
+    header = json.dumps(
+        {
+            "id": message.id,
+            "sender": message.sender,
+            "recipient": message.recipient,
+            "meta": message.meta,
+            "created": message.created,
+            "size": len(content),
+            "crc32": zlib.crc32(content),
+            "reception_protocol": message.reception_protocol,
+        },
+        separators=(",", ":"),
+    ).encode()
+    return MAGIC + str(len(header)).encode() + b"\n" + header + b"\n" + content
+
+
+def decode_header(blob: bytes, file_size: int) -> tuple[dict[str, Any], int]:
+    """The header of an entry and the offset where its content starts; checks the size."""
+    if not blob.startswith(MAGIC):
+        raise SpoolError("not a spool entry (bad magic)")
+    newline = blob.find(b"\n", len(MAGIC))
+    if newline < 0:
+        raise SpoolError("truncated header line")
+    try:
+        length = int(blob[len(MAGIC) : newline])
+    except ValueError as exc:
+        raise SpoolError("bad header length") from exc
+    start = newline + 1
+    if length > _HEADER_LIMIT or len(blob) < start + length + 1:
+        raise SpoolError("truncated header")
+    try:
+        header = json.loads(blob[start : start + length])
+    except ValueError as exc:
+        raise SpoolError(f"corrupt header: {exc}") from exc
+    if not isinstance(header, dict) or not {"id", "sender", "recipient", "size"} <= set(header):
+        raise SpoolError("header lacks id, sender, recipient or size")
+    content_start = start + length + 1
+    if file_size != content_start + int(header["size"]):
+        raise SpoolError(
+            f"truncated content: {file_size - content_start} of {header['size']} bytes"
+        )
+    return header, content_start
+
+
+class Spool:
+    """A spool directory; `start()` before storing, `close()` when done."""
+
+    def __init__(self, root: Path, *, group_commit: bool = True) -> None:
+        self.root = root
+        self.data = root / "data"
+        self.meta = root / "meta"
+        self.incoming = root / "incoming"
+        self.quarantine = root / "quarantine"
+        self.group_commit = group_commit
+        self.unreadable = 0
+        self._queue: asyncio.Queue[_Pending] | None = None
+        self._committer: asyncio.Task[None] | None = None
+        for folder in (self.data, self.meta, self.incoming, self.quarantine):
+            folder.mkdir(parents=True, exist_ok=True)
+
+    # --- lifecycle ---------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start the group-commit worker."""
+        self._queue = asyncio.Queue()
+        self._committer = asyncio.create_task(self._commit_loop(), name="spool-commit")
+
+    async def close(self) -> None:
+        """Stop the worker after the submissions already queued are committed."""
+        if self._committer is not None and self._queue is not None:
+            while not self._queue.empty():
+                await asyncio.sleep(0.005)
+            self._committer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._committer
+            self._committer = None
+
+    # --- storing -----------------------------------------------------------------------
+
+    def prepare(self, submission: Submission, now: float | None = None) -> list[SpooledMessage]:
+        """The per-recipient messages of a submission (ids assigned, nothing written)."""
+        created = time.time() if now is None else now
+        base = submission.base or msgid.submission_base(created, secrets.randbits(64))
+        metas = submission.meta or tuple({} for _ in submission.recipients)
+        return [
+            SpooledMessage(
+                id=msgid.message_id(base, index),
+                sender=submission.sender,
+                recipient=recipient,
+                meta=dict(metas[index]),
+                created=created,
+                size=len(submission.content),
+                due=created,
+                reception_protocol=submission.reception_protocol,
+            )
+            for index, recipient in enumerate(submission.recipients)
+        ]
+
+    async def store(self, messages: list[SpooledMessage], content: bytes) -> None:
+        """Write the messages durably; returns only once they would survive a crash."""
+        entries = [(m, content) for m in messages]
+        if not self.group_commit or self._queue is None:
+            await asyncio.to_thread(self._commit_group, [entries])
+            return
+        pending = _Pending(entries)
+        await self._queue.put(pending)
+        await pending.future
+
+    async def _commit_loop(self) -> None:
+        assert self._queue is not None
+        while True:
+            group = [await self._queue.get()]
+            while not self._queue.empty():
+                group.append(self._queue.get_nowait())
+            try:
+                errors = await asyncio.to_thread(
+                    self._commit_group, [p.messages for p in group], collect_errors=True
+                )
+            except BaseException as exc:  # cancelled mid-commit: tell everyone waiting
+                for pending in group:
+                    if not pending.future.done():
+                        pending.future.set_exception(SpoolError(f"spool stopped: {exc!r}"))
+                raise
+            for pending, error in zip(group, errors, strict=True):
+                if error is None:
+                    pending.future.set_result(None)
+                else:
+                    pending.future.set_exception(error)
+
+    def _commit_group(
+        self, group: list[list[tuple[SpooledMessage, bytes]]], collect_errors: bool = False
+    ) -> list[SpoolError | None]:
+        """Write every submission of the group; one directory fsync for all of them."""
+        errors: list[SpoolError | None] = []
+        for entries in group:
+            try:
+                self._write_submission(entries)
+                errors.append(None)
+            except SpoolError as exc:
+                if not collect_errors:
+                    raise
+                errors.append(exc)
+        if any(e is None for e in errors):
+            try:
+                _fsync_dir(self.data)
+            except OSError as exc:
+                failure = SpoolError(f"cannot sync the spool directory: {exc.strerror}")
+                if not collect_errors:
+                    raise failure from exc
+                errors = [failure for _ in errors]
+        return errors
+
+    def _write_submission(self, entries: list[tuple[SpooledMessage, bytes]]) -> None:
+        written: list[Path] = []
+        try:
+            for message, content in entries:
+                final = self.data / message.id
+                if final.exists():  # re-processing an incoming file: already durable
+                    continue
+                tmp = self.data / f".{message.id}.tmp"
+                written.append(tmp)
+                _write_synced(tmp, encode_entry(message, content))
+            for message, _ in entries:
+                tmp = self.data / f".{message.id}.tmp"
+                if tmp.exists():
+                    os.rename(tmp, self.data / message.id)
+                    written.append(self.data / message.id)
+        except OSError as exc:
+            for path in written:
+                with contextlib.suppress(OSError):
+                    path.unlink()
+            raise SpoolError(f"cannot write to the spool: {exc.strerror or exc}") from exc
+
+    # --- updating and removing ------------------------------------------------------------
+
+    async def update(self, message: SpooledMessage) -> None:
+        """Persist attempts, next due time and last response without touching the content."""
+        state = json.dumps(
+            {
+                "attempts": message.attempts,
+                "due": message.due,
+                "last_response": message.last_response,
+                "meta": message.meta,
+            },
+            separators=(",", ":"),
+        ).encode()
+        await asyncio.to_thread(self._write_meta, message.id, state)
+
+    def _write_meta(self, message_id: str, state: bytes) -> None:
+        tmp = self.meta / f".{message_id}.json.tmp"
+        try:
+            _write_synced(tmp, state)
+            os.rename(tmp, self.meta / f"{message_id}.json")
+        except OSError as exc:
+            raise SpoolError(f"cannot update {message_id}: {exc.strerror or exc}") from exc
+
+    async def remove(self, message_id: str) -> None:
+        """Take a message out of the spool (after its final log record is durable)."""
+        await asyncio.to_thread(self._remove, message_id)
+
+    def _remove(self, message_id: str) -> None:
+        for path in (self.meta / f"{message_id}.json", self.data / message_id):
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+        _fsync_dir(self.data)
+
+    async def read_content(self, message_id: str) -> bytes:
+        """The content bytes of a message, checked against its recorded size and CRC."""
+        return await asyncio.to_thread(self._read_content, message_id)
+
+    def _read_content(self, message_id: str) -> bytes:
+        blob = (self.data / message_id).read_bytes()
+        header, start = decode_header(blob, len(blob))
+        content = blob[start:]
+        if "crc32" in header and zlib.crc32(content) != header["crc32"]:
+            raise SpoolError(f"{message_id}: content checksum mismatch")
+        return content
+
+    # --- enumeration -----------------------------------------------------------------------
+
+    def enumerate(self, *, quarantine: bool = True) -> Iterator[SpooledMessage]:
+        """Every readable message; unreadable ones are quarantined and logged, never raised.
+
+        With `quarantine=False` (readers such as `kumoclient queue`, which may run beside the
+        daemon) unreadable entries are only counted in `self.unreadable`.
+        """
+        self.unreadable = 0
+        with os.scandir(self.data) as entries:
+            names = sorted(e.name for e in entries if not e.name.startswith("."))
+        for name in names:
+            try:
+                yield self.load(name)
+            except FileNotFoundError:
+                continue  # delivered and removed while we were reading
+            except (SpoolError, OSError, ValueError) as exc:
+                self.unreadable += 1
+                if quarantine:
+                    self._quarantine(name, str(exc))
+
+    def load(self, message_id: str) -> SpooledMessage:
+        """One message with its current state; raises SpoolError when it is unreadable."""
+        path = self.data / message_id
+        if not msgid.is_message_id(message_id):
+            raise SpoolError(f"unexpected file name {message_id!r}")
+        with path.open("rb") as handle:
+            size = os.fstat(handle.fileno()).st_size
+            blob = handle.read(min(size, 4096))
+            if blob.startswith(MAGIC) and b"\n" in blob:
+                needed = int(blob[len(MAGIC) : blob.index(b"\n")] or 0) + blob.index(b"\n") + 2
+                if needed > len(blob):
+                    blob += handle.read(min(needed, _HEADER_LIMIT) - len(blob))
+        header, _ = decode_header(blob, size)
+        message = SpooledMessage(
+            id=header["id"],
+            sender=header["sender"],
+            recipient=header["recipient"],
+            meta=dict(header.get("meta") or {}),
+            created=float(header.get("created", 0)),
+            size=int(header["size"]),
+            due=float(header.get("created", 0)),
+            reception_protocol=str(header.get("reception_protocol", "ESMTP")),
+        )
+        if message.id != message_id:
+            raise SpoolError(f"header id {message.id} does not match the file name")
+        meta_path = self.meta / f"{message_id}.json"
+        if meta_path.exists():
+            try:
+                state = json.loads(meta_path.read_bytes())
+                message = replace(
+                    message,
+                    attempts=int(state["attempts"]),
+                    due=float(state["due"]),
+                    last_response=state.get("last_response"),
+                    meta=dict(state.get("meta", message.meta)),
+                )
+            except (ValueError, KeyError, TypeError) as exc:
+                raise SpoolError(f"corrupt metadata file: {exc}") from exc
+        return message
+
+    def _quarantine(self, name: str, reason: str) -> None:
+        log.error("spool entry quarantined", id=name, reason=reason)
+        for source in (self.data / name, self.meta / f"{name}.json"):
+            if source.exists():
+                with contextlib.suppress(OSError):
+                    os.replace(source, self.quarantine / source.name)
+        with contextlib.suppress(OSError):
+            (self.quarantine / f"{name}.reason").write_text(reason + "\n")
+
+    def ids(self) -> list[str]:
+        """The ids currently in `data/`."""
+        return sorted(p.name for p in self.data.iterdir() if not p.name.startswith("."))
+
+    # --- incoming/ drop folder -------------------------------------------------------------
+
+    def drop(self, submission: Submission) -> list[str]:
+        """Write a submission into `incoming/` atomically (works with no daemon running)."""
+        created = time.time()
+        base = msgid.submission_base(created, secrets.randbits(64))
+        header = json.dumps(
+            {
+                "sender": submission.sender,
+                "recipients": list(submission.recipients),
+                "meta": list(submission.meta) or None,
+                "created": created,
+                "reception_protocol": submission.reception_protocol,
+            },
+            separators=(",", ":"),
+        ).encode()
+        tmp = self.incoming / f".{base}.tmp"
+        try:
+            _write_synced(tmp, header + b"\n" + submission.content)
+            os.rename(tmp, self.incoming / f"{base}.msg")
+            _fsync_dir(self.incoming)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            raise SpoolError(f"cannot write to {self.incoming}: {exc.strerror or exc}") from exc
+        return [msgid.message_id(base, i) for i in range(len(submission.recipients))]
+
+    def pending_drops(self) -> list[Path]:
+        """Completed files waiting in `incoming/`, oldest first."""
+        return sorted(p for p in self.incoming.glob("*.msg"))
+
+    def read_drop(self, path: Path) -> tuple[Submission, float]:
+        """A dropped submission and its creation time."""
+        blob = path.read_bytes()
+        newline = blob.find(b"\n")
+        try:
+            header = json.loads(blob[:newline])
+            meta = tuple(header["meta"]) if header.get("meta") else ()
+            submission = Submission(
+                sender=header["sender"],
+                recipients=tuple(header["recipients"]),
+                content=blob[newline + 1 :],
+                meta=meta,
+                base=path.stem,
+                reception_protocol=header.get("reception_protocol", "Inject"),
+            )
+            return submission, float(header["created"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise SpoolError(f"{path.name}: corrupt incoming file: {exc}") from exc
+
+    def finish_drop(self, path: Path) -> None:
+        """Forget a picked-up drop file (its messages are durable in `data/`)."""
+        path.unlink(missing_ok=True)
+        _fsync_dir(self.incoming)
+
+    def quarantine_drop(self, path: Path, reason: str) -> None:
+        """Move an unreadable drop file to quarantine/."""
+        self._quarantine_path(path, reason)
+
+    def _quarantine_path(self, path: Path, reason: str) -> None:
+        log.error("incoming file quarantined", file=path.name, reason=reason)
+        with contextlib.suppress(OSError):
+            os.replace(path, self.quarantine / path.name)
+            (self.quarantine / f"{path.name}.reason").write_text(reason + "\n")
+
+
+def _write_synced(path: Path, blob: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
+    try:
+        view = memoryview(blob)
+        while view:
+            written = os.write(fd, view)
+            view = view[written:]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

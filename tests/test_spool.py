@@ -1,0 +1,156 @@
+"""The spool on real files: durable store, enumerate, update, remove, quarantine, drops."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from kumoclient.core import msgid
+from kumoclient.records import SpooledMessage
+from kumoclient.spool import Spool, SpoolError, Submission
+
+CONTENT = b"Subject: t\r\n\r\nbody\r\n"
+
+
+def submission(*recipients: str, content: bytes = CONTENT) -> Submission:
+    return Submission("s@example.com", recipients, content)
+
+
+async def stored(spool: Spool, *recipients: str) -> list[SpooledMessage]:
+    messages = spool.prepare(submission(*recipients))
+    await spool.store(messages, CONTENT)
+    return messages
+
+
+@pytest.fixture
+async def spool(tmp_path: Path) -> Spool:
+    spool = Spool(tmp_path / "spool")
+    await spool.start()
+    yield spool  # type: ignore[misc]
+    await spool.close()
+
+
+def test_ids_are_time_ordered_and_carry_the_creation_time() -> None:
+    early = msgid.message_id(msgid.submission_base(1_700_000_000.123, 5), 0)
+    late = msgid.message_id(msgid.submission_base(1_700_000_001.0, 1), 0)
+    assert len(early) == 32 and msgid.is_message_id(early)
+    assert early < late
+    assert msgid.created_at(early) == pytest.approx(1_700_000_000.123)
+
+
+async def test_one_message_per_recipient_with_its_own_id(spool: Spool) -> None:
+    messages = await stored(spool, "a@x.com", "b@y.com", "c@z.com")
+    assert len({m.id for m in messages}) == 3
+    loaded = {m.id: m for m in spool.enumerate()}
+    assert [loaded[m.id].recipient for m in messages] == ["a@x.com", "b@y.com", "c@z.com"]
+    assert [await spool.read_content(m.id) for m in messages] == [CONTENT] * 3
+    assert not list((spool.data).glob(".*.tmp"))
+
+
+async def test_concurrent_submissions_are_committed_in_groups(spool: Spool) -> None:
+    batches = await asyncio.gather(*(stored(spool, f"r{i}@x.com") for i in range(50)))
+    assert len(spool.ids()) == 50
+    assert {b[0].id for b in batches} == set(spool.ids())
+
+
+async def test_update_changes_state_without_touching_content(spool: Spool) -> None:
+    (message,) = await stored(spool, "a@x.com")
+    before = (spool.data / message.id).stat()
+    from dataclasses import replace
+
+    await spool.update(replace(message, attempts=3, due=123.0, last_response="451 4.3.0 later"))
+    loaded = spool.load(message.id)
+    assert (loaded.attempts, loaded.due, loaded.last_response) == (3, 123.0, "451 4.3.0 later")
+    after = (spool.data / message.id).stat()
+    assert (before.st_ino, before.st_mtime_ns) == (after.st_ino, after.st_mtime_ns)
+
+
+async def test_remove_takes_data_and_meta(spool: Spool) -> None:
+    (message,) = await stored(spool, "a@x.com")
+    await spool.update(message)
+    await spool.remove(message.id)
+    assert spool.ids() == []
+    assert not (spool.meta / f"{message.id}.json").exists()
+
+
+async def test_corrupt_meta_and_truncated_content_are_quarantined_the_rest_load(
+    spool: Spool,
+) -> None:
+    good, bad_meta, truncated = (await stored(spool, "a@x.com", "b@x.com", "c@x.com"))
+    (spool.meta / f"{bad_meta.id}.json").write_text("{not json")
+    path = spool.data / truncated.id
+    path.write_bytes(path.read_bytes()[:-5])
+    loaded = [m.id for m in spool.enumerate()]
+    assert loaded == [good.id]
+    quarantined = sorted(p.name for p in spool.quarantine.iterdir())
+    assert f"{bad_meta.id}.reason" in quarantined
+    assert f"{truncated.id}.reason" in quarantined
+    assert "corrupt metadata" in (spool.quarantine / f"{bad_meta.id}.reason").read_text()
+    assert "truncated content" in (spool.quarantine / f"{truncated.id}.reason").read_text()
+    assert spool.ids() == [good.id]
+
+
+async def test_garbage_file_in_data_is_quarantined(spool: Spool) -> None:
+    (spool.data / ("f" * 32)).write_bytes(b"\x00\x01garbage")
+    (message,) = await stored(spool, "a@x.com")
+    assert [m.id for m in spool.enumerate()] == [message.id]
+    assert "bad magic" in (spool.quarantine / f"{'f' * 32}.reason").read_text()
+
+
+async def test_read_only_enumeration_counts_but_does_not_move(spool: Spool) -> None:
+    (spool.data / ("e" * 32)).write_bytes(b"junk")
+    assert list(spool.enumerate(quarantine=False)) == []
+    assert spool.unreadable == 1
+    assert (spool.data / ("e" * 32)).exists()
+
+
+async def test_checksum_mismatch_is_detected_on_read(spool: Spool) -> None:
+    (message,) = await stored(spool, "a@x.com")
+    path = spool.data / message.id
+    blob = bytearray(path.read_bytes())
+    blob[-3] ^= 0xFF
+    path.write_bytes(bytes(blob))
+    with pytest.raises(SpoolError, match="checksum mismatch"):
+        await spool.read_content(message.id)
+
+
+async def test_failed_submission_leaves_nothing(spool: Spool, tmp_path: Path) -> None:
+    messages = spool.prepare(submission("a@x.com", "b@x.com"))
+    (spool.data / f".{messages[1].id}.tmp").mkdir()  # the second write fails
+    with pytest.raises(SpoolError, match="cannot write to the spool"):
+        await spool.store(messages, CONTENT)
+    assert spool.ids() == []
+    assert not (spool.data / f".{messages[0].id}.tmp").exists()
+
+
+def test_drop_is_atomic_and_idempotent_to_pick_up(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "spool")
+    ids = spool.drop(submission("a@x.com", "b@x.com"))
+    (path,) = spool.pending_drops()
+    sub, _created = spool.read_drop(path)
+    assert [msgid.message_id(sub.base, i) for i in range(2)] == ids
+    assert not list(spool.incoming.glob(".*"))
+
+
+def test_corrupt_drop_raises(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "spool")
+    path = spool.incoming / "x.msg"
+    path.write_bytes(b"not json\nbody")
+    with pytest.raises(SpoolError, match="corrupt incoming file"):
+        spool.read_drop(path)
+
+
+def test_entry_header_is_json_with_size_and_crc(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "spool")
+    (message,) = spool.prepare(submission("a@x.com"))
+    asyncio.run(spool.store([message], CONTENT))
+    blob = (spool.data / message.id).read_bytes()
+    first, header, rest = blob.split(b"\n", 2)
+    assert first.startswith(b"KCSPOOL1 ")
+    assert json.loads(header)["size"] == len(CONTENT)
+    assert rest == CONTENT
+    assert os.stat(spool.data / message.id).st_size == len(blob)
