@@ -40,6 +40,7 @@ _TRANSLATIONS = {
     "552 Error: Too much mail data": "552 5.3.4 Message too big",
     "500 Line too long (see RFC5321 4.5.3.1.6)": "500 5.5.2 Line too long (RFC 5321 4.5.3.1.6)",
     "500 Error: line too long": "500 5.5.2 Line too long",
+    "500 Command line too long": "500 5.5.2 Command line too long",
 }
 
 

@@ -80,7 +80,7 @@ async def test_remove_takes_data_and_meta(spool: Spool) -> None:
 async def test_corrupt_meta_and_truncated_content_are_quarantined_the_rest_load(
     spool: Spool,
 ) -> None:
-    good, bad_meta, truncated = (await stored(spool, "a@x.com", "b@x.com", "c@x.com"))
+    good, bad_meta, truncated = await stored(spool, "a@x.com", "b@x.com", "c@x.com")
     (spool.meta / f"{bad_meta.id}.json").write_text("{not json")
     path = spool.data / truncated.id
     path.write_bytes(path.read_bytes()[:-5])

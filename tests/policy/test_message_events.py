@@ -34,8 +34,11 @@ def test_msg_methods_meta_and_headers(load_policy: LoadPolicy) -> None:
     message = view()
     runtime.message_event("smtp_server_message_received", message)
     assert runtime._lua.globals().SEEN == f"{'0' * 32}|a@example.com|b@example.net|acme|hello world"
-    assert message.meta == {"tenant": "acme", "campaign": "spring",
-                            "routing_domain": "relay.example.org"}
+    assert message.meta == {
+        "tenant": "acme",
+        "campaign": "spring",
+        "routing_domain": "relay.example.org",
+    }
     assert b"X-Tenant" not in message.content
     assert b"X-Campaign: spring\r\n" in message.content
     assert message.content.endswith(b"X-Seen-By: kumoclient\r\n\r\nbody line\r\n")

@@ -1,0 +1,298 @@
+"""The SMTP listener over real sockets, with the real reception path and a real spool.
+
+Each bad input gets its specific reply, nothing half-written is stored, and acknowledged mail
+is in the spool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import textwrap
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import pytest
+
+from kumoclient.engine.reception import Reception
+from kumoclient.listener import start_listener
+from kumoclient.logs import RecordLog
+from kumoclient.policy.memoize import MemoRegistry
+from kumoclient.policy.runtime import PolicyHolder
+from kumoclient.records import EsmtpListenerConfig
+from kumoclient.spool import Spool
+
+MESSAGE = b"From: a@example.com\r\nSubject: hi\r\n\r\nhello\r\n"
+
+
+class Client:
+    """A raw SMTP client: sends exactly the bytes given, reads whole replies."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+
+    async def reply(self) -> str:
+        lines = []
+        while True:
+            line = (await asyncio.wait_for(self.reader.readline(), 10)).decode()
+            lines.append(line.rstrip("\r\n"))
+            if len(line) < 4 or line[3] != "-":
+                return "\n".join(lines)
+
+    async def send(self, raw: bytes) -> str:
+        self.writer.write(raw)
+        await self.writer.drain()
+        return await self.reply()
+
+    async def cmd(self, line: str) -> str:
+        return await self.send(line.encode() + b"\r\n")
+
+    async def transaction(self, sender: str, recipients: list[str], content: bytes) -> str:
+        await self.cmd(f"MAIL FROM:<{sender}>")
+        for rcpt in recipients:
+            await self.cmd(f"RCPT TO:<{rcpt}>")
+        data = await self.cmd("DATA")
+        assert data.startswith("354"), data
+        return await self.send(content + b".\r\n")
+
+
+@dataclass
+class Rig:
+    port: int
+    spool: Spool
+    logs: Path
+    clients: list[Client]
+
+    async def connect(self) -> Client:
+        reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
+        client = Client(reader, writer)
+        self.clients.append(client)
+        return client
+
+    async def close(self) -> None:
+        for client in self.clients:
+            client.writer.close()
+            with contextlib.suppress(OSError):
+                await client.writer.wait_closed()
+
+    async def client(self) -> Client:
+        client = await self.connect()
+        assert (await client.reply()).startswith("220")
+        assert (await client.cmd("EHLO test.example")).startswith("250")
+        return client
+
+
+async def make_rig(tmp_path: Path, policy: str = "", **listener: object) -> AsyncIterator[Rig]:
+    policy_path = tmp_path / "policy.lua"
+    policy_path.write_text(textwrap.dedent(policy))
+    spool = Spool(tmp_path / "spool")
+    await spool.start()
+    records = RecordLog(tmp_path / "logs")
+    await records.open()
+    reception = Reception(PolicyHolder(policy_path, memo=MemoRegistry()), spool, records)
+    config = replace(EsmtpListenerConfig(listen="127.0.0.1:0"), **listener)  # type: ignore[arg-type]
+    server = await start_listener(config, reception.accept_smtp)
+    port = server.sockets[0].getsockname()[1]
+    rig = Rig(port, spool, tmp_path / "logs", [])
+    try:
+        yield rig
+    finally:
+        await rig.close()
+        server.close()
+        await spool.close()
+        await records.close()
+
+
+@pytest.fixture
+async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
+    async for value in make_rig(tmp_path, max_message_size=4096):
+        yield value
+
+
+async def test_ehlo_advertises_the_extensions(rig: Rig) -> None:
+    client = await rig.connect()
+    await client.reply()
+    ehlo = await client.cmd("EHLO me")
+    for extension in ("PIPELINING", "8BITMIME", "SMTPUTF8", "SIZE 4096"):
+        assert extension in ehlo
+
+
+async def test_accepted_mail_is_spooled_one_per_recipient(rig: Rig) -> None:
+    client = await rig.client()
+    reply = await client.transaction("a@example.com", ["b@example.net", "c@example.org"], MESSAGE)
+    assert reply.startswith("250 2.0.0 OK queued as ")
+    messages = list(rig.spool.enumerate())
+    assert sorted(m.recipient for m in messages) == ["b@example.net", "c@example.org"]
+    assert reply.split()[5] in {m.id for m in messages}
+    assert all([await rig.spool.read_content(m.id) == MESSAGE for m in messages])
+
+
+async def test_pipelined_transaction(rig: Rig) -> None:
+    client = await rig.client()
+    client.writer.write(b"MAIL FROM:<a@example.com>\r\nRCPT TO:<b@example.net>\r\nDATA\r\n")
+    assert (await client.reply()).startswith("250")
+    assert (await client.reply()).startswith("250")
+    assert (await client.reply()).startswith("354")
+    assert (await client.send(MESSAGE + b".\r\n")).startswith("250")
+
+
+async def test_dot_stuffing_is_undone(rig: Rig) -> None:
+    client = await rig.client()
+    await client.transaction("a@example.com", ["b@example.net"], b"Subject: x\r\n\r\n..dot\r\n")
+    (message,) = rig.spool.enumerate()
+    assert await rig.spool.read_content(message.id) == b"Subject: x\r\n\r\n.dot\r\n"
+
+
+@pytest.mark.parametrize(
+    ("content", "reply"),
+    [
+        (b"Subject: x\r\n\r\n" + b"a" * 5000 + b"\r\n", "500 5.5.2 Line too long"),
+        (b"Subject: x\r\n\r\n" + b"abc\r\n" * 1000, "552 5.3.4 Message too big"),
+        (b"Subject: x\r\n\r\nnul\x00byte\r\n", "554 5.6.0 Message contains NUL bytes"),
+        (b"Subject: x\r\n\r\nbare\nlf\r\n", "554 5.6.11 Message contains a bare LF"),
+        (b"Subject: caf\xc3\xa9\r\n\r\nbody\r\n", "554 5.6.7 Non-ASCII header requires SMTPUTF8"),
+    ],
+)
+async def test_bad_content_gets_its_reply_and_nothing_is_stored(
+    rig: Rig, content: bytes, reply: str
+) -> None:
+    client = await rig.client()
+    answer = await client.transaction("a@example.com", ["b@example.net"], content)
+    assert answer.startswith(reply)
+    assert rig.spool.ids() == []
+    # the session goes on: a good message after the bad one is accepted
+    assert (await client.transaction("a@example.com", ["b@example.net"], MESSAGE)).startswith("250")
+    assert len(rig.spool.ids()) == 1
+
+
+async def test_invalid_utf8_header_with_smtputf8_is_refused(rig: Rig) -> None:
+    client = await rig.client()
+    await client.cmd("MAIL FROM:<a@example.com> SMTPUTF8")
+    await client.cmd("RCPT TO:<b@example.net>")
+    await client.cmd("DATA")
+    reply = await client.send(b"Subject: \xff\xfe\r\n\r\nx\r\n.\r\n")
+    assert reply.startswith("554 5.6.7 Header is not valid UTF-8")
+    assert rig.spool.ids() == []
+
+
+async def test_utf8_header_with_smtputf8_is_accepted(rig: Rig) -> None:
+    client = await rig.client()
+    await client.cmd("MAIL FROM:<a@example.com> SMTPUTF8")
+    await client.cmd("RCPT TO:<b@example.net>")
+    await client.cmd("DATA")
+    assert (await client.send("Subject: café\r\n\r\nx\r\n.\r\n".encode())).startswith("250")
+
+
+@pytest.mark.parametrize(
+    ("line", "reply"),
+    [
+        (b"MAIL FROM:<a\x00b@example.com>\r\n", "553 5.1.7"),
+        (b"MAIL FROM:<a\rb@example.com>\r\n", "553 5.1.7"),
+        (b"HELLO there\r\n", '500 Error: command "HELLO" not recognized'),
+        (b"MAIL FROM:" + b"x" * 2000 + b"\r\n", "500 5.5.2 Command line too long"),
+        (b"RCPT TO:<b@example.net>\r\n", "503"),
+        (b"DATA\r\n", "503"),
+    ],
+)
+async def test_malformed_commands_get_specific_replies(rig: Rig, line: bytes, reply: str) -> None:
+    client = await rig.client()
+    assert (await client.send(line)).startswith(reply)
+    assert (await client.cmd("NOOP")).startswith("250")  # the listener is still there
+
+
+async def test_recipient_with_bad_characters_is_refused(rig: Rig) -> None:
+    client = await rig.client()
+    await client.cmd("MAIL FROM:<a@example.com>")
+    assert (await client.send(b"RCPT TO:<b\x00@example.net>\r\n")).startswith("553 5.1.3")
+    assert (await client.cmd("RCPT TO:<no-at-sign>")).startswith("553 5.1.3")
+
+
+async def test_client_outside_relay_hosts_is_refused_at_rcpt(tmp_path: Path) -> None:
+    async for rig in make_rig(tmp_path, relay_hosts=("192.0.2.0/24",)):
+        client = await rig.client()
+        await client.cmd("MAIL FROM:<a@example.com>")
+        assert await client.cmd("RCPT TO:<b@example.net>") == "550 5.7.1 relaying denied"
+        assert (await client.cmd("DATA")).startswith("503")
+        assert rig.spool.ids() == []
+
+
+async def test_too_many_recipients(tmp_path: Path) -> None:
+    async for rig in make_rig(tmp_path, max_recipients_per_message=2):
+        client = await rig.client()
+        await client.cmd("MAIL FROM:<a@example.com>")
+        assert (await client.cmd("RCPT TO:<a@x.com>")).startswith("250")
+        assert (await client.cmd("RCPT TO:<b@x.com>")).startswith("250")
+        assert (await client.cmd("RCPT TO:<c@x.com>")).startswith("452 4.5.3")
+
+
+POLICY = """
+kumo.on('smtp_server_message_received', function(msg)
+  msg:import_x_headers {'tenant'}
+  if msg:recipient() == 'blocked@example.net' then kumo.reject(550, '5.7.1 blocked by policy') end
+  if msg:recipient() == 'broken@example.net' then error('policy bug') end
+  msg:set_meta('campaign', 'spring')
+end)
+"""
+
+
+async def test_policy_sets_meta_which_decides_the_queue(tmp_path: Path) -> None:
+    async for rig in make_rig(tmp_path, POLICY):
+        client = await rig.client()
+        content = b"X-Tenant: acme\r\nSubject: t\r\n\r\nbody\r\n"
+        assert (await client.transaction("a@example.com", ["b@Example.NET"], content)).startswith(
+            "250"
+        )
+        (message,) = rig.spool.enumerate()
+        assert message.meta == {"tenant": "acme", "campaign": "spring"}
+        await asyncio.sleep(0.6)  # past the log flush interval
+        (record,) = [line for line in next(rig.logs.glob("*.jsonl")).read_text().splitlines()]
+        assert '"queue":"spring:acme@example.net"' in record
+        assert '"type":"Reception"' in record
+
+
+async def test_policy_reject_and_policy_error(tmp_path: Path) -> None:
+    async for rig in make_rig(tmp_path, POLICY):
+        client = await rig.client()
+        rejected = await client.transaction(
+            "a@x.com", ["ok@example.net", "blocked@example.net"], MESSAGE
+        )
+        assert rejected == "550 5.7.1 blocked by policy"
+        broken = await client.transaction("a@x.com", ["broken@example.net"], MESSAGE)
+        assert broken.startswith("451 4.3.0")
+        assert rig.spool.ids() == []  # all or nothing
+
+
+async def test_disk_full_gives_452_and_the_same_submission_succeeds_later(tmp_path: Path) -> None:
+    mount = tmp_path / "small"
+    mount.mkdir()
+    proc = await asyncio.create_subprocess_exec(
+        "mount",
+        "-t",
+        "tmpfs",
+        "-o",
+        "size=64k",
+        "tmpfs",
+        str(mount),
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    if await proc.wait() != 0:
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    try:
+        async for rig in make_rig(mount, max_message_size=200_000):
+            filler = mount / "filler"
+            filler.write_bytes(b"\0" * 40_000)
+            big = b"Subject: big\r\n\r\n" + (b"0123456789abcdef" * 4 + b"\r\n") * 450  # ~30 kB
+            client = await rig.client()
+            reply = await client.transaction("a@example.com", ["b@example.net"], big)
+            assert reply.startswith("452 4.3.1")
+            assert rig.spool.ids() == []
+            assert not [p for p in rig.spool.data.iterdir()]  # no partial entry
+            filler.unlink()
+            assert (await client.transaction("a@example.com", ["b@example.net"], big)).startswith(
+                "250"
+            )
+            (message,) = rig.spool.enumerate()
+            assert await rig.spool.read_content(message.id) == big
+    finally:
+        await (await asyncio.create_subprocess_exec("umount", "-l", str(mount))).wait()
