@@ -37,7 +37,8 @@ async def spool(tmp_path: Path) -> Spool:
 def test_ids_are_time_ordered_and_carry_the_creation_time() -> None:
     early = msgid.message_id(msgid.submission_base(1_700_000_000.123, 5), 0)
     late = msgid.message_id(msgid.submission_base(1_700_000_001.0, 1), 0)
-    assert len(early) == 32 and msgid.is_message_id(early)
+    assert len(early) == 32
+    assert msgid.is_message_id(early)
     assert early < late
     assert msgid.created_at(early) == pytest.approx(1_700_000_000.123)
 

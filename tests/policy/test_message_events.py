@@ -33,7 +33,7 @@ def test_msg_methods_meta_and_headers(load_policy: LoadPolicy) -> None:
     )
     message = view()
     runtime.message_event("smtp_server_message_received", message)
-    assert runtime._lua.globals().SEEN == f"{'0' * 32}|a@example.com|b@example.net|acme|hello world"
+    assert f"{'0' * 32}|a@example.com|b@example.net|acme|hello world" == runtime._lua.globals().SEEN
     assert message.meta == {
         "tenant": "acme",
         "campaign": "spring",
