@@ -129,7 +129,14 @@ class Spool:
     # --- lifecycle ---------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Start the group-commit worker."""
+        """Remove temporary files a crash left behind; start the group-commit worker.
+
+        A `.tmp` file was never acknowledged (acknowledgement comes after the rename), so
+        deleting it loses nothing.
+        """
+        for folder in (self.data, self.meta, self.incoming):
+            for stale in folder.glob(".*.tmp"):
+                stale.unlink(missing_ok=True)
         self._queue = asyncio.Queue()
         self._committer = asyncio.create_task(self._commit_loop(), name="spool-commit")
 

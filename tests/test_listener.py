@@ -22,39 +22,9 @@ from kumoclient.policy.memoize import MemoRegistry
 from kumoclient.policy.runtime import PolicyHolder
 from kumoclient.records import EsmtpListenerConfig
 from kumoclient.spool import Spool
+from tests.smtp_client import Client
 
 MESSAGE = b"From: a@example.com\r\nSubject: hi\r\n\r\nhello\r\n"
-
-
-class Client:
-    """A raw SMTP client: sends exactly the bytes given, reads whole replies."""
-
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader, self.writer = reader, writer
-
-    async def reply(self) -> str:
-        lines = []
-        while True:
-            line = (await asyncio.wait_for(self.reader.readline(), 10)).decode()
-            lines.append(line.rstrip("\r\n"))
-            if len(line) < 4 or line[3] != "-":
-                return "\n".join(lines)
-
-    async def send(self, raw: bytes) -> str:
-        self.writer.write(raw)
-        await self.writer.drain()
-        return await self.reply()
-
-    async def cmd(self, line: str) -> str:
-        return await self.send(line.encode() + b"\r\n")
-
-    async def transaction(self, sender: str, recipients: list[str], content: bytes) -> str:
-        await self.cmd(f"MAIL FROM:<{sender}>")
-        for rcpt in recipients:
-            await self.cmd(f"RCPT TO:<{rcpt}>")
-        data = await self.cmd("DATA")
-        assert data.startswith("354"), data
-        return await self.send(content + b".\r\n")
 
 
 @dataclass

@@ -1,0 +1,106 @@
+"""Start and stop `kumoclient run` as a real process on a free loopback port."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def kumoclient(
+    *args: str | Path, cwd: Path | None = None, stdin: bytes | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run a kumoclient command to completion."""
+    return subprocess.run(
+        [sys.executable, "-m", "kumoclient", *map(str, args)],
+        capture_output=True,
+        text=stdin is None,
+        input=stdin,
+        timeout=60,
+        check=False,
+        cwd=cwd,
+    )
+
+
+class DaemonProcess:
+    """`kumoclient run --data-dir DIR --listen 127.0.0.1:PORT [--policy FILE]`."""
+
+    def __init__(
+        self,
+        data_dir: Path,
+        policy: Path | None = None,
+        port: int | None = None,
+        cwd: Path | None = None,
+    ) -> None:
+        self.data_dir = data_dir
+        self.policy = policy
+        self.port = port or free_port()
+        self.cwd = cwd
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.stderr_path = data_dir.parent / f"daemon-{self.port}.stderr"
+
+    def start(self, wait: bool = True) -> DaemonProcess:
+        args = [
+            sys.executable,
+            "-m",
+            "kumoclient",
+            "run",
+            "--data-dir",
+            str(self.data_dir),
+            "--listen",
+            f"127.0.0.1:{self.port}",
+        ]
+        if self.policy is not None:
+            args += ["--policy", str(self.policy)]
+        self.data_dir.parent.mkdir(parents=True, exist_ok=True)
+        with self.stderr_path.open("ab") as stderr:
+            self.proc = subprocess.Popen(
+                args, stdout=subprocess.DEVNULL, stderr=stderr, cwd=self.cwd
+            )
+        if wait:
+            self.wait_listening()
+        return self
+
+    def wait_listening(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"daemon exited with {self.proc.returncode}: {self.stderr()}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                    return
+            except OSError:
+                time.sleep(0.05)
+        raise TimeoutError(f"daemon not listening on {self.port}: {self.stderr()}")
+
+    def stderr(self) -> str:
+        return self.stderr_path.read_text(errors="replace") if self.stderr_path.exists() else ""
+
+    def signal(self, signum: int) -> None:
+        assert self.proc is not None
+        os.kill(self.proc.pid, signum)
+
+    def kill(self) -> None:
+        """SIGKILL and reap."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.signal(signal.SIGKILL)
+            self.proc.wait(timeout=10)
+
+    def stop(self, timeout: float = 20.0) -> int:
+        """SIGTERM and wait for the exit code."""
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.signal(signal.SIGTERM)
+        return self.proc.wait(timeout=timeout)

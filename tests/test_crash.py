@@ -1,0 +1,106 @@
+"""SIGKILL during reception: every message that got a 250 survives, readable, exactly once.
+
+A real daemon process takes 2,000 submissions over SMTP from 4 concurrent clients and is
+killed with SIGKILL at 20 random moments (then restarted). Each submission carries a unique
+token. Afterwards, every acknowledged message is in the spool under the id its 250 named,
+its content checks out, and no acknowledged token appears twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+from pathlib import Path
+
+import pytest
+
+from kumoclient.spool import Spool
+from tests.daemon_process import DaemonProcess
+from tests.smtp_client import Client
+
+SUBMISSIONS = 2000
+KILLS = 20
+CLIENTS = 4
+
+
+def content(token: int) -> bytes:
+    return f"Subject: crash test\r\nX-Token: {token}\r\n\r\nbody {token}\r\n".encode()
+
+
+class Run:
+    def __init__(self, daemon: DaemonProcess) -> None:
+        self.daemon = daemon
+        self.next_token = 0
+        self.acked: dict[int, str] = {}  # token -> id named by the 250
+        self.retried: set[int] = set()
+        self.ready = asyncio.Event()
+        self.ready.set()
+
+    async def client(self) -> None:
+        connection: Client | None = None
+        while self.next_token < SUBMISSIONS:
+            token = self.next_token
+            self.next_token += 1
+            while True:
+                await self.ready.wait()
+                try:
+                    if connection is None:
+                        connection = await Client.connect(self.daemon.port)
+                    reply = await connection.transaction(
+                        "a@example.com", ["b@example.net"], content(token)
+                    )
+                except (OSError, asyncio.IncompleteReadError, AssertionError, TimeoutError):
+                    self.retried.add(token)  # no 250: the submission is sent again
+                    if connection is not None:
+                        connection.writer.close()
+                        with contextlib.suppress(OSError):
+                            await connection.writer.wait_closed()
+                        connection = None
+                    await asyncio.sleep(0.05)
+                    continue
+                if reply.startswith("250"):
+                    self.acked[token] = reply.split()[5]
+                    break
+                self.retried.add(token)
+        if connection is not None:
+            await connection.close()
+
+    async def killer(self, moments: list[int]) -> None:
+        for moment in moments:
+            while len(self.acked) < moment:
+                await asyncio.sleep(0.002)
+            await asyncio.sleep(random.uniform(0, 0.01))  # land anywhere in a transaction
+            self.ready.clear()
+            self.daemon.kill()
+            await asyncio.to_thread(self.daemon.start)
+            self.ready.set()
+
+
+@pytest.mark.slow
+def test_acknowledged_mail_survives_sigkill(tmp_path: Path) -> None:
+    daemon = DaemonProcess(tmp_path / "data").start()
+    run = Run(daemon)
+    moments = sorted(random.sample(range(20, SUBMISSIONS - 20), KILLS))
+
+    async def main() -> None:
+        await asyncio.gather(run.killer(moments), *(run.client() for _ in range(CLIENTS)))
+
+    try:
+        asyncio.run(main())
+    finally:
+        daemon.kill()
+    spool = Spool(tmp_path / "data" / "spool")
+    messages = {m.id: m for m in spool.enumerate()}
+    assert spool.unreadable == 0
+    assert len(run.acked) == SUBMISSIONS
+    tokens_in_spool: dict[int, list[str]] = {}
+    for message_id in messages:
+        body = asyncio.run(spool.read_content(message_id))  # checks size and CRC
+        token = int(body.split(b"X-Token: ")[1].split(b"\r\n")[0])
+        tokens_in_spool.setdefault(token, []).append(message_id)
+    for token, message_id in run.acked.items():
+        assert message_id in messages, f"acknowledged message {message_id} (token {token}) lost"
+        assert message_id in tokens_in_spool[token]
+        if token not in run.retried:
+            assert tokens_in_spool[token] == [message_id], f"token {token} stored twice"
