@@ -54,12 +54,10 @@ class Client:
 
     async def close(self) -> None:
         """Close the connection (QUIT when it still answers)."""
-        try:
+        with contextlib.suppress(
+            OSError, TimeoutError, asyncio.IncompleteReadError, AssertionError
+        ):
             await asyncio.wait_for(self.cmd("QUIT"), 2)
-        except (OSError, TimeoutError, asyncio.IncompleteReadError, AssertionError):
-            pass
         self.writer.close()
-        try:
+        with contextlib.suppress(OSError):
             await self.writer.wait_closed()
-        except OSError:
-            pass
