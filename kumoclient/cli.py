@@ -73,7 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="spool in DIR/spool, log records in DIR/logs (default: ./kumoclient-data)",
     )
     run.add_argument("--listen", metavar="HOST:PORT", help="SMTP listener address")
-    run.add_argument("--http", metavar="HOST:PORT", help="HTTP listener address (not yet served)")
+    run.add_argument(
+        "--http", metavar="HOST:PORT", help="HTTP listener address (not available yet)"
+    )
 
     inject = commands.add_parser("inject", help="put a message into the spool's incoming/ folder")
     inject.add_argument("--from", dest="sender", required=True, metavar="ADDR")
@@ -137,7 +139,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logs.configure_logging(args.log_format, args.log_level)
     try:
         return _dispatch(args)
-    except UsageError as exc:
+    except (UsageError, admin.BadUsage) as exc:
         print(f"kumoclient: {exc}", file=sys.stderr)
         return EX_USAGE
     except PolicyError as exc:

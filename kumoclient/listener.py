@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import re
+import socket
 import ssl
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -45,7 +46,15 @@ _TRANSLATIONS = {
 
 
 class _Server(SMTP):
-    """aiosmtpd's SMTP with enhanced status codes on its built-in replies."""
+    """aiosmtpd's SMTP with enhanced status codes on its built-in replies and fewer writes.
+
+    Writes are the expensive part of a session, so replies are batched: the lines of a
+    multi-line reply go out together, and while the client's next pipelined command is
+    already waiting in the read buffer, the reply is held and sent with the next one. A reply
+    is never held when nothing more is buffered, so a client never waits for it.
+    """
+
+    _held: list[bytes] | None = None
 
     async def push(self, status: str | bytes) -> None:
         text = status.decode() if isinstance(status, bytes) else status
@@ -53,7 +62,20 @@ class _Server(SMTP):
             if text.startswith(prefix):
                 text = better
                 break
-        await super().push(text)
+        if self._held is None:
+            self._held = []
+        self._held.append(text.encode("utf-8") + b"\r\n")
+        continuation = len(text) > 3 and text[3] == "-"
+        if continuation or self._client_has_more():
+            return
+        self._writer.write(b"".join(self._held))
+        self._held.clear()
+        await self._writer.drain()
+
+    def _client_has_more(self) -> bool:
+        # StreamReader keeps unread bytes in `_buffer`; there is no public way to peek
+        buffered = getattr(self._reader, "_buffer", b"")
+        return bool(buffered) and b"\r\n" in buffered
 
 
 class _Handler:
@@ -166,6 +188,7 @@ async def start_listener(config: EsmtpListenerConfig, accept: Accept) -> asyncio
     host = host.strip("[]")
     handler = _Handler(config, accept)
     context = _tls_context(config)
+    hostname = config.hostname or socket.getfqdn()  # once, not per session as aiosmtpd would
 
     def factory() -> SMTP:
         return _Server(
@@ -173,7 +196,7 @@ async def start_listener(config: EsmtpListenerConfig, accept: Accept) -> asyncio
             data_size_limit=config.max_message_size,
             enable_SMTPUTF8=True,
             decode_data=False,
-            hostname=config.hostname,
+            hostname=hostname,
             ident=config.banner or "kumoclient ESMTP",
             tls_context=context,
             timeout=config.client_timeout,

@@ -48,22 +48,16 @@ class DaemonProcess:
         self.port = port or free_port()
         self.cwd = cwd
         self.proc: subprocess.Popen[bytes] | None = None
-        self.stderr_path = data_dir.parent / f"daemon-{self.port}.stderr"
+        home = data_dir.parent if data_dir is not None else (cwd or Path.cwd())
+        self.stderr_path = home / f"daemon-{self.port}.stderr"
 
     def start(self, wait: bool = True) -> DaemonProcess:
-        args = [
-            sys.executable,
-            "-m",
-            "kumoclient",
-            "run",
-            "--data-dir",
-            str(self.data_dir),
-            "--listen",
-            f"127.0.0.1:{self.port}",
-        ]
+        args = [sys.executable, "-m", "kumoclient", "run", "--listen", f"127.0.0.1:{self.port}"]
+        if self.data_dir is not None:
+            args += ["--data-dir", str(self.data_dir)]
         if self.policy is not None:
             args += ["--policy", str(self.policy)]
-        self.data_dir.parent.mkdir(parents=True, exist_ok=True)
+        self.stderr_path.parent.mkdir(parents=True, exist_ok=True)
         with self.stderr_path.open("ab") as stderr:
             self.proc = subprocess.Popen(
                 args, stdout=subprocess.DEVNULL, stderr=stderr, cwd=self.cwd

@@ -64,6 +64,18 @@ def test_default_run_accepts_mail_and_sigterm_exits_0_keeping_the_spool(
     assert "stopped" in daemon.stderr()
 
 
+def test_run_without_options_uses_the_embedded_defaults(tmp_path: Path) -> None:
+    """The README's first command: built-in policy, ./kumoclient-data, SMTP on loopback."""
+    process = DaemonProcess(None, cwd=tmp_path).start()
+    try:
+        assert submit(process.port, ["b@example.net"]).startswith("250")
+        assert "kumoclient/policies/default.lua" in process.stderr()
+    finally:
+        assert process.stop() == 0
+    assert len(spooled(tmp_path / "kumoclient-data")) == 1
+    assert list((tmp_path / "kumoclient-data" / "logs").glob("*.jsonl"))
+
+
 def test_messages_survive_a_restart(daemon: DaemonProcess) -> None:
     submit(daemon.port, ["b@example.net"])
     daemon.kill()

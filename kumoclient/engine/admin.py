@@ -26,8 +26,14 @@ class BadInput(KumoClientError):
     """Input data that cannot be accepted (exit 65)."""
 
 
+class BadUsage(KumoClientError):
+    """An option that cannot be used (exit 64)."""
+
+
 def run(args: argparse.Namespace) -> int:
     """`kumoclient run`."""
+    if args.http is not None:
+        raise BadUsage("--http: the HTTP listener is not available in this version yet")
     options = DaemonOptions(args.policy, args.data_dir, args.listen, args.http)
     asyncio.run(run_daemon(options))
     return EX_OK
