@@ -25,8 +25,8 @@ import contextlib
 import ctypes
 import json
 import os
-import sys
 import secrets
+import sys
 import time
 import zlib
 from collections.abc import Callable, Iterator
