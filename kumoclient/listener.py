@@ -45,6 +45,10 @@ _TRANSLATIONS = {
 }
 
 
+# greeting, closing, 354 and 421 go out at once: after them the client waits, or is gone
+_NEVER_HELD = frozenset({"220", "221", "354", "421"})
+
+
 class _Server(SMTP):
     """aiosmtpd's SMTP with enhanced status codes on its built-in replies and fewer writes.
 
@@ -66,7 +70,7 @@ class _Server(SMTP):
             self._held = []
         self._held.append(text.encode("utf-8") + b"\r\n")
         continuation = len(text) > 3 and text[3] == "-"
-        if continuation or self._client_has_more():
+        if continuation or (text[:3] not in _NEVER_HELD and self._client_has_more()):
             return
         self._writer.write(b"".join(self._held))
         self._held.clear()

@@ -25,6 +25,7 @@ import contextlib
 import ctypes
 import json
 import os
+import re
 import secrets
 import sys
 import time
@@ -115,6 +116,13 @@ def decode_header(blob: bytes, file_size: int) -> tuple[dict[str, Any], int]:
     return header, content_start
 
 
+def _drain(queue: asyncio.Queue[_Pending | None]) -> list[_Pending | None]:
+    items: list[_Pending | None] = []
+    while not queue.empty():
+        items.append(queue.get_nowait())
+    return items
+
+
 class Spool:
     """A spool directory; `start()` before storing, `close()` when done."""
 
@@ -126,7 +134,9 @@ class Spool:
         self.quarantine = root / "quarantine"
         self.group_commit = group_commit
         self.unreadable = 0
-        self._queue: asyncio.Queue[_Pending] | None = None
+        self._data_fd: int | None = None
+        self._closed = False
+        self._queue: asyncio.Queue[_Pending | None] | None = None
         self._committer: asyncio.Task[None] | None = None
         for folder in (self.data, self.meta, self.incoming, self.quarantine):
             folder.mkdir(parents=True, exist_ok=True)
@@ -142,18 +152,24 @@ class Spool:
         for folder in (self.data, self.meta, self.incoming):
             for stale in folder.glob(".*.tmp"):
                 stale.unlink(missing_ok=True)
+        if _SYNCFS is not None and self._data_fd is None:
+            # one descriptor for the spool's life: write-back errors are reported per open
+            # descriptor from when it was opened, so a fresh one per sync could miss them
+            self._data_fd = os.open(self.data, os.O_RDONLY | os.O_DIRECTORY)
         self._queue = asyncio.Queue()
         self._committer = asyncio.create_task(self._commit_loop(), name="spool-commit")
 
     async def close(self) -> None:
-        """Stop the worker after the submissions already queued are committed."""
+        """Commit what is queued, then stop the worker (never in the middle of a group)."""
         if self._committer is not None and self._queue is not None:
-            while not self._queue.empty():
-                await asyncio.sleep(0.005)
-            self._committer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._committer
+            queue, self._queue = self._queue, None
+            self._closed = True  # later store() calls fail fast
+            await queue.put(None)
+            await self._committer
             self._committer = None
+        if self._data_fd is not None:
+            os.close(self._data_fd)
+            self._data_fd = None
 
     # --- storing -----------------------------------------------------------------------
 
@@ -177,31 +193,45 @@ class Spool:
         ]
 
     async def store(self, messages: list[SpooledMessage], content: bytes) -> None:
-        """Write the messages durably; returns only once they would survive a crash."""
+        """Write the messages durably; returns only once they would survive a crash.
+
+        A caller that is cancelled while waiting (the client hung up) does not cancel the
+        commit: its messages are written anyway, as after any unacknowledged submission.
+        """
         entries = [(m, content) for m in messages]
-        if not self.group_commit or self._queue is None:
+        if self._closed:
+            raise SpoolError("the spool is closed")
+        if not self.group_commit or self._queue is None:  # per message, or not started
             await asyncio.to_thread(self._commit_group, [entries])
             return
         pending = _Pending(entries)
         await self._queue.put(pending)
-        await pending.future
+        await asyncio.shield(pending.future)
 
     async def _commit_loop(self) -> None:
-        assert self._queue is not None
-        while True:
-            group = [await self._queue.get()]
-            while not self._queue.empty():
-                group.append(self._queue.get_nowait())
+        """Commit groups until the `None` that close() sends; one bad group stops nothing."""
+        queue = self._queue
+        assert queue is not None
+        stopping = False
+        while not stopping:
+            group: list[_Pending] = []
+            for item in [await queue.get(), *_drain(queue)]:
+                if item is None:
+                    stopping = True
+                else:
+                    group.append(item)
+            if not group:
+                continue
             try:
-                errors = await asyncio.to_thread(
+                errors: list[SpoolError | None] = await asyncio.to_thread(
                     self._commit_group, [p.messages for p in group], collect_errors=True
                 )
-            except BaseException as exc:  # cancelled mid-commit: tell everyone waiting
-                for pending in group:
-                    if not pending.future.done():
-                        pending.future.set_exception(SpoolError(f"spool stopped: {exc!r}"))
-                raise
+            except Exception as exc:  # a bug of ours: fail this group, keep serving
+                log.exception("spool commit failed")
+                errors = [SpoolError(f"spool commit failed: {exc}") for _ in group]
             for pending, error in zip(group, errors, strict=True):
+                if pending.future.done():  # its waiter is gone
+                    continue
                 if error is None:
                     pending.future.set_result(None)
                 else:
@@ -216,7 +246,7 @@ class Spool:
         `syncfs` of the spool's filesystem flushes the data and the directory entries of the
         whole group; otherwise each file is fsynced and the directory once.
         """
-        batched = self.group_commit and _SYNCFS is not None
+        batched = self.group_commit and self._data_fd is not None
         errors: list[SpoolError | None] = []
         written: list[list[tuple[SpooledMessage, bytes]]] = []
         for entries in group:
@@ -232,7 +262,8 @@ class Spool:
             return errors
         try:
             if batched:
-                _syncfs(self.data)
+                assert self._data_fd is not None
+                _syncfs(self._data_fd)
             else:
                 _fsync_dir(self.data)
         except OSError as exc:
@@ -327,13 +358,15 @@ class Spool:
             names = sorted(e.name for e in entries if not e.name.startswith("."))
         for name in names:
             try:
-                yield self.load(name)
+                message = self.load(name)
             except FileNotFoundError:
                 continue  # delivered and removed while we were reading
-            except (SpoolError, OSError, ValueError) as exc:
+            except Exception as exc:  # any malformed entry, whatever it breaks: never stop
                 self.unreadable += 1
                 if quarantine:
-                    self._quarantine(name, str(exc))
+                    self._quarantine(name, f"{type(exc).__name__}: {exc}")
+                continue
+            yield message
 
     def load(self, message_id: str) -> SpooledMessage:
         """One message with its current state; raises SpoolError when it is unreadable."""
@@ -420,19 +453,38 @@ class Spool:
         return sorted(p for p in self.incoming.glob("*.msg"))
 
     def read_drop(self, path: Path) -> tuple[Submission, float]:
-        """A dropped submission and its creation time."""
+        """A dropped submission and its creation time; SpoolError when it is malformed."""
+        if not re.fullmatch(r"[0-9a-f]{28}", path.stem):
+            raise SpoolError(f"{path.name}: not a name `kumoclient inject` writes")
         blob = path.read_bytes()
         newline = blob.find(b"\n")
         try:
             header = json.loads(blob[:newline])
+            sender, recipients = header["sender"], header["recipients"]
             meta = tuple(header["meta"]) if header.get("meta") else ()
+            if (
+                not isinstance(sender, str)
+                or not isinstance(recipients, list)
+                or not all(isinstance(r, str) and "@" in r for r in recipients)
+            ):
+                raise ValueError("sender or recipients are not addresses")
+            if not 0 < len(recipients) <= msgid.MAX_RECIPIENTS:
+                raise ValueError("bad number of recipients")
+            if meta and (
+                len(meta) != len(recipients)
+                or not all(
+                    isinstance(m, dict) and all(isinstance(v, str) for v in m.values())
+                    for m in meta
+                )
+            ):
+                raise ValueError("meta does not match the recipients")
             submission = Submission(
-                sender=header["sender"],
-                recipients=tuple(header["recipients"]),
+                sender=sender,
+                recipients=tuple(recipients),
                 content=blob[newline + 1 :],
                 meta=meta,
                 base=path.stem,
-                reception_protocol=header.get("reception_protocol", "Inject"),
+                reception_protocol=str(header.get("reception_protocol", "Inject")),
             )
             return submission, float(header["created"])
         except (ValueError, KeyError, TypeError) as exc:
@@ -486,16 +538,12 @@ def _load_syncfs() -> Callable[[int], int] | None:
 _SYNCFS = _load_syncfs()
 
 
-def _syncfs(path: Path) -> None:
-    """Flush every file and directory entry of the filesystem holding `path` to disk."""
+def _syncfs(fd: int) -> None:
+    """Flush every file and directory entry of the filesystem holding `fd` to disk."""
     assert _SYNCFS is not None
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        if _SYNCFS(fd) != 0:
-            errno = ctypes.get_errno()
-            raise OSError(errno, os.strerror(errno))
-    finally:
-        os.close(fd)
+    if _SYNCFS(fd) != 0:
+        errno = ctypes.get_errno()
+        raise OSError(errno, os.strerror(errno))
 
 
 def _fsync_dir(path: Path) -> None:

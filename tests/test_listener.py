@@ -266,3 +266,13 @@ async def test_disk_full_gives_452_and_the_same_submission_succeeds_later(tmp_pa
             assert await rig.spool.read_content(message.id) == big
     finally:
         await (await asyncio.create_subprocess_exec("umount", "-l", str(mount))).wait()
+
+
+async def test_pipelined_quit_after_data_still_gets_both_replies(rig: Rig) -> None:
+    client = await rig.client()
+    await client.cmd("MAIL FROM:<a@example.com>")
+    await client.cmd("RCPT TO:<b@example.net>")
+    await client.cmd("DATA")
+    client.writer.write(MESSAGE + b".\r\nQUIT\r\nNOOP\r\n")
+    assert (await client.reply()).startswith("250 2.0.0")
+    assert (await client.reply()).startswith("221")

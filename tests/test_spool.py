@@ -139,7 +139,7 @@ def test_drop_is_atomic_and_idempotent_to_pick_up(tmp_path: Path) -> None:
 
 def test_corrupt_drop_raises(tmp_path: Path) -> None:
     spool = Spool(tmp_path / "spool")
-    path = spool.incoming / "x.msg"
+    path = spool.incoming / f"{'a' * 28}.msg"
     path.write_bytes(b"not json\nbody")
     with pytest.raises(SpoolError, match="corrupt incoming file"):
         spool.read_drop(path)
@@ -155,3 +155,52 @@ def test_entry_header_is_json_with_size_and_crc(tmp_path: Path) -> None:
     assert json.loads(header)["size"] == len(CONTENT)
     assert rest == CONTENT
     assert os.stat(spool.data / message.id).st_size == len(blob)
+
+
+async def test_a_waiter_cancelled_mid_commit_does_not_stop_the_spool(spool: Spool) -> None:
+    """A client hanging up while its commit is pending must not kill the commit worker."""
+    first = spool.prepare(submission("a@x.com"))
+    task = asyncio.create_task(spool.store(first, CONTENT))
+    await asyncio.sleep(0)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    second = await stored(spool, "b@x.com")  # would hang if the worker had died
+    assert second[0].id in spool.ids()
+    await asyncio.sleep(0.2)
+    assert first[0].id in spool.ids()  # written anyway, like any unacknowledged submission
+
+
+async def test_close_commits_what_is_queued_and_refuses_later_stores(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "spool")
+    await spool.start()
+    tasks = [asyncio.create_task(stored(spool, f"r{i}@x.com")) for i in range(20)]
+    await asyncio.sleep(0)
+    await spool.close()
+    await asyncio.gather(*tasks)
+    assert len(spool.ids()) == 20
+    with pytest.raises(SpoolError, match="closed"):
+        await stored(spool, "late@x.com")
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        {"size": None},
+        {"created": [1]},
+        {"meta": [1, 2]},
+        {"sender": {"deep": [[[[1]]]]}, "meta": "x"},
+    ],
+)
+async def test_headers_of_the_wrong_types_are_quarantined(
+    spool: Spool, header: dict[str, object]
+) -> None:
+    (good,) = await stored(spool, "a@x.com")
+    (bad,) = await stored(spool, "b@x.com")
+    path = spool.data / bad.id
+    _magic, raw, rest = path.read_bytes().split(b"\n", 2)
+    fields = {**json.loads(raw), **header}
+    encoded = json.dumps(fields).encode()
+    path.write_bytes(b"KCSPOOL1 " + str(len(encoded)).encode() + b"\n" + encoded + b"\n" + rest)
+    assert [m.id for m in spool.enumerate()] == [good.id]
+    assert (spool.quarantine / f"{bad.id}.reason").exists()

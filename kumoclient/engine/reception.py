@@ -112,8 +112,10 @@ class Reception:
     async def _pick_up(self, path: Path) -> bool:
         try:
             submission, created = self.spool.read_drop(path)
-        except (SpoolError, OSError) as exc:
-            self.spool.quarantine_drop(path, str(exc))
+        except FileNotFoundError:
+            return False
+        except Exception as exc:  # whatever is wrong with it, it must not stop the pick-up
+            self.spool.quarantine_drop(path, f"{type(exc).__name__}: {exc}")
             return False
         views = self._views(submission)
         try:

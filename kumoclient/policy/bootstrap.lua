@@ -7,7 +7,7 @@
 -- Host callables answer `true, value` or `false, message`; failures become Lua errors
 -- that name the policy file and line of the caller.
 
-local host, event_kinds = ...
+local raw_host, event_kinds = ...
 
 local getinfo, traceback = debug.getinfo, debug.traceback
 local error, type, tostring, select, pcall, xpcall = error, type, tostring, select, pcall, xpcall
@@ -15,6 +15,32 @@ local setmetatable, getmetatable, rawequal = setmetatable, getmetatable, rawequa
 local pack, unpack, concat = table.pack, table.unpack, table.concat
 local math_type = math.type
 local pairs, raw_load_file = pairs, loadfile
+
+-- tostring that cannot raise (a policy may give values a __tostring that errors)
+local function safe_tostring(value)
+  local ok, text = pcall(tostring, value)
+  if ok and type(text) == 'string' then
+    return text
+  end
+  return '(' .. type(value) .. ')'
+end
+
+-- Every host callable is called through pcall: if lupa itself fails (say, on a string that
+-- is not UTF-8) the error becomes a string here instead of reaching Lua as a Python object.
+local function guarded(fn)
+  return function(...)
+    local results = pack(pcall(fn, ...))
+    if not results[1] then
+      return false, safe_tostring(results[2])
+    end
+    return unpack(results, 2, results.n)
+  end
+end
+
+local host = {}
+for name, fn in pairs(raw_host) do
+  host[name] = guarded(fn)
+end
 
 python = nil
 package.loaded.python = nil
@@ -48,6 +74,19 @@ package.loadlib = nil
 package.cpath = ''
 package.searchers[4] = nil
 package.searchers[3] = nil
+-- Lua's own file searcher would load precompiled chunks too: search, then load as text
+local searchpath = package.searchpath
+package.searchers[2] = function(name)
+  local path, err = searchpath(name, package.path)
+  if path == nil then
+    return err
+  end
+  local chunk, load_error = raw_load_file(path, 't')
+  if chunk == nil then
+    error("error loading module '" .. name .. "' from file '" .. path .. "':\n\t" .. load_error, 0)
+  end
+  return chunk, path
+end
 
 -- file:line of the function `level` frames above the caller of `location`; C frames (pcall,
 -- a tail call's gap) are skipped so the answer is the nearest Lua line
@@ -128,7 +167,9 @@ function kumo.on(name, fn)
   list[#list + 1] = { fn = fn, where = location(2) }
 end
 
-local RejectMT = { __name = 'kumo.reject' }
+-- Rejections are tables recorded here; no comparison that a policy could intercept.
+local rejections = setmetatable({}, { __mode = 'k' })
+local RejectMT = { __name = 'kumo.reject', __metatable = false }
 RejectMT.__tostring = function(r)
   return 'rejected: ' .. tostring(r.code) .. ' ' .. tostring(r.text)
 end
@@ -140,22 +181,31 @@ function kumo.reject(code, text)
   if type(text) ~= 'string' then
     fail('kumo.reject: text must be a string, got ' .. type(text), 2)
   end
-  error(setmetatable({ code = code, text = text }, RejectMT), 0)
+  local rejection = setmetatable({ code = code, text = text }, RejectMT)
+  rejections[rejection] = true
+  error(rejection, 0)
 end
 
+local failures = setmetatable({}, { __mode = 'k' })
+
 local function on_error(err)
-  if getmetatable(err) == RejectMT then
+  if rejections[err] then
     return err
   end
-  local message = tostring(err)
-  return { message = message, traceback = traceback(message, 2) }
+  local message = safe_tostring(err)
+  local failure = { message = message, traceback = traceback(message, 2) }
+  failures[failure] = true
+  return failure
 end
 
 local function failure(err, where)
-  if getmetatable(err) == RejectMT then
-    return 'reject', err.code, err.text, where
+  if rejections[err] then
+    return 'reject', rawget(err, 'code'), rawget(err, 'text'), where
   end
-  return 'error', err.message, err.traceback, where
+  if failures[err] then
+    return 'error', rawget(err, 'message'), rawget(err, 'traceback'), where
+  end
+  return 'error', safe_tostring(err), nil, where -- an error inside the error handler
 end
 
 -- Calls the handlers of `name` in order until one returns non-nil.
@@ -259,7 +309,11 @@ end
 function internal.make_map_proxy(lookup)
   local proxy = setmetatable({}, {
     __index = function(_, subject)
-      return lookup(subject)
+      local ok, value = pcall(lookup, subject)
+      if not ok then
+        error(safe_tostring(value), 2)
+      end
+      return value
     end,
     __newindex = function()
       error('regex_set_map is read-only', 2)
@@ -389,8 +443,9 @@ kumo.log_debug = logger('debug')
 function internal.make_msg(methods)
   local msg = {}
   for name, fn in pairs(methods) do
+    local call = guarded(fn)
     msg[name] = function(self, ...)
-      local ok, value = fn(self, ...)
+      local ok, value = call(self, ...)
       if not ok then
         fail(value, 2)
       end
@@ -410,10 +465,11 @@ function internal.load_policy(path)
   end
   local ok, result = xpcall(chunk, on_error)
   if not ok then
-    if getmetatable(result) == RejectMT then
-      return false, tostring(result), nil
+    local _, message, trace = failure(result, nil)
+    if rejections[result] then
+      message = 'kumo.reject called while loading the policy'
     end
-    return false, result.message, result.traceback
+    return false, safe_tostring(message), trace
   end
   return true, nil, nil
 end

@@ -104,7 +104,12 @@ class PolicyRuntime:
     def _fire(self, event: str, *args: Any) -> _Fired:
         fire = self._fire_all if EVENTS[event].result is Result.NOTHING else self._fire_first
         started = time.perf_counter()
-        answer = fire(event, *args)
+        try:
+            answer = fire(event, *args)
+        except (lua54.LuaError, UnicodeError, TypeError, ValueError) as exc:
+            # what the Lua side could not catch: a value lupa cannot convert (text that is not
+            # UTF-8), an error raised while handling an error
+            answer = ("error", f"{event} handler failed: {exc}", None, None)
         elapsed = time.perf_counter() - started
         if not isinstance(answer, tuple):
             answer = (answer,)
@@ -121,7 +126,8 @@ class PolicyRuntime:
 
     def _raise_failure(self, event: str, fired: _Fired) -> NoReturn:
         if fired.status == "reject":
-            raise PolicyReject(int(fired.value), str(fired.detail))
+            text = " ".join(str(fired.detail).split())  # one line: no CR/LF into the reply
+            raise PolicyReject(int(fired.value), text)
         raise PolicyError(
             f"{event} event failed: {fired.value}",
             location=_location(fired.value) or fired.where,

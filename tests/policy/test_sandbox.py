@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from kumoclient.errors import PolicyLoadError
@@ -73,3 +75,74 @@ def test_text_load_still_works(load_policy: LoadPolicy) -> None:
     runtime = load_policy("X = load('return 41 + 1')()\nY = load('return Z', 'c', 't', {Z = 7})()")
     assert runtime._lua.globals().X == 42
     assert runtime._lua.globals().Y == 7
+
+
+def test_text_that_is_not_utf8_reaches_lua_as_a_string_error(load_policy: LoadPolicy) -> None:
+    runtime = load_policy(
+        "local ok, err = pcall(kumo.json_parse, '\\xff\\xfe')\nKIND = type(err)\nOK = ok\n"
+    )
+    assert runtime._lua.globals().OK is False
+    assert runtime._lua.globals().KIND == "string"
+
+
+def test_a_rejection_cannot_be_forged(load_policy: LoadPolicy) -> None:
+    from kumoclient.errors import PolicyError, PolicyReject
+    from kumoclient.policy.message import MessageView
+
+    runtime = load_policy(
+        """
+        local ok, real = pcall(kumo.reject, 550, 'x')
+        MT = getmetatable(real)
+        kumo.on('smtp_server_message_received', function(msg)
+          error(setmetatable({code = 250, text = 'forged'}, {__name = 'kumo.reject'}))
+        end)
+        """
+    )
+    assert runtime._lua.globals().MT is False
+    view = MessageView("0" * 32, "a@x", "b@y", b"Subject: x\r\n\r\n", {})
+    with pytest.raises(PolicyError) as info:
+        runtime.message_event("smtp_server_message_received", view)
+    assert not isinstance(info.value, PolicyReject)
+
+
+def test_an_error_while_handling_an_error_stays_a_policy_error(load_policy: LoadPolicy) -> None:
+    from kumoclient.errors import PolicyError
+    from kumoclient.policy.message import MessageView
+
+    runtime = load_policy(
+        """
+        kumo.on('smtp_server_message_received', function(msg)
+          setmetatable(getmetatable(''), {__eq = error, __index = error})
+          error(setmetatable({}, {__tostring = function() error('no') end}))
+        end)
+        """
+    )
+    view = MessageView("0" * 32, "a@x", "b@y", b"Subject: x\r\n\r\n", {})
+    with pytest.raises(PolicyError):
+        runtime.message_event("smtp_server_message_received", view)
+
+
+def test_require_refuses_precompiled_modules(load_policy: LoadPolicy, tmp_path: Path) -> None:
+    (tmp_path / "evil.lua").write_bytes(b"\x1bLua" + b"\x00" * 20)
+    (tmp_path / "fine.lua").write_text("return {answer = 42}")
+    runtime = load_policy(
+        f"package.path = '{tmp_path}/?.lua'\n"
+        "OK, ERR = pcall(require, 'evil')\nFINE = require('fine').answer\n"
+    )
+    g = runtime._lua.globals()
+    assert g.OK is False
+    assert "attempt to load a binary chunk" in g.ERR
+    assert g.FINE == 42
+
+
+def test_rewrite_hook_returning_non_utf8_keeps_the_reply(load_policy: LoadPolicy) -> None:
+    from kumoclient.core.reply import parse_one_line
+    from kumoclient.records import QueueName
+
+    runtime = load_policy(
+        "kumo.on('smtp_client_rewrite_delivery_status', function() return '\\xff' end)"
+    )
+    reply = parse_one_line("452 4.2.2 full")
+    outcome = runtime.rewrite_delivery_status(reply, QueueName("d.com"))
+    assert outcome.reply == reply
+    assert outcome.error is not None
