@@ -276,3 +276,33 @@ async def test_pipelined_quit_after_data_still_gets_both_replies(rig: Rig) -> No
     client.writer.write(MESSAGE + b".\r\nQUIT\r\nNOOP\r\n")
     assert (await client.reply()).startswith("250 2.0.0")
     assert (await client.reply()).startswith("221")
+
+
+async def test_starttls_when_a_certificate_is_configured(tmp_path: Path) -> None:
+    import ssl
+
+    import trustme
+
+    authority = trustme.CA()
+    server_cert = authority.issue_cert("localhost")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    server_cert.cert_chain_pems[0].write_to_path(str(cert))
+    server_cert.private_key_pem.write_to_path(str(key))
+    client_context = ssl.create_default_context()
+    authority.configure_trust(client_context)
+    async for rig in make_rig(tmp_path, tls_certificate=str(cert), tls_private_key=str(key)):
+        client = await rig.client()
+        assert "STARTTLS" in await client.cmd("EHLO again")
+        assert (await client.cmd("STARTTLS")).startswith("220")
+        await client.writer.start_tls(client_context, server_hostname="localhost")
+        assert client.writer.get_extra_info("ssl_object") is not None
+        assert "STARTTLS" not in await client.cmd("EHLO secure")
+        assert (await client.transaction("a@example.com", ["b@example.net"], MESSAGE)).startswith(
+            "250"
+        )
+        assert len(rig.spool.ids()) == 1
+
+
+async def test_no_starttls_without_a_certificate(rig: Rig) -> None:
+    client = await rig.client()
+    assert "STARTTLS" not in await client.cmd("EHLO again")
