@@ -497,9 +497,6 @@ class Spool:
 
     def quarantine_drop(self, path: Path, reason: str) -> None:
         """Move an unreadable drop file to quarantine/."""
-        self._quarantine_path(path, reason)
-
-    def _quarantine_path(self, path: Path, reason: str) -> None:
         log.error("incoming file quarantined", file=path.name, reason=reason)
         with contextlib.suppress(OSError):
             os.replace(path, self.quarantine / path.name)

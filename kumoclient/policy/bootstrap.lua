@@ -11,7 +11,7 @@ local raw_host, event_kinds = ...
 
 local getinfo, traceback = debug.getinfo, debug.traceback
 local error, type, tostring, select, pcall, xpcall = error, type, tostring, select, pcall, xpcall
-local setmetatable, getmetatable, rawequal = setmetatable, getmetatable, rawequal
+local setmetatable = setmetatable
 local pack, unpack, concat = table.pack, table.unpack, table.concat
 local math_type = math.type
 local pairs, raw_load_file = pairs, loadfile
