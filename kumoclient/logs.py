@@ -16,6 +16,7 @@ import os
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, BinaryIO, Literal
 
@@ -156,6 +157,8 @@ class RecordLog:
         self._lock = asyncio.Lock()
         self._flusher: asyncio.Task[None] | None = None
         self.path: Path | None = None
+        # called with every record written (the engine's waiters and subscribers)
+        self.listeners: list[Callable[[dict[str, object]], None]] = []
 
     async def open(self) -> None:
         """Start a segment and the periodic flush."""
@@ -182,6 +185,8 @@ class RecordLog:
         assert self._file is not None
         self._file.write(json.dumps(record, separators=(",", ":")).encode() + b"\n")
         self._written += 1
+        for listener in self.listeners:
+            listener(record)
 
     async def sync(self) -> None:
         """Make every record written so far durable."""

@@ -304,16 +304,7 @@ class Spool:
 
     async def update(self, message: SpooledMessage) -> None:
         """Persist attempts, next due time and last response without touching the content."""
-        state = json.dumps(
-            {
-                "attempts": message.attempts,
-                "due": message.due,
-                "last_response": message.last_response,
-                "meta": message.meta,
-            },
-            separators=(",", ":"),
-        ).encode()
-        await asyncio.to_thread(self._write_meta, message.id, state)
+        await asyncio.to_thread(self._write_meta, message.id, _state_blob(message))
 
     def _write_meta(self, message_id: str, state: bytes) -> None:
         tmp = self.meta / f".{message_id}.json.tmp"
@@ -332,6 +323,35 @@ class Spool:
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
         _fsync_dir(self.data)
+
+    def apply(self, updates: list[SpooledMessage], removals: list[str]) -> None:
+        """Write many metadata updates and removals, then make them durable at once.
+
+        Blocking (run it in a thread). Callers make the final log records of `removals`
+        durable first (SPEC 1, invariant 2).
+        """
+        removed = set(removals)
+        try:
+            for message in updates:
+                if message.id not in removed:
+                    tmp = self.meta / f".{message.id}.json.tmp"
+                    _write_file(tmp, _state_blob(message), sync=self._data_fd is None)
+                    os.rename(tmp, self.meta / f"{message.id}.json")
+            for message_id in removals:
+                for path in (self.meta / f"{message_id}.json", self.data / message_id):
+                    with contextlib.suppress(FileNotFoundError):
+                        path.unlink()
+            if self._data_fd is not None:
+                _syncfs(self._data_fd)
+            else:
+                _fsync_dir(self.meta)
+                _fsync_dir(self.data)
+        except OSError as exc:
+            raise SpoolError(f"cannot update the spool: {exc.strerror or exc}") from exc
+
+    def content(self, message_id: str) -> bytes:
+        """`read_content` without a thread, for small messages already in the page cache."""
+        return self._read_content(message_id)
 
     async def read_content(self, message_id: str) -> bytes:
         """The content bytes of a message, checked against its recorded size and CRC."""
@@ -364,7 +384,7 @@ class Spool:
             except Exception as exc:  # any malformed entry, whatever it breaks: never stop
                 self.unreadable += 1
                 if quarantine:
-                    self._quarantine(name, f"{type(exc).__name__}: {exc}")
+                    self.quarantine_entry(name, f"{type(exc).__name__}: {exc}")
                 continue
             yield message
 
@@ -408,7 +428,8 @@ class Spool:
                 raise SpoolError(f"corrupt metadata file: {exc}") from exc
         return message
 
-    def _quarantine(self, name: str, reason: str) -> None:
+    def quarantine_entry(self, name: str, reason: str) -> None:
+        """Move an unreadable entry (and its metadata) to quarantine/, with the reason."""
         log.error("spool entry quarantined", id=name, reason=reason)
         for source in (self.data / name, self.meta / f"{name}.json"):
             if source.exists():
@@ -501,6 +522,18 @@ class Spool:
         with contextlib.suppress(OSError):
             os.replace(path, self.quarantine / path.name)
             (self.quarantine / f"{path.name}.reason").write_text(reason + "\n")
+
+
+def _state_blob(message: SpooledMessage) -> bytes:
+    return json.dumps(
+        {
+            "attempts": message.attempts,
+            "due": message.due,
+            "last_response": message.last_response,
+            "meta": message.meta,
+        },
+        separators=(",", ":"),
+    ).encode()
 
 
 def _write_file(path: Path, blob: bytes, *, sync: bool = True) -> None:

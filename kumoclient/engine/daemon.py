@@ -11,18 +11,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from kumoclient import logs
-from kumoclient.engine.reception import Reception
+from kumoclient.engine.engine import Engine
 from kumoclient.errors import KumoClientError
 from kumoclient.listener import start_listener
-from kumoclient.logs import RecordLog
 from kumoclient.policies import default_policy_path
 from kumoclient.policy.runtime import PolicyHolder
 from kumoclient.records import EsmtpListenerConfig, InitConfig
-from kumoclient.spool import Spool
 
 log = logs.get_logger(__name__)
 
@@ -71,15 +70,20 @@ def layout(options: DaemonOptions, init: InitConfig) -> Layout:
 
 
 class Daemon:
-    """One running kumoclient."""
+    """One running kumoclient: an Engine, its listeners, the drop folder and signals."""
 
     def __init__(self, options: DaemonOptions) -> None:
         self.options = options
         self.policy = PolicyHolder(options.policy or default_policy_path())
         self.layout = layout(options, self.policy.current.run_init())
-        self.spool = Spool(self.layout.spool_dir)
-        self.records = RecordLog(self.layout.log_dir, self.layout.max_segment_duration)
-        self.reception = Reception(self.policy, self.spool, self.records)
+        self.engine = Engine(
+            self.policy,
+            spool_dir=self.layout.spool_dir,
+            log_dir=self.layout.log_dir,
+            max_segment_duration=self.layout.max_segment_duration,
+        )
+        self.spool = self.engine.spool
+        self.reception = self.engine.reception
         self._stop = asyncio.Event()
         self._servers: list[asyncio.Server] = []
 
@@ -94,9 +98,7 @@ class Daemon:
 
     async def run(self) -> None:
         """Serve until asked to stop."""
-        await self.spool.start()
-        await self.records.open()
-        spooled = sum(1 for _ in self.spool.enumerate())
+        spooled = await self.engine.start()
         log.info("spool enumerated", messages=spooled, spool=str(self.layout.spool_dir))
         try:
             for config in self.layout.listeners:
@@ -135,14 +137,15 @@ class Daemon:
             await asyncio.sleep(DROP_POLL_INTERVAL)
 
     async def _shutdown(self) -> None:
+        """Listeners first (no new mail), then the engine: both within STOP_GRACE."""
+        deadline = time.monotonic() + STOP_GRACE
         for server in self._servers:
             server.close()
         for server in self._servers:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(server.wait_closed(), STOP_GRACE)
-        await self.spool.close()
-        await self.records.close()
-        log.info("stopped", accepted=self.reception.accepted)
+                await asyncio.wait_for(server.wait_closed(), max(0.1, deadline - time.monotonic()))
+        await self.engine.stop(grace=max(0.1, deadline - time.monotonic()))
+        log.info("stopped", accepted=self.reception.accepted, **self.engine.counts)
 
 
 async def run_daemon(options: DaemonOptions) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import secrets
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from kumoclient import logs
@@ -28,10 +29,17 @@ log = logs.get_logger(__name__)
 class Reception:
     """The path from a submission to durable spooled messages."""
 
-    def __init__(self, policy: PolicyHolder, spool: Spool, records: RecordLog) -> None:
+    def __init__(
+        self,
+        policy: PolicyHolder,
+        spool: Spool,
+        records: RecordLog,
+        on_stored: Callable[[list[SpooledMessage]], None] | None = None,
+    ) -> None:
         self.policy = policy
         self.spool = spool
         self.records = records
+        self.on_stored = on_stored  # the engine's queue, told of each durable message
         self.accepted = 0
 
     async def accept_smtp(
@@ -47,6 +55,20 @@ class Reception:
         ids = await self._store(views, "ESMTP")
         suffix = f" and {len(ids) - 1} more" if len(ids) > 1 else ""
         return f"250 2.0.0 OK queued as {ids[0]}{suffix}"
+
+    async def accept_library(
+        self, sender: str, recipients: list[str], content: bytes, meta: dict[str, str]
+    ) -> list[str]:
+        """`Engine.submit`: spool the messages as given (no reception event); their ids.
+
+        Raises SubmissionRefused when the spool cannot take them.
+        """
+        base = msgid.submission_base(time.time(), secrets.randbits(64))
+        views = [
+            MessageView(msgid.message_id(base, i), sender, rcpt, content, dict(meta))
+            for i, rcpt in enumerate(recipients)
+        ]
+        return await self._store(views, "Library")
 
     def _run_policy(self, event: str, views: list[MessageView]) -> None:
         runtime = self.policy.current
@@ -99,6 +121,8 @@ class Reception:
             queue = queue_name_for(message.recipient, message.meta)
             self.records.write(build_record(RecordType.RECEPTION, message, queue, now=now))
         self.accepted += len(stored)
+        if self.on_stored is not None:
+            self.on_stored(stored)
         return [message.id for message in stored]
 
     async def pick_up_drops(self) -> int:

@@ -1,0 +1,378 @@
+"""The delivery engine: spool → scheduled queue → site ready queue → dispatcher → disposition.
+
+`Engine` owns the spool, the delivery log, the policy and every task (one TaskGroup): the
+scheduler, the batched state writer and one dispatcher per open connection. A dispatcher
+takes ready messages of its site, opens a session when it has none, sends, and applies the
+outcome: Delivery and Bounce write their record and leave the spool; a TransientFailure
+writes its record and is requeued by the retry schedule, or expires (SPEC 2.4). A message
+that waits past `max_age` in a ready queue expires when it is taken. Library use:
+
+    async with Engine("policy.lua", data_dir=Path("data")) as engine:
+        ids = await engine.submit("me@example.com", ["you@example.net"], content)
+        record = await engine.outcome(ids[0])   # the final log record (a dict)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import random
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+
+from kumoclient import logs
+from kumoclient.core.queue_name import parse_queue_name, queue_name_for
+from kumoclient.core.reply import single_line
+from kumoclient.core.retry import expires, next_delay
+from kumoclient.engine.attempt import Outcome, failed_outcome, judge, open_session
+from kumoclient.engine.queues import Item, Scheduler, Site
+from kumoclient.engine.reception import Reception
+from kumoclient.engine.route import EGRESS_SOURCE, Route, route_for
+from kumoclient.engine.state import StateWriter
+from kumoclient.errors import KumoClientError, PolicyError
+from kumoclient.logs import RecordLog, RecordType, build_record
+from kumoclient.policies import default_policy_path
+from kumoclient.policy.runtime import PolicyHolder
+from kumoclient.records import EnhancedCode, QueueConfig, Reply, SpooledMessage
+from kumoclient.smtp import Session
+from kumoclient.spool import Spool, SpoolError
+
+log = logs.get_logger(__name__)
+
+STOP_GRACE = 10.0
+FINAL = frozenset({"Delivery", "Bounce", "Expiration", "AdminBounce"})
+_INLINE_READ = 256 * 1024  # smaller contents are read on the loop (page cache, ~µs)
+Record = dict[str, object]
+
+
+class EngineStopped(KumoClientError):
+    """The engine stopped before the awaited message reached a final disposition."""
+
+
+class Engine:
+    """A running delivery engine; `start()`/`stop()` or `async with`."""
+
+    def __init__(
+        self,
+        policy: PolicyHolder | str | Path | None = None,
+        *,
+        data_dir: Path | None = None,
+        spool_dir: Path | None = None,
+        log_dir: Path | None = None,
+        max_segment_duration: float = 3600.0,
+    ) -> None:
+        if not isinstance(policy, PolicyHolder):
+            policy = PolicyHolder(policy or default_policy_path())
+        self.policy = policy
+        base = data_dir or Path("kumoclient-data")
+        self.spool = Spool(spool_dir or base / "spool")
+        self.records = RecordLog(log_dir or base / "logs", max_segment_duration)
+        self.records.listeners.append(self._on_record)
+        self.reception = Reception(policy, self.spool, self.records, on_stored=self.enqueue)
+        self.scheduler = Scheduler(self._on_due)
+        self._state = StateWriter(self.spool, self.records)
+        self._sites: dict[str, Site] = {}
+        self._queue_configs: dict[str, tuple[int, QueueConfig]] = {}
+        self._waiters: dict[str, asyncio.Future[Record]] = {}
+        self._dispatchers: set[asyncio.Task[None]] = set()
+        self._live: set[str] = set()  # ids queued in memory: a message is never queued twice
+        self._tg: asyncio.TaskGroup | None = None
+        self._stopping = False
+        self._hostname = socket.gethostname()
+        self.counts: dict[str, int] = {}
+
+    # --- lifecycle -----------------------------------------------------------------------
+
+    async def __aenter__(self) -> Engine:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def start(self) -> int:
+        """Open spool and log, schedule every spooled message; returns how many."""
+        await self.spool.start()
+        await self.records.open()
+        self._tg = asyncio.TaskGroup()
+        await self._tg.__aenter__()
+        spooled = 0
+        for message in self.spool.enumerate():
+            self.enqueue([message])
+            spooled += 1
+        self._tg.create_task(self.scheduler.run(), name="scheduler")
+        self._tg.create_task(self._state.run(), name="spool-state")
+        return spooled
+
+    async def stop(self, grace: float = STOP_GRACE) -> None:
+        """Stop taking messages, let transactions in flight finish for `grace` seconds,
+        abandon the rest (they stay spooled), and close."""
+        if self._tg is None:
+            return
+        self._stopping = True
+        self.scheduler.stop()
+        for site in self._sites.values():
+            site.release_waiters()
+        running = [task for task in self._dispatchers if not task.done()]
+        if running:
+            _, pending = await asyncio.wait(running, timeout=grace)
+            for task in pending:
+                task.cancel()
+            if pending:
+                log.warning("abandoned transactions in flight at stop", count=len(pending))
+            await asyncio.gather(*pending, return_exceptions=True)
+        await self._state.close()
+        tg, self._tg = self._tg, None
+        await tg.__aexit__(None, None, None)
+        await self.spool.close()
+        await self.records.close()
+        for waiter in self._waiters.values():
+            if not waiter.done():
+                waiter.set_exception(EngineStopped("the engine stopped"))
+                waiter.exception()  # retrieved: nobody may be waiting
+        self._waiters.clear()
+
+    # --- library API ---------------------------------------------------------------------
+
+    async def submit(
+        self,
+        sender: str,
+        recipients: list[str],
+        content: bytes,
+        meta: dict[str, str] | None = None,
+    ) -> list[str]:
+        """Spool a message for each recipient (durably) and queue it; returns the ids."""
+        ids = await self.reception.accept_library(sender, recipients, content, meta or {})
+        for message_id in ids:
+            self._waiters.setdefault(message_id, asyncio.get_running_loop().create_future())
+        return ids
+
+    async def outcome(self, message_id: str) -> Record:
+        """The final log record (Delivery, Bounce, Expiration) of a submitted message."""
+        waiter = self._waiters.get(message_id)
+        if waiter is None:
+            raise KeyError(f"{message_id} was not submitted through this engine")
+        try:
+            return await waiter
+        finally:
+            self._waiters.pop(message_id, None)
+
+    def subscribe(self, callback: Callable[[Record], None]) -> None:
+        """Call `callback` with every log record the engine writes."""
+        self.records.listeners.append(callback)
+
+    def _on_record(self, record: Record) -> None:
+        kind = str(record["type"])
+        self.counts[kind] = self.counts.get(kind, 0) + 1
+        if kind in FINAL:
+            waiter = self._waiters.get(str(record["id"]))
+            if waiter is not None and not waiter.done():
+                waiter.set_result(record)
+
+    # --- scheduling ----------------------------------------------------------------------
+
+    def enqueue(self, messages: list[SpooledMessage]) -> None:
+        """Schedule durable messages by their due time."""
+        for message in messages:
+            if message.id in self._live:
+                continue  # e.g. an incoming/ file picked up again after a crash
+            self._live.add(message.id)
+            queue = queue_name_for(message.recipient, message.meta)
+            self.scheduler.add(Item(message, queue, parse_queue_name(queue)))
+
+    def _queue_config(self, item: Item) -> QueueConfig:
+        generation = self.policy.generation
+        cached = self._queue_configs.get(item.queue)
+        if cached is not None and cached[0] == generation:
+            return cached[1]
+        config = self.policy.current.get_queue_config(item.name)
+        self._queue_configs[item.queue] = (generation, config)
+        return config
+
+    def _site(self, route: Route) -> Site:
+        generation = self.policy.generation
+        site = self._sites.get(route.site)
+        if site is not None and site.generation == generation:
+            return site
+        egress = self.policy.current.get_egress_path_config(
+            route.routing_domain, EGRESS_SOURCE, route.site_name
+        )
+        if site is None:
+            site = self._sites[route.site] = Site(route, egress, generation)
+        else:
+            site.egress, site.generation = egress, generation
+        return site
+
+    def _on_due(self, item: Item) -> None:
+        """A message came due: into its site's ready queue (or expired, or failed)."""
+        if self._stopping:
+            return
+        try:
+            item.config = self._queue_config(item)
+            route = route_for(item.name, item.config)
+            site = self._site(route)
+        except PolicyError as exc:
+            log.error(
+                "policy failed while routing; retrying later", id=item.message.id, error=str(exc)
+            )
+            text = f"KumoMTA internal: policy error while routing: {exc}"
+            self._transient(item, failed_outcome(Reply(451, EnhancedCode(4, 3, 0), text)), "")
+            return
+        if self._expired(item, time.time()):
+            self._expire(item, site.name, item.message.attempts)
+            return
+        if site.put(item):
+            self._spawn(site)
+
+    def _spawn(self, site: Site) -> None:
+        assert self._tg is not None
+        site.active += 1
+        task = self._tg.create_task(self._dispatcher(site), name=f"dispatch {site.name}")
+        self._dispatchers.add(task)
+        task.add_done_callback(self._dispatchers.discard)
+
+    # --- dispatching ---------------------------------------------------------------------
+
+    async def _dispatcher(self, site: Site) -> None:
+        session: Session | None = None
+        try:
+            while not self._stopping:
+                idle = site.egress.idle_timeout if session is not None else 0.0
+                item = await site.take(idle)
+                if item is None:
+                    break
+                session = await self._guarded_attempt(site, item, session)
+        finally:
+            site.active -= 1
+            if session is not None:
+                await session.close()
+            if site.ready and not self._stopping and site.active < site.egress.connection_limit:
+                self._spawn(site)
+
+    async def _guarded_attempt(
+        self, site: Site, item: Item, session: Session | None
+    ) -> Session | None:
+        try:
+            return await self._attempt(site, item, session)
+        except Exception as exc:  # a bug of ours: never lose the message or stop the engine
+            log.exception("delivery attempt failed", id=item.message.id, site=site.name)
+            if session is not None:
+                session.abort()
+            text = f"KumoMTA internal: delivery attempt failed: {type(exc).__name__}: {exc}"
+            self._transient(item, failed_outcome(Reply(400, None, text)), site.name)
+            return None
+
+    async def _attempt(self, site: Site, item: Item, session: Session | None) -> Session | None:
+        if self._expired(item, time.time()):
+            self._expire(item, site.name, item.message.attempts)
+            return session
+        if session is None or not session.usable:
+            if session is not None:
+                session.abort()
+            ehlo = site.egress.ehlo_domain or self._hostname
+            opened = await open_session(site.route, site.egress, ehlo, site)
+            if isinstance(opened, Outcome):  # every target failed: so does the ready queue
+                for each in [item, *site.drain()]:
+                    self._apply(each, opened, site.name)
+                return None
+            session = opened
+        content = await self._content(item)
+        if content is None:
+            return session
+        message = item.message
+        exchange = await session.send(message.sender, message.recipient, content)
+        outcome = judge(exchange, session.target, item.name, self.policy.current, site.egress)
+        self._apply(item, outcome, site.name)
+        if not session.usable or session.deliveries >= site.egress.max_deliveries_per_connection:
+            await session.close()
+            return None
+        return session
+
+    async def _content(self, item: Item) -> bytes | None:
+        message_id = item.message.id
+        try:
+            if item.message.size < _INLINE_READ:
+                return self.spool.content(message_id)
+            return await self.spool.read_content(message_id)
+        except FileNotFoundError:
+            log.warning("message left the spool before delivery", id=message_id)
+        except (SpoolError, OSError) as exc:
+            self.spool.quarantine_entry(message_id, f"{type(exc).__name__}: {exc}")
+        return None
+
+    # --- dispositions ----------------------------------------------------------------------
+
+    def _apply(self, item: Item, outcome: Outcome, site: str) -> None:
+        if outcome.kind is RecordType.TRANSIENT_FAILURE:
+            self._transient(item, outcome, site)
+        else:
+            self._final(item, outcome.kind, outcome.reply, site, peer=outcome.peer_address)
+
+    def _final(
+        self,
+        item: Item,
+        kind: RecordType,
+        reply: Reply,
+        site: str,
+        *,
+        peer: tuple[str, str] | None = None,
+        message: SpooledMessage | None = None,
+    ) -> None:
+        message = message or item.message
+        record = build_record(kind, message, item.queue, response=reply, site=site, peer=peer)
+        self.records.write(record)
+        self._state.remove(message.id)
+        self._live.discard(message.id)
+
+    def _transient(self, item: Item, outcome: Outcome, site: str) -> None:
+        message, config = item.message, item.config
+        self.records.write(
+            build_record(
+                RecordType.TRANSIENT_FAILURE,
+                message,
+                item.queue,
+                response=outcome.reply,
+                site=site,
+                peer=outcome.peer_address,
+            )
+        )
+        now = time.time()
+        attempts = message.attempts + 1
+        delay = next_delay(
+            message.attempts, config.retry_interval, config.max_retry_interval, random.random()
+        )
+        if expires(now - message.created, delay, config.max_age):
+            self._expire(item, site, attempts, now + delay)
+            return
+        updated = replace(
+            message,
+            attempts=attempts,
+            due=now + delay,
+            last_response=single_line(outcome.reply, " "),
+        )
+        self._state.update(updated)
+        if not self._stopping:
+            self.scheduler.add(Item(updated, item.queue, item.name, config))
+
+    def _expired(self, item: Item, now: float) -> bool:
+        return now - item.message.created >= item.config.max_age
+
+    def _expire(self, item: Item, site: str, attempts: int, next_due: float | None = None) -> None:
+        limit = item.message.created + item.config.max_age
+        if next_due is None:
+            text = f"Message is older than the expiry time {_iso(limit)} configured via max_age"
+        else:
+            text = (
+                f"Next delivery time would be at {_iso(next_due)} which exceeds the expiry "
+                f"time {_iso(limit)} configured via max_age"
+            )
+        reply = Reply(551, EnhancedCode(5, 4, 7), text)
+        message = replace(item.message, attempts=attempts)
+        self._final(item, RecordType.EXPIRATION, reply, site, message=message)
+
+
+def _iso(when: float) -> str:
+    return datetime.datetime.fromtimestamp(when, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -1,0 +1,147 @@
+"""The two waiting rooms of a message: the scheduled queue (until its due time) and the ready
+queue of its site (until a connection is free).
+
+The scheduler is one heap of due times for every queue name; when a message comes due it is
+handed to the engine, which looks up its queue config and puts it in its site's ready queue.
+A site hands ready messages to idle dispatchers first (so connections are reused) and asks for
+a new dispatcher while fewer than `connection_limit` are running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import itertools
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from kumoclient.engine.route import Route
+from kumoclient.records import EgressPathConfig, QueueConfig, QueueName, SpooledMessage
+
+PENALTY_SECONDS = 60.0
+
+
+@dataclass(slots=True, eq=False)
+class Item:
+    """A message on its way: the spooled message, its queue and the queue's config."""
+
+    message: SpooledMessage
+    queue: str
+    name: QueueName
+    config: QueueConfig = field(default_factory=QueueConfig)
+
+
+class Scheduler:
+    """Messages waiting for their due time; `run` hands each to `on_due` when it comes."""
+
+    def __init__(self, on_due: Callable[[Item], None], clock: Callable[[], float] = time.time):
+        self._on_due = on_due
+        self._clock = clock
+        self._heap: list[tuple[float, int, Item]] = []
+        self._counter = itertools.count()
+        self._wake = asyncio.Event()
+        self._stopped = False
+
+    def __len__(self) -> int:
+        return len(self._heap)
+
+    def add(self, item: Item) -> None:
+        """Schedule an item at its message's due time (now or earlier: at once)."""
+        due = item.message.due
+        if not self._heap or due < self._heap[0][0]:
+            self._wake.set()
+        heapq.heappush(self._heap, (due, next(self._counter), item))
+
+    def stop(self) -> None:
+        """End `run`; what is left stays in the spool."""
+        self._stopped = True
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Release due items until stopped."""
+        while not self._stopped:
+            now = self._clock()
+            released = 0
+            while self._heap and self._heap[0][0] <= now and not self._stopped:
+                _, _, item = heapq.heappop(self._heap)
+                self._on_due(item)
+                released += 1
+                if released % 1000 == 0:
+                    await asyncio.sleep(0)  # a big backlog must not starve the loop
+            self._wake.clear()
+            timeout = None if not self._heap else max(0.0, self._heap[0][0] - self._clock())
+            if timeout is None or timeout > 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout)
+
+
+class Site:
+    """The ready queue of one site, its egress settings and its open-connection count."""
+
+    def __init__(self, route: Route, egress: EgressPathConfig, generation: int) -> None:
+        self.route = route
+        self.name = route.site
+        self.egress = egress
+        self.generation = generation
+        self.ready: deque[Item] = deque()
+        self.waiters: deque[asyncio.Future[Item | None]] = deque()
+        self.active = 0  # dispatchers running (connected, connecting or idle)
+        self._penalties: dict[tuple[str, int], float] = {}
+
+    def put(self, item: Item) -> bool:
+        """Queue an item; True when the engine should start another dispatcher."""
+        while self.waiters:
+            waiter = self.waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(item)
+                return False
+        self.ready.append(item)
+        return self.active < self.egress.connection_limit
+
+    async def take(self, idle_timeout: float) -> Item | None:
+        """The next ready item, waiting up to `idle_timeout` seconds; None when none came."""
+        if self.ready:
+            return self.ready.popleft()
+        if idle_timeout <= 0:
+            return None
+        waiter: asyncio.Future[Item | None] = asyncio.get_running_loop().create_future()
+        self.waiters.append(waiter)
+        try:
+            return await asyncio.wait_for(waiter, idle_timeout)
+        except TimeoutError:
+            if waiter.done() and not waiter.cancelled():
+                return waiter.result()  # handed over just as the wait ended
+            return None
+        finally:
+            if waiter in self.waiters:
+                self.waiters.remove(waiter)
+
+    def drain(self) -> list[Item]:
+        """Take every waiting item (when the whole site failed)."""
+        items = list(self.ready)
+        self.ready.clear()
+        return items
+
+    def release_waiters(self) -> None:
+        """Wake every idle dispatcher with nothing (at stop)."""
+        while self.waiters:
+            waiter = self.waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def penalize(self, address: str, port: int, now: float) -> None:
+        """A target failed: try it after the others for a while."""
+        self._penalties[(address, port)] = now + PENALTY_SECONDS
+
+    def penalized(self, address: str, port: int, now: float) -> bool:
+        """True while a failed target is tried last."""
+        until = self._penalties.get((address, port))
+        if until is None:
+            return False
+        if until <= now:
+            del self._penalties[(address, port)]
+            return False
+        return True

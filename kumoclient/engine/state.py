@@ -1,0 +1,82 @@
+"""Batched spool changes after attempts: metadata updates and removals, log records first.
+
+Every change of a batch waits for one fsync of the delivery log (so a message leaves the
+spool only after its final record is durable, SPEC 1 invariant 2), then one thread call
+writes the updates, unlinks the removed messages and makes it all durable with one sync.
+Nobody waits for a batch: a removal that a crash prevents means a second delivery (the
+at-least-once window of invariant 3); a lost update means an earlier retry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from kumoclient import logs
+from kumoclient.logs import RecordLog
+from kumoclient.records import SpooledMessage
+from kumoclient.spool import Spool, SpoolError
+
+log = logs.get_logger(__name__)
+
+
+class StateWriter:
+    """Collects updates and removals; `run` applies them in batches until `close`."""
+
+    def __init__(self, spool: Spool, records: RecordLog) -> None:
+        self._spool = spool
+        self._records = records
+        self._updates: dict[str, SpooledMessage] = {}
+        self._removals: list[str] = []
+        self._wake = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._closing = False
+        self.batches = 0
+
+    def update(self, message: SpooledMessage) -> None:
+        """Persist a message's new attempts, due time and last response."""
+        self._updates[message.id] = message
+        self._kick()
+
+    def remove(self, message_id: str) -> None:
+        """Take a message out of the spool once its final record is durable."""
+        self._removals.append(message_id)
+        self._kick()
+
+    def _kick(self) -> None:
+        self._idle.clear()
+        self._wake.set()
+
+    async def flush(self) -> None:
+        """Wait until every change handed in so far is applied."""
+        await self._idle.wait()
+
+    async def close(self) -> None:
+        """Apply what is pending, then end `run`."""
+        self._closing = True
+        self._wake.set()
+        await self.flush()
+
+    async def run(self) -> None:
+        """Apply batches until closed."""
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._updates or self._removals:
+                updates, self._updates = list(self._updates.values()), {}
+                removals, self._removals = self._removals, []
+                try:
+                    await self._records.sync()
+                    await asyncio.to_thread(self._spool.apply, updates, removals)
+                except (SpoolError, OSError) as exc:
+                    # the messages stay spooled (a removal retried later would be a re-delivery)
+                    log.error(
+                        "spool update failed",
+                        error=str(exc),
+                        updates=len(updates),
+                        removals=len(removals),
+                    )
+                self.batches += 1
+            self._idle.set()
+            if self._closing:
+                return

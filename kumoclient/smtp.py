@@ -1,0 +1,389 @@
+"""One outbound SMTP session over aiosmtplib; every server answer and every failure is a Reply.
+
+A session is opened to one target (an address and port of one MX host): TCP connect, the
+220 greeting, EHLO (HELO when EHLO is refused as unknown), STARTTLS per `enable_tls`. Any
+failure there raises ConnectFailure (the engine then tries the next host; these never reach
+the rewrite hook). Then `send` runs MAIL FROM, RCPT TO, DATA, the content and the final dot
+for one message and returns an Exchange:
+  - `accepted`: the final dot was answered 250;
+  - `rejected`: MAIL or RCPT not 2xx, DATA not 354, or the dot not 250 (the reply remembers
+    the exact command line it answered); the next transaction starts after RSET;
+  - `transport`: a timeout (`421 4.4.2`) or a dropped or nonsense-talking connection (`400`),
+    synthesized with the phase in the text; the session is broken and must be discarded.
+Every command has its own timeout (SPEC 5.2). The content is sent as spooled bytes, only
+dot-stuffed, so signatures stay valid. This is the only module that catches aiosmtplib's errors.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+import socket
+import ssl
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import aiosmtplib
+from aiosmtplib.response import SMTPResponse
+
+from kumoclient import logs
+from kumoclient.core.reply import parse_reply_lines
+from kumoclient.errors import KumoClientError, ReplyParseError
+from kumoclient.records import EgressPathConfig, EnhancedCode, Reply, TlsMode
+
+log = logs.get_logger(__name__)
+
+_PERIOD = re.compile(rb"(?m)^\.")
+_BARE_LF = re.compile(rb"(?<!\r)\n")
+Transcript = Callable[[str, str], None]  # (direction '>' or '<', line without CRLF)
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """One address of one MX host: `name` is the host's name (for TLS and logs)."""
+
+    name: str
+    address: str
+    port: int
+
+    @property
+    def label(self) -> str:
+        """`name` as used in failure texts and the peer_address of records."""
+        if self.name == self.address:
+            return f"[{self.address}]:{self.port}"
+        return f"{self.name}:{self.port}"
+
+
+class ConnectFailure(KumoClientError):
+    """A target could not be used: `phase` is connect, banner, ehlo or starttls."""
+
+    def __init__(self, target: Target, phase: str, reason: str) -> None:
+        super().__init__(f"{target.label} ({target.address}): {phase}: {reason}")
+        self.target = target
+        self.phase = phase
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class Exchange:
+    """The outcome of one message's transaction: `kind` is accepted, rejected or transport."""
+
+    kind: str
+    reply: Reply
+    phase: str
+
+
+def _reply(response: SMTPResponse, command: str | None) -> Reply:
+    lines = response.message.split("\n")
+    raw = [f"{response.code}-{line}" for line in lines[:-1]]
+    raw.append(f"{response.code} {lines[-1]}")
+    try:
+        return parse_reply_lines(raw, command)
+    except ReplyParseError:
+        return Reply(response.code, None, response.message, command)
+
+
+def needs_smtputf8(sender: str, recipient: str) -> bool:
+    """True when an envelope address is not ASCII (RFC 6531)."""
+    return not (sender.isascii() and recipient.isascii())
+
+
+def _tls_context(verify: bool) -> ssl.SSLContext:
+    context = ssl.create_default_context()
+    if not verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+class Session:
+    """An open, greeted SMTP connection to one target."""
+
+    def __init__(
+        self,
+        smtp: aiosmtplib.SMTP,
+        target: Target,
+        config: EgressPathConfig,
+        transcript: Transcript | None,
+    ) -> None:
+        self._smtp = smtp
+        self.target = target
+        self.config = config
+        self.transcript = transcript
+        self.deliveries = 0
+        self.broken = False
+        self.tls: tuple[str, str] | None = None
+
+    # --- opening -------------------------------------------------------------------------
+
+    @classmethod
+    async def open(
+        cls,
+        target: Target,
+        config: EgressPathConfig,
+        ehlo_domain: str,
+        transcript: Transcript | None = None,
+    ) -> Session:
+        """Connect, read the greeting, EHLO and STARTTLS; raises ConnectFailure."""
+        mode = config.enable_tls
+        session = await cls._greeted(target, config, ehlo_domain, transcript)
+        if mode is TlsMode.DISABLED:
+            return session
+        offered = session._smtp.supports_extension("starttls")
+        required = mode in (TlsMode.REQUIRED, TlsMode.REQUIRED_INSECURE)
+        if not offered:
+            if required:
+                await session.close()
+                raise ConnectFailure(target, "starttls", "STARTTLS is not advertised")
+            return session
+        verify = mode in (TlsMode.OPPORTUNISTIC, TlsMode.REQUIRED)
+        try:
+            await session._starttls(ehlo_domain, verify)
+        except ConnectFailure:
+            session.abort()
+            if mode is not TlsMode.OPPORTUNISTIC_INSECURE:
+                raise
+            # OpportunisticInsecure: the handshake failed, carry on in clear text
+            return await cls._greeted(target, config, ehlo_domain, transcript)
+        return session
+
+    @classmethod
+    async def _greeted(
+        cls,
+        target: Target,
+        config: EgressPathConfig,
+        ehlo_domain: str,
+        transcript: Transcript | None,
+    ) -> Session:
+        sock = await _tcp_connect(target, config.connect_timeout)
+        smtp = aiosmtplib.SMTP(
+            hostname=target.address, local_hostname=ehlo_domain, start_tls=False, timeout=None
+        )
+        try:
+            greeting = await smtp.connect(sock=sock, timeout=config.banner_timeout)
+        except aiosmtplib.SMTPConnectResponseError as exc:
+            smtp.close()
+            raise ConnectFailure(target, "banner", f"{exc.code} {exc.message}") from exc
+        except aiosmtplib.SMTPTimeoutError as exc:
+            smtp.close()
+            raise ConnectFailure(
+                target, "banner", f"timed out after {config.banner_timeout:g}s"
+            ) from exc
+        except (aiosmtplib.SMTPException, OSError) as exc:
+            smtp.close()
+            raise ConnectFailure(target, "banner", str(exc) or type(exc).__name__) from exc
+        session = cls(smtp, target, config, transcript)
+        session._note("<", f"{greeting.code} {greeting.message}")
+        await session._ehlo(ehlo_domain)
+        return session
+
+    async def _ehlo(self, ehlo_domain: str) -> None:
+        response = await self._setup_command(f"EHLO {ehlo_domain}", "ehlo")
+        if response.code == 250:
+            self._smtp.last_ehlo_response = response  # aiosmtplib parses the extensions
+            return
+        if 500 <= response.code < 510:  # EHLO not understood: an old server, try HELO
+            response = await self._setup_command(f"HELO {ehlo_domain}", "helo")
+            if response.code == 250:
+                return
+        self.abort()
+        text = " ".join(response.message.split("\n"))
+        raise ConnectFailure(self.target, "ehlo", f"{response.code} {text}")
+
+    async def _setup_command(self, line: str, phase: str) -> SMTPResponse:
+        try:
+            return await self._exchange(line, self.config.ehlo_timeout, phase)
+        except _TransportError as exc:
+            self.abort()
+            raise ConnectFailure(self.target, phase, exc.describe()) from exc
+
+    async def _starttls(self, ehlo_domain: str, verify: bool) -> None:
+        self._note(">", "STARTTLS")
+        try:
+            response = await self._smtp.starttls(
+                server_hostname=self.target.name,
+                tls_context=_tls_context(verify),
+                timeout=self.config.starttls_timeout,
+            )
+        except aiosmtplib.SMTPResponseException as exc:
+            raise ConnectFailure(self.target, "starttls", f"{exc.code} {exc.message}") from exc
+        except (aiosmtplib.SMTPException, OSError, ssl.SSLError) as exc:
+            raise ConnectFailure(self.target, "starttls", str(exc) or type(exc).__name__) from exc
+        self._note("<", f"{response.code} {response.message}")
+        ssl_object = self._smtp.get_transport_info("ssl_object")
+        if isinstance(ssl_object, ssl.SSLObject):
+            cipher = ssl_object.cipher()
+            self.tls = (ssl_object.version() or "", cipher[0] if cipher else "")
+        await self._ehlo(ehlo_domain)
+
+    # --- one message ---------------------------------------------------------------------
+
+    @property
+    def usable(self) -> bool:
+        """False once the connection broke or the server closed it while idle."""
+        return not self.broken and self._smtp.is_connected
+
+    async def send(self, sender: str, recipient: str, content: bytes) -> Exchange:
+        """One transaction. Never raises for anything the server or the network does."""
+        self.deliveries += 1
+        config = self.config
+        options: list[str] = []
+        if needs_smtputf8(sender, recipient):
+            if not self._smtp.supports_extension("smtputf8"):
+                text = "KumoMTA internal: the envelope needs SMTPUTF8, which the server lacks"
+                return Exchange("rejected", Reply(554, EnhancedCode(5, 6, 7), text), "mail")
+            options.append("SMTPUTF8")
+        if not content.isascii() and self._smtp.supports_extension("8bitmime"):
+            options.append("BODY=8BITMIME")
+        if self._smtp.supports_extension("size"):
+            options.append(f"SIZE={len(content)}")
+        mail = " ".join([f"MAIL FROM:<{sender}>", *options])
+        steps = (
+            (mail, config.mail_from_timeout, "MAIL FROM", 2),
+            (f"RCPT TO:<{recipient}>", config.rcpt_to_timeout, "RCPT TO", 2),
+            ("DATA", config.data_timeout, "DATA", 3),
+        )
+        try:
+            for line, timeout, phase, wanted in steps:
+                reply = await self._command(line, timeout, phase)
+                if reply.code // 100 != wanted or (wanted == 3 and reply.code != 354):
+                    await self._reset()
+                    return Exchange("rejected", reply, phase)
+            reply = await self._content(content, config.data_dot_timeout)
+        except _TransportError as exc:
+            self.abort()
+            return Exchange("transport", exc.reply(self.target), exc.phase)
+        kind = "accepted" if reply.code == 250 else "rejected"
+        return Exchange(kind, reply, "final dot")
+
+    async def _content(self, content: bytes, timeout: float) -> Reply:
+        if content.count(b"\n") != content.count(b"\r\n"):
+            content = _BARE_LF.sub(b"\r\n", content)  # framing only; spooled mail is CRLF
+        if not content.endswith(b"\r\n"):
+            content += b"\r\n"
+        protocol = self._smtp.protocol
+        if protocol is None:
+            raise _TransportError("message content", "connection lost")
+        self._note(">", f"<{len(content)} bytes of content>")
+        try:
+            protocol.write(_PERIOD.sub(b"..", content) + b".\r\n")
+            response = await protocol.read_response(timeout=timeout)
+        except aiosmtplib.SMTPTimeoutError as exc:
+            raise _TransportError("final dot", "timeout", timeout, ".") from exc
+        except (aiosmtplib.SMTPException, OSError) as exc:
+            raise _TransportError("message content", str(exc) or type(exc).__name__) from exc
+        self._note(">", ".")
+        self._note("<", f"{response.code} {response.message}")
+        return _reply(response, ".\r\n")
+
+    async def _reset(self) -> None:
+        """RSET after a failed transaction; a failing RSET breaks the session."""
+        try:
+            reply = await self._command("RSET", self.config.rset_timeout, "RSET")
+        except _TransportError:
+            self.abort()
+            return
+        if reply.code != 250:
+            self.abort()
+
+    # --- plumbing ------------------------------------------------------------------------
+
+    async def _command(self, line: str, timeout: float, phase: str) -> Reply:
+        return _reply(await self._exchange(line, timeout, phase), line + "\r\n")
+
+    async def _exchange(self, line: str, timeout: float, phase: str) -> SMTPResponse:
+        protocol = self._smtp.protocol
+        if protocol is None:
+            raise _TransportError(phase, "connection lost")
+        self._note(">", line)
+        try:
+            response = await protocol.execute_command(line.encode(), timeout=timeout)
+        except aiosmtplib.SMTPTimeoutError as exc:
+            raise _TransportError(phase, "timeout", timeout, line) from exc
+        except (aiosmtplib.SMTPException, OSError, ValueError) as exc:
+            raise _TransportError(phase, str(exc) or type(exc).__name__) from exc
+        self._note("<", f"{response.code} {response.message}")
+        return response
+
+    def _note(self, direction: str, text: str) -> None:
+        if self.transcript is not None:
+            for line in text.split("\n"):
+                self.transcript(direction, line)
+
+    def abort(self) -> None:
+        """Drop the connection without QUIT."""
+        self.broken = True
+        self._smtp.close()
+
+    async def close(self) -> None:
+        """QUIT (briefly waited for) and close."""
+        if self.usable:
+            with contextlib.suppress(aiosmtplib.SMTPException, OSError, ValueError):
+                self._note(">", "QUIT")
+                await self._smtp.quit(timeout=self.config.rset_timeout)
+        self.abort()
+
+
+class _TransportError(Exception):
+    """A timeout or a lost connection in the middle of a transaction."""
+
+    def __init__(
+        self, phase: str, reason: str, timeout: float | None = None, command: str | None = None
+    ) -> None:
+        super().__init__(reason)
+        self.phase = phase
+        self.reason = reason
+        self.timeout = timeout
+        self.command = command
+
+    def describe(self) -> str:
+        if self.timeout is not None:
+            return f"timed out after {self.timeout:g}s waiting for the reply to {self.command}"
+        return self.reason
+
+    def reply(self, target: Target) -> Reply:
+        """KumoMTA's synthesized replies: `421 4.4.2` for a timeout, `400` otherwise."""
+        if self.timeout is not None:
+            text = (
+                f"KumoMTA internal: failed to send message to {target.label} "
+                f"({target.address}): Timed Out waiting {self.timeout:g}s for response to "
+                f"{self.command} ({self.phase})"
+            )
+            return Reply(421, EnhancedCode(4, 4, 2), text)
+        text = f"KumoMTA internal: failed to send message: {self.phase}: {self.reason}"
+        return Reply(400, None, text)
+
+
+async def _tcp_connect(target: Target, timeout: float) -> socket.socket:
+    """A connected, non-blocking socket to the target; ConnectFailure on error or timeout."""
+    loop = asyncio.get_running_loop()
+    family = socket.AF_INET6 if ":" in target.address else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setblocking(False)
+    try:
+        await asyncio.wait_for(loop.sock_connect(sock, (target.address, target.port)), timeout)
+    except TimeoutError as exc:
+        sock.close()
+        raise ConnectFailure(target, "connect", f"timed out after {timeout:g}s") from exc
+    except OSError as exc:
+        sock.close()
+        raise ConnectFailure(target, "connect", exc.strerror or str(exc)) from exc
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+async def resolve(name: str, port: int, timeout: float) -> list[str]:
+    """The addresses of a host name through the system resolver (IPv4 first)."""
+    loop = asyncio.get_running_loop()
+    infos = await asyncio.wait_for(
+        loop.getaddrinfo(name, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP), timeout
+    )
+    addresses: list[str] = []
+    for family, *_, sockaddr in sorted(infos, key=lambda info: info[0] != socket.AF_INET):
+        address = str(sockaddr[0])
+        if family in (socket.AF_INET, socket.AF_INET6) and address not in addresses:
+            addresses.append(address)
+    return addresses
