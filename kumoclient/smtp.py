@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import re
 import socket
 import ssl
@@ -54,12 +55,19 @@ class Target:
             return f"[{self.address}]:{self.port}"
         return f"{self.name}:{self.port}"
 
+    @property
+    def where(self) -> str:
+        """The label, with the address when the label is a name."""
+        if self.name == self.address:
+            return self.label
+        return f"{self.label} ({self.address})"
+
 
 class ConnectFailure(KumoClientError):
     """A target could not be used: `phase` is connect, banner, ehlo or starttls."""
 
     def __init__(self, target: Target, phase: str, reason: str) -> None:
-        super().__init__(f"{target.label} ({target.address}): {phase}: {reason}")
+        super().__init__(f"{target.where}: {phase}: {reason}")
         self.target = target
         self.phase = phase
         self.reason = reason
@@ -346,9 +354,8 @@ class _TransportError(Exception):
         """KumoMTA's synthesized replies: `421 4.4.2` for a timeout, `400` otherwise."""
         if self.timeout is not None:
             text = (
-                f"KumoMTA internal: failed to send message to {target.label} "
-                f"({target.address}): Timed Out waiting {self.timeout:g}s for response to "
-                f"{self.command} ({self.phase})"
+                f"KumoMTA internal: failed to send message to {target.where}: "
+                f"Timed Out waiting {self.timeout:g}s for response to {self.command} ({self.phase})"
             )
             return Reply(421, EnhancedCode(4, 4, 2), text)
         text = f"KumoMTA internal: failed to send message: {self.phase}: {self.reason}"
@@ -368,7 +375,8 @@ async def _tcp_connect(target: Target, timeout: float) -> socket.socket:
         raise ConnectFailure(target, "connect", f"timed out after {timeout:g}s") from exc
     except OSError as exc:
         sock.close()
-        raise ConnectFailure(target, "connect", exc.strerror or str(exc)) from exc
+        reason = os.strerror(exc.errno) if exc.errno else str(exc)
+        raise ConnectFailure(target, "connect", reason) from exc
     except BaseException:
         sock.close()
         raise

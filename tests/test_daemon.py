@@ -211,6 +211,7 @@ def test_queue_summary_and_list(daemon: DaemonProcess) -> None:
     lines = summary.stdout.splitlines()
     assert any(line.startswith("example.net") and " 2 " in line for line in lines)
     assert lines[-1] == "3 messages in 2 queues"
+
     # the example domains do not resolve here: each message's first attempt fails, and the
     # listing shows the attempt count and the last response
     def listing() -> str:

@@ -285,6 +285,8 @@ class Engine:
         message = item.message
         exchange = await session.send(message.sender, message.recipient, content)
         outcome = judge(exchange, session.target, item.name, self.policy.current, site.egress)
+        if exchange.kind == "transport":  # try the other hosts first for a while
+            site.penalize(session.target.address, session.target.port, time.monotonic())
         self._apply(item, outcome, site.name)
         if not session.usable or session.deliveries >= site.egress.max_deliveries_per_connection:
             await session.close()
