@@ -23,7 +23,7 @@ from kumoclient.core.reply import (
     single_line,
     strip_rewrite_note,
 )
-from kumoclient.engine import admin
+from kumoclient.engine import admin, send
 from kumoclient.engine.daemon import StartupError
 from kumoclient.errors import KumoClientError, PolicyError, ReplyParseError
 from kumoclient.policy.runtime import PolicyRuntime
@@ -86,6 +86,17 @@ def build_parser() -> argparse.ArgumentParser:
     inject.add_argument("--meta", action="append", default=[], metavar="K=V")
     inject.add_argument("--data-dir", type=Path, default=Path("kumoclient-data"))
     inject.add_argument("file", metavar="FILE|-", help="the message (RFC 5322), - for stdin")
+
+    one = commands.add_parser(
+        "send", help="one delivery attempt in the foreground, printing the SMTP conversation"
+    )
+    one.add_argument("--from", dest="sender", required=True, metavar="ADDR")
+    one.add_argument("--to", dest="recipient", required=True, metavar="ADDR")
+    one.add_argument("--policy", type=Path, help="policy file (default: the built-in one)")
+    one.add_argument(
+        "--mx", metavar="HOST:PORT", help="deliver to this host instead of the queue's mx_list"
+    )
+    one.add_argument("file", metavar="FILE|-", help="the message (RFC 5322), - for stdin")
 
     queue = commands.add_parser("queue", help="inspect the spool (also while the daemon runs)")
     queue.add_argument("view", choices=("summary", "list"))
@@ -166,6 +177,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return admin.run(args)
     if args.command == "inject":
         return admin.inject(args, sys.stdin.buffer, sys.stdout)
+    if args.command == "send":
+        return send.send(args, sys.stdin.buffer, sys.stdout)
     if args.command == "queue":
         return admin.queue(args, sys.stdout)
     if args.command == "policy" and args.policy_command == "check":

@@ -67,17 +67,7 @@ def inject(args: argparse.Namespace, stdin: BinaryIO, out: TextIO) -> int:
     ):
         if value is not None:
             meta[key] = value
-    try:
-        content = stdin.read() if args.file == "-" else Path(args.file).read_bytes()
-    except OSError as exc:
-        raise BadInput(f"cannot read {args.file}: {exc.strerror}") from exc
-    if not content.strip():
-        raise BadInput("the message is empty")
-    if b"\x00" in content:
-        raise BadInput("the message contains NUL bytes")
-    content = _BARE_LF.sub(b"\r\n", content)  # files usually end lines with LF; SMTP needs CRLF
-    if not content.endswith(b"\r\n"):
-        content += b"\r\n"
+    content = read_message(args.file, stdin)
     spool = Spool(args.data_dir / "spool")
     ids = spool.drop(
         Submission(
@@ -90,6 +80,22 @@ def inject(args: argparse.Namespace, stdin: BinaryIO, out: TextIO) -> int:
     )
     out.write("".join(f"{i}\n" for i in ids))
     return EX_OK
+
+
+def read_message(file: str, stdin: BinaryIO) -> bytes:
+    """A message from a file or stdin (`-`), with CRLF line ends; BadInput when unusable."""
+    try:
+        content = stdin.read() if file == "-" else Path(file).read_bytes()
+    except OSError as exc:
+        raise BadInput(f"cannot read {file}: {exc.strerror}") from exc
+    if not content.strip():
+        raise BadInput("the message is empty")
+    if b"\x00" in content:
+        raise BadInput("the message contains NUL bytes")
+    content = _BARE_LF.sub(b"\r\n", content)  # files usually end lines with LF; SMTP needs CRLF
+    if not content.endswith(b"\r\n"):
+        content += b"\r\n"
+    return content
 
 
 @dataclass(slots=True)

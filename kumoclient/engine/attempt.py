@@ -65,7 +65,7 @@ async def open_session(
         targets.sort(key=lambda t: site.penalized(t.address, t.port, now))
     for target in targets:
         if transcript is not None:
-            transcript("*", f"connecting to {target.label} ({target.address})")
+            transcript("*", f"connecting to {target.where}")
         try:
             return await Session.open(target, egress, ehlo_domain, transcript)
         except ConnectFailure as failure:

@@ -81,7 +81,7 @@ class Engine:
         self._live: set[str] = set()  # ids queued in memory: a message is never queued twice
         self._tg: asyncio.TaskGroup | None = None
         self._stopping = False
-        self._hostname = socket.gethostname()
+        self._hostname = socket.getfqdn()  # as make_egress_path's default
         self.counts: dict[str, int] = {}
 
     # --- lifecycle -----------------------------------------------------------------------

@@ -1,0 +1,86 @@
+"""`kumoclient send`: one delivery attempt through the engine's own code, in the foreground.
+
+The policy decides the queue config and egress path exactly as in the daemon; `--mx`
+replaces the queue's `mx_list` (and, since the operator named the host, lifts
+`prohibited_hosts`). The SMTP conversation is printed as it happens, then the disposition.
+Nothing is spooled and no log record is written. Exit 0 delivered, 75 transient, 69 bounced.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import socket
+from dataclasses import replace
+from typing import BinaryIO, TextIO
+
+from kumoclient.core.queue_name import parse_queue_name, queue_name_for
+from kumoclient.core.reply import single_line
+from kumoclient.engine.admin import BadInput, check_address, read_message
+from kumoclient.engine.attempt import Outcome, judge, open_session
+from kumoclient.engine.route import EGRESS_SOURCE, route_for
+from kumoclient.errors import ConfigError
+from kumoclient.logs import RecordType
+from kumoclient.policies import default_policy_path
+from kumoclient.policy.config import parse_mx_entry
+from kumoclient.policy.runtime import PolicyRuntime
+
+EXIT_CODES = {
+    RecordType.DELIVERY: 0,
+    RecordType.TRANSIENT_FAILURE: 75,
+    RecordType.BOUNCE: 69,
+}
+
+
+def send(args: argparse.Namespace, stdin: BinaryIO, out: TextIO) -> int:
+    """Run one attempt; print the conversation and the disposition; the exit code."""
+    sender = check_address(args.sender, mailbox=bool(args.sender))
+    recipient = check_address(args.recipient, mailbox=True)
+    content = read_message(args.file, stdin)
+    runtime = PolicyRuntime(args.policy or default_policy_path())
+    outcome = asyncio.run(
+        _attempt(runtime, sender=sender, recipient=recipient, content=content, mx=args.mx, out=out)
+    )
+    out.write(f"disposition: {outcome.kind.value}\n")
+    out.write(f"response: {single_line(outcome.reply, ' ')}\n")
+    if outcome.rewrite is not None and outcome.rewrite.rewritten:
+        out.write(f"rewritten by the policy from {outcome.rewrite.original_code}\n")
+    return EXIT_CODES[outcome.kind]
+
+
+async def _attempt(
+    runtime: PolicyRuntime,
+    *,
+    sender: str,
+    recipient: str,
+    content: bytes,
+    mx: str | None,
+    out: TextIO,
+) -> Outcome:
+    queue = queue_name_for(recipient, {})
+    name = parse_queue_name(queue)
+    config = runtime.get_queue_config(name)
+    if mx is not None:
+        try:
+            config = replace(config, mx_list=(parse_mx_entry(mx),))
+        except ConfigError as exc:
+            raise BadInput(f"--mx {mx!r}: {exc}") from exc
+    route = route_for(name, config)
+    egress = runtime.get_egress_path_config(route.routing_domain, EGRESS_SOURCE, route.site_name)
+    if mx is not None:
+        egress = replace(egress, prohibited_hosts=())
+
+    def transcript(direction: str, line: str) -> None:
+        out.write(f"{direction} {line}\n")
+        out.flush()
+
+    out.write(f"queue: {queue}\nsite: {route.site}\n")
+    ehlo = egress.ehlo_domain or socket.getfqdn()
+    session = await open_session(route, egress, ehlo, None, transcript)
+    if isinstance(session, Outcome):
+        return session
+    try:
+        exchange = await session.send(sender, recipient, content)
+        return judge(exchange, session.target, name, runtime, egress)
+    finally:
+        await session.close()
