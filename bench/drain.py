@@ -32,7 +32,7 @@ from kumoclient.policy.runtime import PolicyHolder
 from kumoclient.spool import Spool, Submission
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.spool import free_port, wait_port  # noqa: E402 - shared helpers of the benches
+from bench.spool import free_port, wait_port
 
 SENDER = "bench@example.com"
 
@@ -45,7 +45,9 @@ def content(index: int) -> bytes:
 
 POLICY = """
 kumo.on('get_queue_config', function(domain, tenant, campaign, routing_domain)
-  return kumo.make_queue_config {{ protocol = {{ smtp = {{ mx_list = {{ '127.0.0.1:{port}' }} }} }} }}
+  return kumo.make_queue_config {{
+    protocol = {{ smtp = {{ mx_list = {{ '127.0.0.1:{port}' }} }} }},
+  }}
 end)
 kumo.on('get_egress_path_config', function(routing_domain, egress_source, site_name)
   return kumo.make_egress_path {{

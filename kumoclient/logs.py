@@ -173,7 +173,8 @@ class RecordLog:
             self._file.close()
         stamp = datetime.datetime.fromtimestamp(now, datetime.UTC).strftime("%Y%m%d-%H%M%S")
         path = self.log_dir / f"{stamp}.jsonl"
-        self._file = path.open("ab")
+        # a large buffer: records are flushed by the flush loop and by sync(), not per write
+        self._file = path.open("ab", buffering=256 * 1024)
         self._segment_start = now
         self.path = path
 

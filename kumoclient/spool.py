@@ -44,6 +44,7 @@ log = logs.get_logger(__name__)
 
 MAGIC = b"KCSPOOL1 "
 _HEADER_LIMIT = 1 << 20
+_WHOLE_READ = 64 * 1024  # entries up to this size are read whole in one call
 
 
 class SpoolError(KumoClientError):
@@ -358,7 +359,14 @@ class Spool:
         return await asyncio.to_thread(self._read_content, message_id)
 
     def _read_content(self, message_id: str) -> bytes:
-        blob = (self.data / message_id).read_bytes()
+        fd = os.open(self.data / message_id, os.O_RDONLY)
+        try:
+            chunks = [os.read(fd, 1 << 20)]
+            while len(chunks[-1]) == 1 << 20:
+                chunks.append(os.read(fd, 1 << 20))
+        finally:
+            os.close(fd)
+        blob = b"".join(chunks)
         header, start = decode_header(blob, len(blob))
         content = blob[start:]
         if "crc32" in header and zlib.crc32(content) != header["crc32"]:
@@ -373,12 +381,20 @@ class Spool:
         With `quarantine=False` (readers such as `kumoclient queue`, which may run beside the
         daemon) unreadable entries are only counted in `self.unreadable`.
         """
+        for message, _ in self.scan(quarantine=quarantine):
+            yield message
+
+    def scan(self, *, quarantine: bool = True) -> Iterator[tuple[SpooledMessage, bytes | None]]:
+        """`enumerate`, with the checked content of every message small enough to be read
+        whole by the same read that gets its header (None for the others)."""
         self.unreadable = 0
         with os.scandir(self.data) as entries:
             names = sorted(e.name for e in entries if not e.name.startswith("."))
+        with os.scandir(self.meta) as entries:
+            states = {e.name for e in entries}
         for name in names:
             try:
-                message = self.load(name)
+                message, content = self._load(name, f"{name}.json" in states)
             except FileNotFoundError:
                 continue  # delivered and removed while we were reading
             except Exception as exc:  # any malformed entry, whatever it breaks: never stop
@@ -386,21 +402,32 @@ class Spool:
                 if quarantine:
                     self.quarantine_entry(name, f"{type(exc).__name__}: {exc}")
                 continue
-            yield message
+            yield message, content
 
     def load(self, message_id: str) -> SpooledMessage:
         """One message with its current state; raises SpoolError when it is unreadable."""
+        return self._load(message_id, None)[0]
+
+    def _load(self, message_id: str, has_state: bool | None) -> tuple[SpooledMessage, bytes | None]:
         path = self.data / message_id
         if not msgid.is_message_id(message_id):
             raise SpoolError(f"unexpected file name {message_id!r}")
-        with path.open("rb") as handle:
-            size = os.fstat(handle.fileno()).st_size
-            blob = handle.read(min(size, 4096))
-            if blob.startswith(MAGIC) and b"\n" in blob:
+        fd = os.open(path, os.O_RDONLY)  # plain descriptors: open() adds fstat and ioctl calls
+        try:
+            blob = os.read(fd, _WHOLE_READ)
+            size = len(blob) if len(blob) < _WHOLE_READ else os.fstat(fd).st_size
+            if size > len(blob) and blob.startswith(MAGIC) and b"\n" in blob:
                 needed = int(blob[len(MAGIC) : blob.index(b"\n")] or 0) + blob.index(b"\n") + 2
                 if needed > len(blob):
-                    blob += handle.read(min(needed, _HEADER_LIMIT) - len(blob))
-        header, _ = decode_header(blob, size)
+                    blob += os.pread(fd, min(needed, _HEADER_LIMIT) - len(blob), len(blob))
+        finally:
+            os.close(fd)
+        header, start = decode_header(blob, size)
+        content: bytes | None = None
+        if size == len(blob):  # the whole entry is here: check it once, keep the content
+            content = blob[start:]
+            if "crc32" in header and zlib.crc32(content) != header["crc32"]:
+                raise SpoolError(f"{message_id}: content checksum mismatch")
         message = SpooledMessage(
             id=header["id"],
             sender=header["sender"],
@@ -414,7 +441,7 @@ class Spool:
         if message.id != message_id:
             raise SpoolError(f"header id {message.id} does not match the file name")
         meta_path = self.meta / f"{message_id}.json"
-        if meta_path.exists():
+        if has_state or (has_state is None and meta_path.exists()):
             try:
                 state = json.loads(meta_path.read_bytes())
                 message = replace(
@@ -426,7 +453,7 @@ class Spool:
                 )
             except (ValueError, KeyError, TypeError) as exc:
                 raise SpoolError(f"corrupt metadata file: {exc}") from exc
-        return message
+        return message, content
 
     def quarantine_entry(self, name: str, reason: str) -> None:
         """Move an unreadable entry (and its metadata) to quarantine/, with the reason."""

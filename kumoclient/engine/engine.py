@@ -45,6 +45,9 @@ log = logs.get_logger(__name__)
 STOP_GRACE = 10.0
 FINAL = frozenset({"Delivery", "Bounce", "Expiration", "AdminBounce"})
 _INLINE_READ = 256 * 1024  # smaller contents are read on the loop (page cache, ~µs)
+# contents kept in memory between reception (or start-up) and the first attempt, so that a
+# message is not read back from disk; beyond this many bytes they are read when delivered
+CONTENT_BUDGET = 64 * 1024 * 1024
 Record = dict[str, object]
 
 
@@ -79,6 +82,7 @@ class Engine:
         self._waiters: dict[str, asyncio.Future[Record]] = {}
         self._dispatchers: set[asyncio.Task[None]] = set()
         self._live: set[str] = set()  # ids queued in memory: a message is never queued twice
+        self._cached = 0  # bytes of content held by items
         self._tg: asyncio.TaskGroup | None = None
         self._stopping = False
         self._hostname = socket.getfqdn()  # as make_egress_path's default
@@ -100,8 +104,8 @@ class Engine:
         self._tg = asyncio.TaskGroup()
         await self._tg.__aenter__()
         spooled = 0
-        for message in self.spool.enumerate():
-            self.enqueue([message])
+        for message, content in self.spool.scan():
+            self.enqueue([message], content)
             spooled += 1
         self._tg.create_task(self.scheduler.run(), name="scheduler")
         self._tg.create_task(self._state.run(), name="spool-state")
@@ -174,14 +178,18 @@ class Engine:
 
     # --- scheduling ----------------------------------------------------------------------
 
-    def enqueue(self, messages: list[SpooledMessage]) -> None:
-        """Schedule durable messages by their due time."""
+    def enqueue(self, messages: list[SpooledMessage], content: bytes | None = None) -> None:
+        """Schedule durable messages by their due time (`content`: theirs, when known)."""
         for message in messages:
             if message.id in self._live:
                 continue  # e.g. an incoming/ file picked up again after a crash
             self._live.add(message.id)
             queue = queue_name_for(message.recipient, message.meta)
-            self.scheduler.add(Item(message, queue, parse_queue_name(queue)))
+            item = Item(message, queue, parse_queue_name(queue))
+            if content is not None and self._cached + len(content) <= CONTENT_BUDGET:
+                item.content = content
+                self._cached += len(content)
+            self.scheduler.add(item)
 
     def _queue_config(self, item: Item) -> QueueConfig:
         generation = self.policy.generation
@@ -294,6 +302,10 @@ class Engine:
         return session
 
     async def _content(self, item: Item) -> bytes | None:
+        if item.content is not None:  # used once: a retry reads it again
+            content = item.content
+            self._release(item)
+            return content
         message_id = item.message.id
         try:
             if item.message.size < _INLINE_READ:
@@ -323,13 +335,20 @@ class Engine:
         peer: tuple[str, str] | None = None,
         message: SpooledMessage | None = None,
     ) -> None:
+        self._release(item)
         message = message or item.message
         record = build_record(kind, message, item.queue, response=reply, site=site, peer=peer)
         self.records.write(record)
         self._state.remove(message.id)
         self._live.discard(message.id)
 
+    def _release(self, item: Item) -> None:
+        if item.content is not None:
+            self._cached -= len(item.content)
+            item.content = None
+
     def _transient(self, item: Item, outcome: Outcome, site: str) -> None:
+        self._release(item)
         message, config = item.message, item.config
         self.records.write(
             build_record(

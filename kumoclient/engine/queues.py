@@ -32,6 +32,7 @@ class Item:
     queue: str
     name: QueueName
     config: QueueConfig = field(default_factory=QueueConfig)
+    content: bytes | None = None  # kept from reception or enumeration, within a budget
 
 
 class Scheduler:

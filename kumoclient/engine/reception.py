@@ -34,7 +34,7 @@ class Reception:
         policy: PolicyHolder,
         spool: Spool,
         records: RecordLog,
-        on_stored: Callable[[list[SpooledMessage]], None] | None = None,
+        on_stored: Callable[[list[SpooledMessage], bytes], None] | None = None,
     ) -> None:
         self.policy = policy
         self.spool = spool
@@ -122,7 +122,8 @@ class Reception:
             self.records.write(build_record(RecordType.RECEPTION, message, queue, now=now))
         self.accepted += len(stored)
         if self.on_stored is not None:
-            self.on_stored(stored)
+            for content, messages in groups.items():
+                self.on_stored(messages, content)
         return [message.id for message in stored]
 
     async def pick_up_drops(self) -> int:
