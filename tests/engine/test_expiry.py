@@ -38,9 +38,10 @@ async def test_a_recipient_that_always_gets_451_is_retried_with_doubling_gaps_th
     assert [r["response"]["code"] for r in failures] == [451, 451, 451]
     first, second = (_at(b) - _at(a) for a, b in itertools.pairwise(failures))
     jitter = 0.025  # half of min(1s / 20, 60s)
+    # lower bounds only (a busy machine can only add delay): the second wait is at least
+    # twice the interval, so it doubled rather than repeated
     assert first >= 1.0 - jitter
     assert second >= 2.0 - jitter
-    assert second > first * 1.5  # doubled, not repeated
     assert final["num_attempts"] == 3
     await engine._state.flush()
     assert engine.spool.ids() == []
