@@ -1,5 +1,6 @@
 """kumoclient: an asyncio outbound SMTP delivery daemon whose policy is KumoMTA-style Lua."""
 
+from kumoclient.engine.engine import Engine, EngineStopped
 from kumoclient.errors import ConfigError, KumoClientError, PolicyError, PolicyLoadError
 from kumoclient.policy import PolicyHolder, PolicyRuntime
 from kumoclient.records import Disposition, EnhancedCode, QueueName, Reply, RewriteOutcome
@@ -7,6 +8,8 @@ from kumoclient.records import Disposition, EnhancedCode, QueueName, Reply, Rewr
 __all__ = [
     "ConfigError",
     "Disposition",
+    "Engine",
+    "EngineStopped",
     "EnhancedCode",
     "KumoClientError",
     "PolicyError",

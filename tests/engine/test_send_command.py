@@ -79,3 +79,17 @@ async def test_a_bad_address_exits_65_without_connecting(mx: ScriptedMX, tmp_pat
     assert code == 65
     assert "invalid address 'b@exa mple.net'" in err
     assert mx.connections == 0
+
+
+async def test_the_library_example_delivers_its_message() -> None:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(ROOT / "examples" / "library.py"),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode == 0, err.decode()
+    lines = out.decode().splitlines()
+    assert lines[0] == "the MX received a message for ['you@example.net']"
+    assert lines[1].startswith("Delivery {'code': 250")
