@@ -115,9 +115,12 @@ def test_an_interrupted_drain_delivers_everything_after_restart(
     data = tmp_path / "data"
     recipients = prefill(data / "spool")
     daemon = DaemonProcess(data, policy(tmp_path, port)).start()
-    wait_for(lambda: handler.total() >= 150, timeout=120)
-    daemon.signal(signum)
-    code = daemon.proc.wait(timeout=20) if daemon.proc else None
+    try:
+        wait_for(lambda: handler.total() >= 150, timeout=120)
+        daemon.signal(signum)
+        code = daemon.proc.wait(timeout=20) if daemon.proc else None
+    finally:
+        daemon.kill()  # never leave a daemon behind, whatever failed
     assert code == (0 if signum == signal.SIGTERM else -signal.SIGKILL)
     interrupted_at = handler.total()
     left = len(Spool(data / "spool").ids())
