@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import re
 import socket
@@ -97,7 +98,9 @@ def needs_smtputf8(sender: str, recipient: str) -> bool:
     return not (sender.isascii() and recipient.isascii())
 
 
+@functools.lru_cache(maxsize=2)
 def _tls_context(verify: bool) -> ssl.SSLContext:
+    """One context per mode for the process: loading the CA store costs milliseconds."""
     context = ssl.create_default_context()
     if not verify:
         context.check_hostname = False

@@ -305,15 +305,7 @@ class Spool:
 
     async def update(self, message: SpooledMessage) -> None:
         """Persist attempts, next due time and last response without touching the content."""
-        await asyncio.to_thread(self._write_meta, message.id, _state_blob(message))
-
-    def _write_meta(self, message_id: str, state: bytes) -> None:
-        tmp = self.meta / f".{message_id}.json.tmp"
-        try:
-            _write_synced(tmp, state)
-            os.rename(tmp, self.meta / f"{message_id}.json")
-        except OSError as exc:
-            raise SpoolError(f"cannot update {message_id}: {exc.strerror or exc}") from exc
+        await asyncio.to_thread(self.apply, [message], [])
 
     async def remove(self, message_id: str) -> None:
         """Take a message out of the spool (after its final log record is durable)."""

@@ -8,7 +8,6 @@ import collections
 import json
 import signal
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from kumoclient.spool import Spool, Submission
 from tests.daemon_process import DaemonProcess, free_port
+from tests.test_daemon import wait_for
 
 pytestmark = pytest.mark.slow
 COUNT = 1000
@@ -88,14 +88,6 @@ end)
 """
     )
     return path
-
-
-def wait_for(predicate: object, timeout: float) -> None:
-    assert callable(predicate)
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.02)
 
 
 def delivery_records(data_dir: Path) -> list[dict[str, object]]:

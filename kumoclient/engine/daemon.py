@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from kumoclient import logs
-from kumoclient.engine.engine import Engine
+from kumoclient.engine.engine import DEFAULT_DATA_DIR, Engine
 from kumoclient.errors import KumoClientError
 from kumoclient.listener import start_listener
 from kumoclient.policies import default_policy_path
@@ -27,7 +27,6 @@ log = logs.get_logger(__name__)
 
 STOP_GRACE = 10.0
 DROP_POLL_INTERVAL = 0.25
-DEFAULT_DATA_DIR = Path("kumoclient-data")
 
 
 class StartupError(KumoClientError):

@@ -43,6 +43,7 @@ from kumoclient.spool import Spool, SpoolError
 log = logs.get_logger(__name__)
 
 STOP_GRACE = 10.0
+DEFAULT_DATA_DIR = Path("kumoclient-data")  # spool/ and logs/ below it
 FINAL = frozenset({"Delivery", "Bounce", "Expiration", "AdminBounce"})
 _INLINE_READ = 256 * 1024  # smaller contents are read on the loop (page cache, ~µs)
 # contents kept in memory between reception (or start-up) and the first attempt, so that a
@@ -70,7 +71,7 @@ class Engine:
         if not isinstance(policy, PolicyHolder):
             policy = PolicyHolder(policy or default_policy_path())
         self.policy = policy
-        base = data_dir or Path("kumoclient-data")
+        base = data_dir or DEFAULT_DATA_DIR
         self.spool = Spool(spool_dir or base / "spool")
         self.records = RecordLog(log_dir or base / "logs", max_segment_duration)
         self.records.listeners.append(self._on_record)
