@@ -20,9 +20,13 @@ class ScriptedMX:
 
     Phases: MAIL (by sender), RCPT, DATA (the reply to DATA), DOT (the reply to the final dot).
     Accepted messages are kept in `received` as (sender, recipients, content bytes).
+    With `pipelining`, EHLO offers PIPELINING (aiosmtpd reads pipelined commands in order);
+    `chunks` keeps every read from the network, so tests can see what came in one write.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, pipelining: bool = False) -> None:
+        self.pipelining = pipelining
+        self.chunks: list[bytes] = []
         self.replies: dict[tuple[str, str], str] = {}
         self.received: list[tuple[str, list[str], bytes]] = []
         self.connections = 0
@@ -42,6 +46,19 @@ class ScriptedMX:
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
+
+    async def handle_EHLO(
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        hostname: str,
+        responses: list[str],
+    ) -> list[str]:
+        session.host_name = hostname
+        if self.pipelining:
+            return [*responses[:-1], "250-PIPELINING", responses[-1]]
+        return responses
 
     async def handle_MAIL(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
@@ -81,6 +98,10 @@ class _ScriptedSMTP(SMTP):
         self.script.connections += 1
         super().connection_made(transport)
 
+    def data_received(self, data: bytes) -> None:
+        self.script.chunks.append(data)
+        super().data_received(data)
+
     async def smtp_DATA(self, arg: str) -> None:
         for rcpt in self.envelope.rcpt_tos:
             reply = self.script.replies.get(("DATA", rcpt))
@@ -93,6 +114,15 @@ class _ScriptedSMTP(SMTP):
 @pytest.fixture
 async def mx() -> AsyncIterator[ScriptedMX]:
     server = ScriptedMX()
+    await server.start()
+    yield server
+    await server.stop()
+
+
+@pytest.fixture(params=[False, True], ids=["lockstep", "pipelining"])
+async def either_mx(request: pytest.FixtureRequest) -> AsyncIterator[ScriptedMX]:
+    """The scripted MX without and with PIPELINING: both ways of sending a transaction."""
+    server = ScriptedMX(pipelining=request.param)
     await server.start()
     yield server
     await server.stop()

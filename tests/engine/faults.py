@@ -16,10 +16,18 @@ class FaultyMX:
     silent        accepts the connection and never says anything
     stall_mail    greets, answers EHLO, then never answers MAIL FROM
     drop_in_data  accepts MAIL, RCPT, DATA, then closes while the content arrives
+
+    and, offering PIPELINING, the faults of pipelined transactions:
+    stall_rcpt            answers MAIL FROM, then never answers RCPT TO
+    354_after_bad_rcpt    refuses RCPT with 550, yet answers DATA with 354 (RFC 2920 says 503)
+    replies_then_close    answers MAIL, RCPT and DATA (554) in one write and closes at once
     """
+
+    PIPELINED = ("stall_rcpt", "354_after_bad_rcpt", "replies_then_close")
 
     def __init__(self, fault: str) -> None:
         self.fault = fault
+        self.lines: list[bytes] = []  # every line the client sent
         self.connections = 0
         self.port = 0
         self._server: asyncio.Server | None = None
@@ -57,20 +65,43 @@ class FaultyMX:
             writer.close()
             return
         writer.write(b"220 mx.test ESMTP\r\n")
+        bad_rcpt = False
         while line := await reader.readline():
+            self.lines.append(line)
             verb = line[:4].upper()
             if verb in (b"EHLO", b"HELO"):
                 if self.fault == "ehlo_rejected":
                     writer.write(b"554 5.7.1 you are not welcome here\r\n")
+                elif self.fault in self.PIPELINED:
+                    writer.write(b"250-mx.test\r\n250-PIPELINING\r\n250 8BITMIME\r\n")
                 else:
                     writer.write(b"250-mx.test\r\n250 8BITMIME\r\n")
+            elif verb == b"MAIL" and self.fault == "replies_then_close":
+                rest = [await reader.readline(), await reader.readline()]  # RCPT, DATA
+                self.lines.extend(rest)
+                writer.write(b"250 2.1.0 OK\r\n250 2.1.5 OK\r\n554 5.3.0 closing now\r\n")
+                await writer.drain()
+                writer.close()
+                return
             elif verb == b"MAIL":
                 if self.fault == "stall_mail":
                     await reader.read()
                     return
                 writer.write(b"250 2.1.0 OK\r\n")
             elif verb == b"RCPT":
-                writer.write(b"250 2.1.5 OK\r\n")
+                if self.fault == "stall_rcpt":
+                    await reader.read()
+                    return
+                if self.fault == "354_after_bad_rcpt":
+                    bad_rcpt = True
+                    writer.write(b"550 5.1.1 no such user\r\n")
+                else:
+                    writer.write(b"250 2.1.5 OK\r\n")
+            elif verb == b"DATA" and bad_rcpt:
+                writer.write(b"354 go ahead anyway\r\n")
+                await writer.drain()
+                self.lines.append(await reader.readline())  # the client's lone dot
+                writer.write(b"554 5.5.1 no valid recipients\r\n")
             elif verb == b"DATA":
                 writer.write(b"354 go ahead\r\n")
                 await writer.drain()

@@ -38,7 +38,7 @@ TO_500 = "if response:find('4.2.2', 1, true) then return 500 end"
     ],
 )
 async def test_each_rejection_phase_reaches_the_hook_once(
-    mx: ScriptedMX,
+    either_mx: ScriptedMX,
     engines: MakeEngine,
     tmp_path: Path,
     phase: str,
@@ -46,6 +46,7 @@ async def test_each_rejection_phase_reaches_the_hook_once(
     reply: str,
     command: str,
 ) -> None:
+    mx = either_mx
     mx.replies[(phase, address)] = reply
     policy = write_policy(tmp_path / "p.lua", [mx.address], rewrite="return nil")
     engine = engines(policy)
@@ -204,8 +205,9 @@ async def test_a_failing_hook_keeps_the_original_and_the_engine_goes_on(
 
 
 async def test_accepted_mail_arrives_byte_identical(
-    mx: ScriptedMX, engines: MakeEngine, tmp_path: Path
+    either_mx: ScriptedMX, engines: MakeEngine, tmp_path: Path
 ) -> None:
+    mx = either_mx
     policy = write_policy(tmp_path / "p.lua", [mx.address])
     engine = engines(policy)
     await engine.start()
