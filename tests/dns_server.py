@@ -1,0 +1,244 @@
+"""A small authoritative DNS server in the test's own event loop (UDP and TCP, one port).
+
+It serves one zone given as zone-file text (names relative to `origin`; a default SOA and NS
+are added when the text has no SOA). Answers: the records of an existing name (following
+CNAMEs inside the zone); NODATA with the SOA in authority when the name exists without that
+type; NXDOMAIN with the SOA when it does not; REFUSED outside the zone. Names in `servfail`
+get SERVFAIL; names in `silent` get no answer at all (client timeouts). Every query received
+is counted in `queries` and logged in `log` as (lower-case name, type, `udp`/`tcp`).
+
+    @pytest.fixture
+    async def dns_server() -> AsyncIterator[DnsServer]:
+        zone = "mx 300 MX 10 mx1.test.\\nmx1 300 A 127.0.0.1\\n"
+        async with DnsServer(zone, servfail=["broken"], silent=["slow"]) as server:
+            yield server
+
+    async def test_x(dns_server: DnsServer) -> None:
+        resolver = MxResolver([dns_server.address], timeout=0.5)
+        ...
+        assert dns_server.count("mx", "MX") == 1
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Iterable
+from types import TracebackType
+from typing import cast
+
+import dns.exception
+import dns.flags
+import dns.message
+import dns.name
+import dns.rcode
+import dns.rdataclass
+import dns.rdatatype
+import dns.rdtypes.ANY.CNAME
+import dns.rrset
+import dns.zone
+
+DEFAULT_SOA = """\
+@ 300 IN SOA ns.{origin} hostmaster.{origin} 1 3600 600 86400 60
+@ 300 IN NS ns.{origin}
+"""
+UDP_MAX = 512
+_TCP_BIND_ATTEMPTS = 20
+
+
+class DnsServer:
+    """Authoritative server for `zone_text` under `origin`, on 127.0.0.1 (OS-assigned port)."""
+
+    def __init__(
+        self,
+        zone_text: str,
+        origin: str = "test.",
+        *,
+        servfail: Iterable[str] = (),
+        silent: Iterable[str] = (),
+    ) -> None:
+        self.origin = dns.name.from_text(origin)
+        if " SOA " not in zone_text.upper().replace("\t", " "):
+            zone_text = DEFAULT_SOA.format(origin=self.origin.to_text()) + zone_text
+        self.zone = dns.zone.from_text(zone_text, origin=self.origin, relativize=False)
+        self.servfail: set[dns.name.Name] = {self._name(n) for n in servfail}
+        self.silent: set[dns.name.Name] = {self._name(n) for n in silent}
+        self.queries = 0
+        self.log: list[tuple[str, str, str]] = []
+        self.port = 0
+        self._udp: asyncio.DatagramTransport | None = None
+        self._tcp: asyncio.Server | None = None
+        self._tcp_writers: set[asyncio.StreamWriter] = set()
+        self._tcp_tasks: set[asyncio.Task[None]] = set()
+
+    def _name(self, text: str) -> dns.name.Name:
+        """`mail`, `mail.test` and `mail.test.` all mean `mail.test.` (origin `test.`)."""
+        name = dns.name.from_text(text.rstrip("."), dns.name.root)
+        return (
+            name
+            if name.is_subdomain(self.origin)
+            else name.relativize(dns.name.root).concatenate(self.origin)
+        )
+
+    @property
+    def address(self) -> str:
+        """`127.0.0.1:port`, as `MxResolver(nameservers=[...])` takes it."""
+        return f"127.0.0.1:{self.port}"
+
+    def count(self, name: str, rdtype: str | None = None) -> int:
+        """Queries received for `name` (relative to the origin or not), of `rdtype` if given."""
+        wanted = self._name(name).to_text().lower()
+        return sum(1 for n, t, _ in self.log if n == wanted and rdtype in (None, t))
+
+    # --- lifecycle ----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        for _ in range(_TCP_BIND_ATTEMPTS):
+            transport, _protocol = await loop.create_datagram_endpoint(
+                lambda: _UdpProtocol(self), local_addr=("127.0.0.1", 0)
+            )
+            port = transport.get_extra_info("sockname")[1]
+            try:
+                self._tcp = await asyncio.start_server(self._serve_tcp, "127.0.0.1", port)
+            except OSError:  # the TCP port is taken: try another UDP port
+                transport.close()
+                continue
+            self._udp = transport
+            self.port = port
+            return
+        raise OSError("no port free for both UDP and TCP")
+
+    async def stop(self) -> None:
+        if self._udp is not None:
+            self._udp.close()
+            self._udp = None
+        if self._tcp is not None:
+            self._tcp.close()
+            for writer in list(self._tcp_writers):
+                writer.close()
+            if self._tcp_tasks:
+                await asyncio.gather(*self._tcp_tasks, return_exceptions=True)
+            await self._tcp.wait_closed()
+            self._tcp = None
+        await asyncio.sleep(0)  # let the closed transports release their sockets
+
+    async def __aenter__(self) -> DnsServer:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    # --- transports ---------------------------------------------------------------------
+
+    async def _serve_tcp(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._tcp_tasks.add(task)
+        self._tcp_writers.add(writer)
+        try:
+            while True:
+                length = int.from_bytes(await reader.readexactly(2), "big")
+                wire = await reader.readexactly(length)
+                query = _parse(wire)
+                if query is None:
+                    break
+                response = self.respond(query, "tcp")
+                if response is not None:
+                    writer.write(response.to_wire(prepend_length=True))
+                    await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            self._tcp_writers.discard(writer)
+            writer.close()
+            with contextlib.suppress(ConnectionError):
+                await writer.wait_closed()
+            self._tcp_tasks.discard(task)
+
+    # --- answers ------------------------------------------------------------------------
+
+    def respond(self, query: dns.message.Message, transport: str) -> dns.message.Message | None:
+        """The response to `query`, or None to stay silent."""
+        if len(query.question) != 1:
+            response = dns.message.make_response(query)
+            response.set_rcode(dns.rcode.FORMERR)
+            return response
+        question = query.question[0]
+        qname, rdtype = question.name, question.rdtype
+        self.queries += 1
+        self.log.append((qname.to_text().lower(), dns.rdatatype.to_text(rdtype), transport))
+        if qname in self.silent:
+            return None
+        response = dns.message.make_response(query)
+        if qname in self.servfail:
+            response.set_rcode(dns.rcode.SERVFAIL)
+            return response
+        if not qname.is_subdomain(self.origin):
+            response.set_rcode(dns.rcode.REFUSED)
+            return response
+        response.flags |= dns.flags.AA
+        name = qname
+        for _ in range(8):  # follow CNAMEs inside the zone
+            node = self.zone.get_node(name) if name.is_subdomain(self.origin) else None
+            if node is None:  # NXDOMAIN, or NODATA for an empty non-terminal
+                if name.is_subdomain(self.origin):
+                    if not any(other.is_subdomain(name) for other in self.zone.nodes):
+                        response.set_rcode(dns.rcode.NXDOMAIN)
+                    self._add_soa(response)
+                return response
+            rdataset = node.get_rdataset(dns.rdataclass.IN, rdtype)
+            if rdataset is not None:
+                response.answer.append(
+                    dns.rrset.from_rdata_list(name, rdataset.ttl, list(rdataset))
+                )
+                return response
+            cname = node.get_rdataset(dns.rdataclass.IN, dns.rdatatype.CNAME)
+            if cname is None:
+                self._add_soa(response)  # NODATA
+                return response
+            response.answer.append(dns.rrset.from_rdata_list(name, cname.ttl, list(cname)))
+            target = cname[0]
+            assert isinstance(target, dns.rdtypes.ANY.CNAME.CNAME)
+            name = target.target
+        return response
+
+    def _add_soa(self, response: dns.message.Message) -> None:
+        soa = self.zone.get_rrset(self.origin, dns.rdatatype.SOA)
+        if soa is not None:
+            response.authority.append(soa)
+
+
+def _parse(wire: bytes) -> dns.message.Message | None:
+    try:
+        message = dns.message.from_wire(wire)
+    except dns.exception.DNSException:
+        return None
+    if message.flags & dns.flags.QR:
+        return None
+    return message
+
+
+class _UdpProtocol(asyncio.DatagramProtocol):
+    def __init__(self, server: DnsServer) -> None:
+        self.server = server
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.DatagramTransport, transport)
+
+    def datagram_received(self, data: bytes, addr: tuple[str | int, int]) -> None:
+        query = _parse(data)
+        if query is None or self.transport is None:
+            return
+        response = self.server.respond(query, "udp")
+        if response is None:
+            return
+        max_size = max(UDP_MAX, query.payload) if query.edns >= 0 else UDP_MAX
+        self.transport.sendto(response.to_wire(max_size=max_size, prefer_truncation=True), addr)
