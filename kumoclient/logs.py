@@ -99,8 +99,11 @@ def build_record(
     now: float | None = None,
     egress_pool: str = "unspecified",
     egress_source: str = "unspecified",
+    tls: tuple[str, str] | None = None,
 ) -> dict[str, object]:
-    """One log record with KumoMTA's field names; `content` never holds a line break."""
+    """One log record with KumoMTA's field names; `content` never holds a line break.
+
+    `tls_protocol_version` and `tls_cipher` are present only when the session used TLS."""
     when = time.time() if now is None else now
     reply: dict[str, object] | None = None
     if response is not None:
@@ -113,7 +116,7 @@ def build_record(
             "content": flatten(response.content, " "),
             "command": response.command,
         }
-    return {
+    record: dict[str, object] = {
         "type": kind.value,
         "id": message.id,
         "sender": message.sender,
@@ -135,6 +138,9 @@ def build_record(
         "reception_protocol": message.reception_protocol,
         "nodeid": NODE_ID,
     }
+    if tls is not None:
+        record["tls_protocol_version"], record["tls_cipher"] = tls
+    return record
 
 
 class RecordLog:

@@ -125,6 +125,7 @@ class EgressPathConfig:
     response_line_break: str = "\\r\\n"
     prohibited_hosts: tuple[str, ...] = DEFAULT_PROHIBITED_HOSTS
     ehlo_domain: str | None = None
+    source_address: str | None = None
     connect_timeout: float = 60.0
     banner_timeout: float = 60.0
     ehlo_timeout: float = 300.0
@@ -186,6 +187,14 @@ class LocalLogsConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ResolverConfig:
+    """`kumo.dns.configure_resolver{name_servers=, options={timeout=}}`: None = the system's."""
+
+    name_servers: tuple[str, ...] | None = None
+    timeout: float = 5.0
+
+
+@dataclass(frozen=True, slots=True)
 class InitConfig:
     """Everything the policy's `init` event configured."""
 
@@ -193,6 +202,7 @@ class InitConfig:
     http_listeners: tuple[HttpListenerConfig, ...] = ()
     spools: tuple[SpoolConfig, ...] = ()
     local_logs: LocalLogsConfig | None = None
+    resolver: ResolverConfig | None = None
 
 
 @dataclass(frozen=True, slots=True)

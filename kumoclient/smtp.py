@@ -257,7 +257,7 @@ class Session:
         ehlo_domain: str,
         transcript: Transcript | None,
     ) -> Session:
-        sock = await _tcp_connect(target, config.connect_timeout)
+        sock = await _tcp_connect(target, config.connect_timeout, config.source_address)
         smtp = _SMTP(
             hostname=target.address, local_hostname=ehlo_domain, start_tls=False, timeout=None
         )
@@ -309,6 +309,9 @@ class Session:
             )
         except aiosmtplib.SMTPResponseException as exc:
             raise ConnectFailure(self.target, "starttls", f"{exc.code} {exc.message}") from exc
+        except aiosmtplib.SMTPTimeoutError as exc:
+            timeout = self.config.starttls_timeout
+            raise ConnectFailure(self.target, "starttls", f"timed out after {timeout:g}s") from exc
         except (aiosmtplib.SMTPException, OSError, ssl.SSLError) as exc:
             raise ConnectFailure(self.target, "starttls", str(exc) or type(exc).__name__) from exc
         self._note("<", f"{response.code} {response.message}")
@@ -518,13 +521,18 @@ def _wanted(phase: str, code: int) -> bool:
     return code == 354 if phase == "DATA" else code // 100 == 2
 
 
-async def _tcp_connect(target: Target, timeout: float) -> socket.socket:
-    """A connected, non-blocking socket to the target; ConnectFailure on error or timeout."""
+async def _tcp_connect(
+    target: Target, timeout: float, source_address: str | None = None
+) -> socket.socket:
+    """A connected, non-blocking socket to the target (from `source_address` when given);
+    ConnectFailure on error or timeout."""
     loop = asyncio.get_running_loop()
     family = socket.AF_INET6 if ":" in target.address else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setblocking(False)
     try:
+        if source_address is not None:
+            sock.bind((source_address, 0))
         await asyncio.wait_for(loop.sock_connect(sock, (target.address, target.port)), timeout)
     except TimeoutError as exc:
         sock.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import signal
 import time
 from collections.abc import Iterator
@@ -212,8 +213,9 @@ def test_queue_summary_and_list(daemon: DaemonProcess) -> None:
     assert any(line.startswith("example.net") and " 2 " in line for line in lines)
     assert lines[-1] == "3 messages in 2 queues"
 
-    # the example domains do not resolve here: each message's first attempt fails, and the
-    # listing shows the attempt count and the last response
+    # the example domains do not resolve here (or have a null MX, which bounces: then this
+    # test cannot run): each message's first attempt fails, and the listing shows the
+    # attempt count and the last (transient) response
     def listing() -> str:
         return kumoclient("queue", "list", "--data-dir", daemon.data_dir).stdout
 
@@ -221,7 +223,7 @@ def test_queue_summary_and_list(daemon: DaemonProcess) -> None:
     text = listing()
     assert text.splitlines()[-1] == "3 messages"
     assert "<a@example.com> -> <d@example.org> attempts=1" in text
-    assert "last='400 failed to connect to any candidate hosts: example.org:25: " in text
+    assert re.search(r"<d@example.org> attempts=1 .*last='4\d\d [^']*example\.org", text), text
 
 
 def test_queue_without_a_spool_is_a_clear_error(tmp_path: Path) -> None:

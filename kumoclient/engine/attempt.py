@@ -19,6 +19,7 @@ from kumoclient.core.classify import classify
 from kumoclient.engine.queues import Site
 from kumoclient.engine.route import Prohibited, Route, candidates
 from kumoclient.logs import RecordType
+from kumoclient.mx import MxResolver
 from kumoclient.policy.runtime import PolicyRuntime
 from kumoclient.records import Disposition, EgressPathConfig, QueueName, Reply, RewriteOutcome
 from kumoclient.smtp import ConnectFailure, Exchange, Session, Target, Transcript
@@ -39,6 +40,7 @@ class Outcome:
     peer: Target | None = None
     rewrite: RewriteOutcome | None = None
     phase: str | None = None
+    tls: tuple[str, str] | None = None  # (protocol version, cipher) when the session had TLS
 
     @property
     def peer_address(self) -> tuple[str, str] | None:
@@ -53,11 +55,13 @@ async def open_session(
     egress: EgressPathConfig,
     ehlo_domain: str,
     site: Site | None = None,
+    *,
     transcript: Transcript | None = None,
+    dns: MxResolver | None = None,
 ) -> Session | Outcome:
     """A session to the first target that works, or the Outcome for the whole ready queue."""
     try:
-        targets, failures = await candidates(route, egress)
+        targets, failures = await candidates(route, egress, dns)
     except Prohibited as prohibited:
         return Outcome(RecordType.BOUNCE, prohibited.reply, phase="connect")
     if site is not None:
@@ -86,16 +90,18 @@ def judge(
     queue: QueueName,
     policy: PolicyRuntime,
     egress: EgressPathConfig,
+    *,
+    tls: tuple[str, str] | None = None,
 ) -> Outcome:
     """The Outcome of one transaction (the rewrite hook runs for rejections only)."""
     if exchange.kind == "accepted":
-        return Outcome(RecordType.DELIVERY, exchange.reply, target, phase=exchange.phase)
+        return Outcome(RecordType.DELIVERY, exchange.reply, target, phase=exchange.phase, tls=tls)
     if exchange.kind == "transport":
         reply = exchange.reply
-        return Outcome(RecordType.TRANSIENT_FAILURE, reply, target, phase=exchange.phase)
+        return Outcome(RecordType.TRANSIENT_FAILURE, reply, target, phase=exchange.phase, tls=tls)
     rewrite = policy.rewrite_delivery_status(exchange.reply, queue, egress.response_line_break)
     kind = _KIND[rewrite.disposition]
-    return Outcome(kind, rewrite.reply, target, rewrite, exchange.phase)
+    return Outcome(kind, rewrite.reply, target, rewrite, exchange.phase, tls)
 
 
 def failed_outcome(reply: Reply) -> Outcome:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from kumoclient import logs
 from kumoclient.engine.engine import DEFAULT_DATA_DIR, Engine
+from kumoclient.engine.route import resolver_for
 from kumoclient.errors import KumoClientError
 from kumoclient.listener import start_listener
 from kumoclient.policies import default_policy_path
@@ -74,12 +75,14 @@ class Daemon:
     def __init__(self, options: DaemonOptions) -> None:
         self.options = options
         self.policy = PolicyHolder(options.policy or default_policy_path())
-        self.layout = layout(options, self.policy.current.run_init())
+        init = self.policy.current.run_init()
+        self.layout = layout(options, init)
         self.engine = Engine(
             self.policy,
             spool_dir=self.layout.spool_dir,
             log_dir=self.layout.log_dir,
             max_segment_duration=self.layout.max_segment_duration,
+            resolver=resolver_for(init.resolver),
         )
         self.spool = self.engine.spool
         self.reception = self.engine.reception

@@ -27,13 +27,15 @@ from kumoclient import logs
 from kumoclient.core.queue_name import parse_queue_name, queue_name_for
 from kumoclient.core.reply import single_line
 from kumoclient.core.retry import expires, next_delay
+from kumoclient.core.throttle import Throttle
 from kumoclient.engine.attempt import Outcome, failed_outcome, judge, open_session
 from kumoclient.engine.queues import Item, Scheduler, Site
 from kumoclient.engine.reception import Reception
-from kumoclient.engine.route import EGRESS_SOURCE, Route, route_for
+from kumoclient.engine.route import EGRESS_SOURCE, Route, mx_route, route_for, routing_domain
 from kumoclient.engine.state import StateWriter
 from kumoclient.errors import KumoClientError, PolicyError
 from kumoclient.logs import RecordLog, RecordType, build_record
+from kumoclient.mx import DnsLookupError, MxResolver, NullMx
 from kumoclient.policies import default_policy_path
 from kumoclient.policy.runtime import PolicyHolder
 from kumoclient.records import EnhancedCode, QueueConfig, Reply, SpooledMessage
@@ -67,6 +69,7 @@ class Engine:
         spool_dir: Path | None = None,
         log_dir: Path | None = None,
         max_segment_duration: float = 3600.0,
+        resolver: MxResolver | None = None,
     ) -> None:
         if not isinstance(policy, PolicyHolder):
             policy = PolicyHolder(policy or default_policy_path())
@@ -82,11 +85,14 @@ class Engine:
         self._queue_configs: dict[str, tuple[int, QueueConfig]] = {}
         self._waiters: dict[str, asyncio.Future[Record]] = {}
         self._dispatchers: set[asyncio.Task[None]] = set()
+        self._resolving: dict[str, list[Item]] = {}  # routing domain -> items awaiting its MX
+        self._lookups: set[asyncio.Task[None]] = set()
         self._live: set[str] = set()  # ids queued in memory: a message is never queued twice
         self._cached = 0  # bytes of content held by items
         self._tg: asyncio.TaskGroup | None = None
         self._stopping = False
         self._hostname = socket.getfqdn()  # as make_egress_path's default
+        self.dns = resolver if resolver is not None else MxResolver()
         self.counts: dict[str, int] = {}
 
     # --- lifecycle -----------------------------------------------------------------------
@@ -119,6 +125,8 @@ class Engine:
             return
         self._stopping = True
         self.scheduler.stop()
+        for lookup in self._lookups:
+            lookup.cancel()  # their messages stay spooled
         for site in self._sites.values():
             site.release_waiters()
         running = [task for task in self._dispatchers if not task.done()]
@@ -212,7 +220,8 @@ class Engine:
         if site is None:
             site = self._sites[route.site] = Site(route, egress, generation)
         else:
-            site.egress, site.generation = egress, generation
+            site.configure(egress, generation)
+        site.route = route  # the latest order of the MX hosts
         return site
 
     def _on_due(self, item: Item) -> None:
@@ -221,20 +230,63 @@ class Engine:
             return
         try:
             item.config = self._queue_config(item)
-            route = route_for(item.name, item.config)
-            site = self._site(route)
+            if item.config.mx_list is None:
+                self._route_by_dns(item)
+                return
+            site = self._site(route_for(item.name, item.config))
         except PolicyError as exc:
-            log.error(
-                "policy failed while routing; retrying later", id=item.message.id, error=str(exc)
-            )
-            text = f"KumoMTA internal: policy error while routing: {exc}"
-            self._transient(item, failed_outcome(Reply(451, EnhancedCode(4, 3, 0), text)), "")
+            self._policy_failed(item, exc)
             return
+        self._ready(item, site)
+
+    def _ready(self, item: Item, site: Site) -> None:
         if self._expired(item, time.time()):
             self._expire(item, site.name, item.message.attempts)
             return
         if site.put(item):
             self._spawn(site)
+
+    def _policy_failed(self, item: Item, exc: PolicyError) -> None:
+        log.error("policy failed while routing; retrying later", id=item.message.id, error=str(exc))
+        text = f"KumoMTA internal: policy error while routing: {exc}"
+        self._transient(item, failed_outcome(Reply(451, EnhancedCode(4, 3, 0), text)), "")
+
+    def _route_by_dns(self, item: Item) -> None:
+        """Queue the item behind its routing domain's MX lookup (one lookup per domain)."""
+        domain = routing_domain(item.name)
+        waiting = self._resolving.get(domain)
+        if waiting is not None:
+            waiting.append(item)
+            return
+        self._resolving[domain] = [item]
+        assert self._tg is not None
+        task = self._tg.create_task(self._resolve(domain), name=f"mx {domain}")
+        self._lookups.add(task)
+        task.add_done_callback(self._lookups.discard)
+
+    async def _resolve(self, domain: str) -> None:
+        result: Route | DnsLookupError
+        try:
+            result = mx_route(domain, await self.dns.resolve(domain.partition(":")[0]))
+        except DnsLookupError as exc:
+            result = exc
+        items = self._resolving.pop(domain, [])
+        if self._stopping:
+            return
+        for item in items:
+            if isinstance(result, NullMx):
+                self._final(item, RecordType.BOUNCE, result.reply(), "")
+            elif isinstance(result, DnsLookupError):
+                text = f"KumoMTA internal: failed to resolve queue {item.queue}: {result.text}"
+                reply = Reply(result.code, result.enhanced_code, text)
+                self._transient(item, failed_outcome(reply), "")
+            else:
+                try:
+                    site = self._site(result)
+                except PolicyError as exc:
+                    self._policy_failed(item, exc)
+                    continue
+                self._ready(item, site)
 
     def _spawn(self, site: Site) -> None:
         assert self._tg is not None
@@ -282,7 +334,8 @@ class Engine:
             if session is not None:
                 session.abort()
             ehlo = site.egress.ehlo_domain or self._hostname
-            opened = await open_session(site.route, site.egress, ehlo, site)
+            await _throttled(site.connection_throttle)
+            opened = await open_session(site.route, site.egress, ehlo, site, dns=self.dns)
             if isinstance(opened, Outcome):  # every target failed: so does the ready queue
                 for each in [item, *site.drain()]:
                     self._apply(each, opened, site.name)
@@ -292,8 +345,11 @@ class Engine:
         if content is None:
             return session
         message = item.message
+        await _throttled(site.message_throttle)
         exchange = await session.send(message.sender, message.recipient, content)
-        outcome = judge(exchange, session.target, item.name, self.policy.current, site.egress)
+        outcome = judge(
+            exchange, session.target, item.name, self.policy.current, site.egress, tls=session.tls
+        )
         if exchange.kind == "transport":  # try the other hosts first for a while
             site.penalize(session.target.address, session.target.port, time.monotonic())
         self._apply(item, outcome, site.name)
@@ -324,7 +380,9 @@ class Engine:
         if outcome.kind is RecordType.TRANSIENT_FAILURE:
             self._transient(item, outcome, site)
         else:
-            self._final(item, outcome.kind, outcome.reply, site, peer=outcome.peer_address)
+            self._final(
+                item, outcome.kind, outcome.reply, site, peer=outcome.peer_address, tls=outcome.tls
+            )
 
     def _final(
         self,
@@ -335,10 +393,13 @@ class Engine:
         *,
         peer: tuple[str, str] | None = None,
         message: SpooledMessage | None = None,
+        tls: tuple[str, str] | None = None,
     ) -> None:
         self._release(item)
         message = message or item.message
-        record = build_record(kind, message, item.queue, response=reply, site=site, peer=peer)
+        record = build_record(
+            kind, message, item.queue, response=reply, site=site, peer=peer, tls=tls
+        )
         self.records.write(record)
         self._state.remove(message.id)
         self._live.discard(message.id)
@@ -359,6 +420,7 @@ class Engine:
                 response=outcome.reply,
                 site=site,
                 peer=outcome.peer_address,
+                tls=outcome.tls,
             )
         )
         now = time.time()
@@ -394,6 +456,14 @@ class Engine:
         reply = Reply(551, EnhancedCode(5, 4, 7), text)
         message = replace(item.message, attempts=attempts)
         self._final(item, RecordType.EXPIRATION, reply, site, message=message)
+
+
+async def _throttled(throttle: Throttle | None) -> None:
+    """Wait for the next slot of a rate limit (none: go)."""
+    if throttle is not None:
+        wait = throttle.reserve()
+        if wait > 0:
+            await asyncio.sleep(wait)
 
 
 def _iso(when: float) -> str:

@@ -18,6 +18,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from kumoclient.core.throttle import Throttle, throttle_for
 from kumoclient.engine.route import Route
 from kumoclient.records import EgressPathConfig, QueueConfig, QueueName, SpooledMessage
 
@@ -91,6 +92,18 @@ class Site:
         self.waiters: deque[asyncio.Future[Item | None]] = deque()
         self.active = 0  # dispatchers running (connected, connecting or idle)
         self._penalties: dict[tuple[str, int], float] = {}
+        self.message_throttle: Throttle | None = None
+        self.connection_throttle: Throttle | None = None
+        self.configure(egress, generation)
+
+    def configure(self, egress: EgressPathConfig, generation: int) -> None:
+        """Take (possibly reloaded) egress settings; rate limits keep their state when
+        their setting did not change."""
+        self.egress, self.generation = egress, generation
+        self.message_throttle = throttle_for(egress.max_message_rate, self.message_throttle)
+        self.connection_throttle = throttle_for(
+            egress.max_connection_rate, self.connection_throttle
+        )
 
     def put(self, item: Item) -> bool:
         """Queue an item; True when the engine should start another dispatcher."""

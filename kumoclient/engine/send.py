@@ -18,9 +18,10 @@ from kumoclient.core.queue_name import parse_queue_name, queue_name_for
 from kumoclient.core.reply import single_line
 from kumoclient.engine.admin import BadInput, check_address, read_message
 from kumoclient.engine.attempt import Outcome, judge, open_session
-from kumoclient.engine.route import EGRESS_SOURCE, route_for
+from kumoclient.engine.route import EGRESS_SOURCE, mx_route, resolver_for, route_for
 from kumoclient.errors import ConfigError
 from kumoclient.logs import RecordType
+from kumoclient.mx import DnsLookupError, NullMx
 from kumoclient.policies import default_policy_path
 from kumoclient.policy.config import parse_mx_entry
 from kumoclient.policy.runtime import PolicyRuntime
@@ -65,7 +66,16 @@ async def _attempt(
             config = replace(config, mx_list=(parse_mx_entry(mx),))
         except ConfigError as exc:
             raise BadInput(f"--mx {mx!r}: {exc}") from exc
-    route = route_for(name, config)
+    dns = resolver_for(runtime.run_init().resolver)
+    if config.mx_list is not None:
+        route = route_for(name, config)
+    else:
+        try:
+            route = mx_route(name.domain, await dns.resolve(name.domain))
+        except NullMx as exc:
+            return Outcome(RecordType.BOUNCE, exc.reply(), phase="mx")
+        except DnsLookupError as exc:
+            return Outcome(RecordType.TRANSIENT_FAILURE, exc.reply(), phase="mx")
     egress = runtime.get_egress_path_config(route.routing_domain, EGRESS_SOURCE, route.site_name)
     if mx is not None:
         egress = replace(egress, prohibited_hosts=())
@@ -76,7 +86,7 @@ async def _attempt(
 
     out.write(f"queue: {queue}\nsite: {route.site}\n")
     ehlo = egress.ehlo_domain or socket.getfqdn()
-    session = await open_session(route, egress, ehlo, None, transcript)
+    session = await open_session(route, egress, ehlo, None, transcript=transcript, dns=dns)
     if isinstance(session, Outcome):
         return session
     try:

@@ -14,6 +14,7 @@ from dataclasses import replace
 from typing import Any, TypeVar
 
 from kumoclient.core.duration import UNITS, parse_duration
+from kumoclient.core.nameserver import parse_nameserver
 from kumoclient.core.reply import LINE_BREAKS
 from kumoclient.errors import ConfigError
 from kumoclient.records import (
@@ -24,6 +25,7 @@ from kumoclient.records import (
     MxHost,
     QueueConfig,
     Rate,
+    ResolverConfig,
     SpoolConfig,
     TlsMode,
 )
@@ -193,6 +195,13 @@ def _is_ip(text: str) -> bool:
     return True
 
 
+def _ip_address(value: Any) -> str:
+    text = _str(value)
+    if not _is_ip(text):
+        raise _Bad(f"{text!r} is not an IP address")
+    return text
+
+
 def _port(text: str) -> int:
     if not text.isdigit() or not 0 < int(text) <= 65535:
         raise _Bad(f"port {text!r} is not a number from 1 to 65535")
@@ -238,6 +247,7 @@ _EGRESS_FIELDS: Fields = {
     "response_line_break": ("response_line_break", _line_break),
     "prohibited_hosts": ("prohibited_hosts", _cidr_list),
     "ehlo_domain": ("ehlo_domain", _optional(_str)),
+    "source_address": ("source_address", _optional(_ip_address)),
     **{
         name: (name, _duration)
         for name in (
@@ -286,6 +296,30 @@ _SPOOL_FIELDS: Fields = {
 _LOG_FIELDS: Fields = {
     "log_dir": ("log_dir", _str),
     "max_segment_duration": ("max_segment_duration", _duration),
+}
+
+
+def _name_servers(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list) or not value:
+        raise _Bad("expected a non-empty list such as { '127.0.0.1:53' }")
+    servers = tuple(_str(entry) for entry in value)
+    for server in servers:
+        try:
+            parse_nameserver(server)
+        except ValueError as exc:
+            raise _Bad(str(exc)) from None
+    return servers
+
+
+def _resolver_options(value: Any) -> float:
+    if not isinstance(value, dict) or set(value) - {"timeout"}:
+        raise _Bad("expected { timeout = '5s' }")
+    return _duration(value.get("timeout", "5s"))
+
+
+_RESOLVER_FIELDS: Fields = {
+    "name_servers": ("name_servers", _name_servers),
+    "options": ("timeout", _resolver_options),
 }
 
 
@@ -370,7 +404,13 @@ def configure_local_logs(params: Any) -> LocalLogsConfig:
     return _build("configure_local_logs", LocalLogsConfig, _LOG_FIELDS, params)
 
 
+def configure_resolver(params: Any) -> ResolverConfig:
+    """`kumo.dns.configure_resolver{name_servers=, options={timeout=}}`."""
+    return _build("dns.configure_resolver", ResolverConfig, _RESOLVER_FIELDS, params)
+
+
 MAKERS: dict[str, Callable[[Any], object]] = {
+    "configure_resolver": configure_resolver,
     "make_queue_config": make_queue_config,
     "make_egress_path": make_egress_path,
     "start_esmtp_listener": start_esmtp_listener,

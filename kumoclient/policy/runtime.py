@@ -34,6 +34,7 @@ from kumoclient.records import (
     QueueConfig,
     QueueName,
     Reply,
+    ResolverConfig,
     RewriteOutcome,
     SpoolConfig,
 )
@@ -141,11 +142,13 @@ class PolicyRuntime:
             self._raise_failure("init", fired)
         found = [record for _, record in self.host.configured]
         logs_configs = [r for r in found if isinstance(r, LocalLogsConfig)]
+        resolvers = [r for r in found if isinstance(r, ResolverConfig)]
         return InitConfig(
             esmtp_listeners=tuple(r for r in found if isinstance(r, EsmtpListenerConfig)),
             http_listeners=tuple(r for r in found if isinstance(r, HttpListenerConfig)),
             spools=tuple(r for r in found if isinstance(r, SpoolConfig)),
             local_logs=logs_configs[-1] if logs_configs else None,
+            resolver=resolvers[-1] if resolvers else None,
         )
 
     def get_queue_config(self, name: QueueName) -> QueueConfig:

@@ -1,0 +1,44 @@
+"""Rate limits (`max_message_rate`, `max_connection_rate`) as a generic cell rate algorithm.
+
+A `Rate` of `limit` per `period` lets `limit` events through at once (the burst, as KumoMTA's
+throttles do), then one every `period / limit` seconds. Over any span of `t` seconds from the
+first event, at most `limit + t * limit / period` events pass. `reserve()` books the next
+slot and says how long to wait for it, so callers waiting concurrently queue up in order.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from kumoclient.records import Rate
+
+_EPSILON = 1e-9  # float rounding of summed intervals is not a wait
+
+
+class Throttle:
+    """One rate limit; `clock` is monotonic seconds."""
+
+    def __init__(self, rate: Rate, clock: Callable[[], float] = time.monotonic) -> None:
+        self.rate = rate
+        self._interval = rate.period / rate.limit
+        self._tolerance = rate.period - self._interval  # a burst of `limit` events
+        self._clock = clock
+        self._tat = float("-inf")  # theoretical arrival time of the next event
+
+    def reserve(self) -> float:
+        """Book the next event; seconds to wait before it may happen (0.0: now)."""
+        now = self._clock()
+        tat = max(self._tat, now)
+        self._tat = tat + self._interval
+        wait = tat - self._tolerance - now
+        return wait if wait > _EPSILON else 0.0
+
+
+def throttle_for(rate: Rate | None, current: Throttle | None) -> Throttle | None:
+    """The throttle for a (possibly reloaded) setting: the current one when unchanged."""
+    if rate is None:
+        return None
+    if current is not None and current.rate == rate:
+        return current
+    return Throttle(rate)
