@@ -24,6 +24,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from kumoclient import logs
+from kumoclient.core.dsn import build_dsn, should_generate
 from kumoclient.core.queue_name import parse_queue_name, queue_name_for
 from kumoclient.core.reply import single_line
 from kumoclient.core.retry import expires, next_delay
@@ -33,7 +34,7 @@ from kumoclient.engine.queues import Item, Scheduler, Site
 from kumoclient.engine.reception import Reception
 from kumoclient.engine.route import EGRESS_SOURCE, Route, mx_route, route_for, routing_domain
 from kumoclient.engine.state import StateWriter
-from kumoclient.errors import KumoClientError, PolicyError
+from kumoclient.errors import KumoClientError, PolicyError, SubmissionRefused
 from kumoclient.logs import RecordLog, RecordType, build_record
 from kumoclient.mx import DnsLookupError, MxResolver, NullMx
 from kumoclient.policies import default_policy_path
@@ -47,6 +48,7 @@ log = logs.get_logger(__name__)
 STOP_GRACE = 10.0
 DEFAULT_DATA_DIR = Path("kumoclient-data")  # spool/ and logs/ below it
 FINAL = frozenset({"Delivery", "Bounce", "Expiration", "AdminBounce"})
+_NOTIFIED = (RecordType.BOUNCE, RecordType.EXPIRATION)  # with generate_dsn (SPEC 2.5)
 _INLINE_READ = 256 * 1024  # smaller contents are read on the loop (page cache, ~µs)
 # contents kept in memory between reception (or start-up) and the first attempt, so that a
 # message is not read back from disk; beyond this many bytes they are read when delivered
@@ -395,14 +397,50 @@ class Engine:
         message: SpooledMessage | None = None,
         tls: tuple[str, str] | None = None,
     ) -> None:
+        content = item.content
         self._release(item)
         message = message or item.message
         record = build_record(
             kind, message, item.queue, response=reply, site=site, peer=peer, tls=tls
         )
         self.records.write(record)
-        self._state.remove(message.id)
         self._live.discard(message.id)
+        if kind in _NOTIFIED and item.config.generate_dsn and should_generate(message.sender):
+            assert self._tg is not None
+            notice = self._notify(message, kind, reply, peer, content)
+            self._tg.create_task(notice, name=f"dsn {message.id}")
+            return
+        self._state.remove(message.id)
+
+    async def _notify(
+        self,
+        message: SpooledMessage,
+        kind: RecordType,
+        reply: Reply,
+        peer: tuple[str, str] | None,
+        content: bytes | None,
+    ) -> None:
+        """Spool a delivery status notification to the sender, then let the message go.
+
+        The DSN is durable before the original leaves the spool, so a crash in between
+        repeats the attempt (and its record) rather than losing the notice."""
+        try:
+            if content is None:
+                content = await self.spool.read_content(message.id)
+            dsn = build_dsn(
+                original=content,
+                sender=message.sender,
+                recipient=message.recipient,
+                kind="Expiration" if kind is RecordType.EXPIRATION else "Bounce",
+                reply=reply,
+                reporting_mta=self._hostname,
+                arrival=datetime.datetime.fromtimestamp(message.created, datetime.UTC),
+                remote_mta=peer[0] if peer is not None else None,
+            )
+            await self.reception.accept_library("", [message.sender], dsn, {}, protocol="DSN")
+        except (SpoolError, OSError, SubmissionRefused) as exc:
+            log.error("could not spool a DSN; the record stays", id=message.id, error=str(exc))
+        self._state.remove(message.id)
 
     def _release(self, item: Item) -> None:
         if item.content is not None:

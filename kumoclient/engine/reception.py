@@ -57,18 +57,23 @@ class Reception:
         return f"250 2.0.0 OK queued as {ids[0]}{suffix}"
 
     async def accept_library(
-        self, sender: str, recipients: list[str], content: bytes, meta: dict[str, str]
+        self,
+        sender: str,
+        recipients: list[str],
+        content: bytes,
+        meta: dict[str, str],
+        *,
+        protocol: str = "Library",
     ) -> list[str]:
-        """`Engine.submit`: spool the messages as given (no reception event); their ids.
-
-        Raises SubmissionRefused when the spool cannot take them.
+        """`Engine.submit` and generated DSNs: spool the messages as given (no reception
+        event); their ids. Raises SubmissionRefused when the spool cannot take them.
         """
         base = msgid.submission_base(time.time(), secrets.randbits(64))
         views = [
             MessageView(msgid.message_id(base, i), sender, rcpt, content, dict(meta))
             for i, rcpt in enumerate(recipients)
         ]
-        return await self._store(views, "Library")
+        return await self._store(views, protocol)
 
     def _run_policy(self, event: str, views: list[MessageView]) -> None:
         runtime = self.policy.current

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ import pytest
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from kumoclient.engine.engine import Engine
+from kumoclient.mx import MxResolver
 from kumoclient.policy.runtime import PolicyHolder
 
 
@@ -29,6 +31,9 @@ class ScriptedMX:
         self.chunks: list[bytes] = []
         self.replies: dict[tuple[str, str], str] = {}
         self.received: list[tuple[str, list[str], bytes]] = []
+        self.received_at: list[float] = []  # monotonic time of each accepted message
+        self.peers: list[str] = []  # the client address of each transaction
+        self.ehlo_names: list[str] = []
         self.connections = 0
         self.port = 0
         self._server: asyncio.Server | None = None
@@ -56,6 +61,7 @@ class ScriptedMX:
         responses: list[str],
     ) -> list[str]:
         session.host_name = hostname
+        self.ehlo_names.append(hostname)
         if self.pipelining:
             return [*responses[:-1], "250-PIPELINING", responses[-1]]
         return responses
@@ -63,6 +69,7 @@ class ScriptedMX:
     async def handle_MAIL(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
     ) -> str:
+        self.peers.append(str(session.peer[0]))
         reply = self.replies.get(("MAIL", address))
         if reply:
             return reply
@@ -86,6 +93,7 @@ class ScriptedMX:
                 return reply
         content = envelope.original_content or b""
         self.received.append((str(envelope.mail_from), list(envelope.rcpt_tos), content))
+        self.received_at.append(time.monotonic())
         return "250 2.0.0 OK queued"
 
 
@@ -191,8 +199,8 @@ async def engines(tmp_path: Path) -> AsyncIterator[MakeEngine]:
     """Start engines on a policy file (data under tmp_path); all are stopped at the end."""
     started: list[Engine] = []
 
-    def make(policy: Path, data: str = "data") -> Engine:
-        engine = Engine(PolicyHolder(policy), data_dir=tmp_path / data)
+    def make(policy: Path, data: str = "data", resolver: MxResolver | None = None) -> Engine:
+        engine = Engine(PolicyHolder(policy), data_dir=tmp_path / data, resolver=resolver)
         started.append(engine)
         return engine
 

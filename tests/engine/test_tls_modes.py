@@ -54,6 +54,7 @@ REFUSED = "454 4.7.0 TLS not available"
 NOT_TLS = "[SSL: WRONG_VERSION_NUMBER] wrong version number"
 STALLED = "timed out after 0.5s"  # like `banner: timed out after 1s`
 
+
 @dataclass(frozen=True)
 class Row:
     """`mode` against a `server` (a key of SERVERS) → `outcome`; `reason` for FAILS."""
