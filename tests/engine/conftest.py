@@ -26,8 +26,10 @@ class ScriptedMX:
     `chunks` keeps every read from the network, so tests can see what came in one write.
     """
 
-    def __init__(self, *, pipelining: bool = False) -> None:
+    def __init__(self, *, pipelining: bool = False, eight_bit: bool = True) -> None:
         self.pipelining = pipelining
+        self.eight_bit = eight_bit  # False: EHLO does not offer 8BITMIME
+        self.mail_options: list[list[str]] = []
         self.chunks: list[bytes] = []
         self.replies: dict[tuple[str, str], str] = {}
         self.received: list[tuple[str, list[str], bytes]] = []
@@ -62,6 +64,8 @@ class ScriptedMX:
     ) -> list[str]:
         session.host_name = hostname
         self.ehlo_names.append(hostname)
+        if not self.eight_bit:
+            responses = [line for line in responses if "8BITMIME" not in line]
         if self.pipelining:
             return [*responses[:-1], "250-PIPELINING", responses[-1]]
         return responses
@@ -75,6 +79,7 @@ class ScriptedMX:
             return reply
         envelope.mail_from = address
         envelope.mail_options.extend(options)
+        self.mail_options.append(list(options))
         return "250 2.1.0 OK"
 
     async def handle_RCPT(

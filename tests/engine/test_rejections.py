@@ -220,3 +220,23 @@ async def test_accepted_mail_arrives_byte_identical(
     [(sender, rcpts, received)] = mx.received
     assert (sender, rcpts) == ("a@example.com", ["b@example.net"])
     assert received == content + b"\r\n"  # only the final CRLF framing added
+
+
+@pytest.mark.parametrize("offered", [True, False], ids=["8BITMIME", "no-8BITMIME"])
+async def test_8bit_content_is_delivered_intact_with_or_without_8bitmime(
+    engines: MakeEngine, tmp_path: Path, offered: bool
+) -> None:
+    mx = ScriptedMX(eight_bit=offered)
+    await mx.start()
+    try:
+        engine = engines(write_policy(tmp_path / "p.lua", [mx.address]))
+        await engine.start()
+        content = "Subject: Grüße\r\n\r\nÄpfel und Bäume\r\n".encode()
+        [message_id] = await engine.submit("a@example.com", ["b@example.net"], content)
+        assert (await engine.outcome(message_id))["type"] == "Delivery"
+    finally:
+        await mx.stop()
+    [(_, _, received)] = mx.received
+    assert received == content
+    [options] = mx.mail_options
+    assert ("BODY=8BITMIME" in options) is offered
