@@ -136,6 +136,11 @@ class Spool:
         self.group_commit = group_commit
         self.unreadable = 0
         self._data_fd: int | None = None
+        self._data_prefix = f"{self.data}{os.sep}"  # plain strings: no pathlib per message
+        self._meta_prefix = f"{self.meta}{os.sep}"
+        # ids with a metadata file (from the scan and from updates): a removal unlinks only
+        # the files that exist, one system call per message saved on this hot path
+        self._stated: set[str] = set()
         self._closed = False
         self._queue: asyncio.Queue[_Pending | None] | None = None
         self._committer: asyncio.Task[None] | None = None
@@ -158,7 +163,7 @@ class Spool:
             # descriptor from when it was opened, so a fresh one per sync could miss them
             self._data_fd = os.open(self.data, os.O_RDONLY | os.O_DIRECTORY)
         self._queue = asyncio.Queue()
-        self._committer = asyncio.create_task(self._commit_loop(), name="spool-commit")
+        self._committer = asyncio.create_task(self._commit_loop(self._queue), name="spool-commit")
 
     async def close(self) -> None:
         """Commit what is queued, then stop the worker (never in the middle of a group)."""
@@ -209,10 +214,11 @@ class Spool:
         await self._queue.put(pending)
         await asyncio.shield(pending.future)
 
-    async def _commit_loop(self) -> None:
-        """Commit groups until the `None` that close() sends; one bad group stops nothing."""
-        queue = self._queue
-        assert queue is not None
+    async def _commit_loop(self, queue: asyncio.Queue[_Pending | None]) -> None:
+        """Commit groups until the `None` that close() sends; one bad group stops nothing.
+
+        The queue is passed in: close() may take it from `self` before this task first runs.
+        """
         stopping = False
         while not stopping:
             group: list[_Pending] = []
@@ -329,11 +335,15 @@ class Spool:
                 if message.id not in removed:
                     tmp = self.meta / f".{message.id}.json.tmp"
                     _write_file(tmp, _state_blob(message), sync=self._data_fd is None)
-                    os.rename(tmp, self.meta / f"{message.id}.json")
+                    os.rename(tmp, f"{self._meta_prefix}{message.id}.json")
+                    self._stated.add(message.id)
             for message_id in removals:
-                for path in (self.meta / f"{message_id}.json", self.data / message_id):
+                if message_id in self._stated:
+                    self._stated.discard(message_id)
                     with contextlib.suppress(FileNotFoundError):
-                        path.unlink()
+                        os.unlink(f"{self._meta_prefix}{message_id}.json")
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(f"{self._data_prefix}{message_id}")
             if self._data_fd is not None:
                 _syncfs(self._data_fd)
             else:
@@ -383,7 +393,12 @@ class Spool:
         with os.scandir(self.data) as entries:
             names = sorted(e.name for e in entries if not e.name.startswith("."))
         with os.scandir(self.meta) as entries:
-            states = {e.name for e in entries}
+            states = {e.name for e in entries if not e.name.startswith(".")}
+        if quarantine:  # the daemon's own scan: metadata whose message is gone is stale
+            for orphan in states - {f"{name}.json" for name in names}:
+                with contextlib.suppress(OSError):
+                    os.unlink(f"{self._meta_prefix}{orphan}")
+        self._stated = {name for name in names if f"{name}.json" in states}
         for name in names:
             try:
                 message, content = self._load(name, f"{name}.json" in states)
@@ -401,10 +416,10 @@ class Spool:
         return self._load(message_id, None)[0]
 
     def _load(self, message_id: str, has_state: bool | None) -> tuple[SpooledMessage, bytes | None]:
-        path = self.data / message_id
         if not msgid.is_message_id(message_id):
             raise SpoolError(f"unexpected file name {message_id!r}")
-        fd = os.open(path, os.O_RDONLY)  # plain descriptors: open() adds fstat and ioctl calls
+        # a plain descriptor: open() would add fstat and ioctl calls
+        fd = os.open(f"{self._data_prefix}{message_id}", os.O_RDONLY)
         try:
             blob = os.read(fd, _WHOLE_READ)
             size = len(blob) if len(blob) < _WHOLE_READ else os.fstat(fd).st_size

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -204,3 +205,27 @@ async def test_headers_of_the_wrong_types_are_quarantined(
     path.write_bytes(b"KCSPOOL1 " + str(len(encoded)).encode() + b"\n" + encoded + b"\n" + rest)
     assert [m.id for m in spool.enumerate()] == [good.id]
     assert (spool.quarantine / f"{bad.id}.reason").exists()
+
+
+async def test_apply_removes_the_metadata_of_a_message_updated_before_a_restart(
+    spool: Spool, tmp_path: Path
+) -> None:
+    [message] = await stored(spool, "a@example.com")
+    spool.apply([replace(message, attempts=1)], [])
+    await spool.close()
+    again = Spool(tmp_path / "spool")
+    await again.start()
+    assert [m.attempts for m in again.enumerate()] == [1]
+    again.apply([], [message.id])  # removal after a restart: the scan knew of its metadata
+    assert list(again.meta.iterdir()) == []
+    assert again.ids() == []
+    await again.close()
+
+
+async def test_the_daemon_scan_removes_metadata_whose_message_is_gone(spool: Spool) -> None:
+    orphan = spool.meta / f"{msgid.message_id(msgid.submission_base(1.0, 7), 0)}.json"
+    orphan.write_text('{"attempts": 1, "due": 0}')
+    list(spool.scan(quarantine=False))
+    assert orphan.exists()  # a reader beside the daemon changes nothing
+    list(spool.scan())
+    assert not orphan.exists()
