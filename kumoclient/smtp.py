@@ -31,6 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import aiosmtplib
+from aiosmtplib.errors import SMTPReadTimeoutError
 from aiosmtplib.protocol import MAX_RESPONSE_LENGTH, SMTPProtocol
 from aiosmtplib.response import SMTPResponse
 
@@ -154,10 +155,27 @@ class _Protocol(SMTPProtocol):
             waiter.set_result(self._replies.popleft())
 
     async def read_response(self, timeout: float | None = None) -> SMTPResponse:
-        if self._response_waiter is None and self._replies:
-            return self._replies.popleft()  # replies that came just before the connection closed
+        """The oldest reply not yet read, waiting up to `timeout` seconds for it.
+
+        (aiosmtplib's version wraps every wait in `asyncio.wait_for`; one timer per read is
+        enough, and a reply that is already here is returned without waiting at all.)
+        """
+        waiter = self._response_waiter
+        if waiter is None:
+            if self._replies:  # replies that came just before the connection closed
+                return self._replies.popleft()
+            raise aiosmtplib.SMTPServerDisconnected("Connection lost")
         self._hand_over()
-        return await super().read_response(timeout)
+        timer = None
+        if timeout is not None and not waiter.done():
+            timer = self._loop.call_later(timeout, _time_out, waiter)
+        try:
+            return await waiter
+        finally:
+            if timer is not None:
+                timer.cancel()
+            self._response_waiter = None if self.transport is None else self._loop.create_future()
+            self._hand_over()  # the next reply, if it is already here
 
     def discard_unsolicited(self) -> None:
         """Forget replies nobody asked for (before a transaction, after STARTTLS's 220)."""
@@ -178,6 +196,11 @@ class _Protocol(SMTPProtocol):
         # man-in-the-middle may have injected (RFC 3207 section 4.2)
         self.discard_unsolicited()
         return response
+
+
+def _time_out(waiter: asyncio.Future[SMTPResponse]) -> None:
+    if not waiter.done():
+        waiter.set_exception(SMTPReadTimeoutError("Timed out waiting for server response"))
 
 
 class _SMTP(aiosmtplib.SMTP):
