@@ -18,6 +18,7 @@ from tests.engine.conftest import (
     records,
     write_policy,
 )
+from tests.engine.faults import FaultyMX
 
 OVER_QUOTA = "452 4.2.2 The email account that you tried to reach is over quota."
 TO_500 = "if response:find('4.2.2', 1, true) then return 500 end"
@@ -240,3 +241,23 @@ async def test_8bit_content_is_delivered_intact_with_or_without_8bitmime(
     assert received == content
     [options] = mx.mail_options
     assert ("BODY=8BITMIME" in options) is offered
+
+
+async def test_an_address_that_needs_smtputf8_bounces_at_a_server_without_it(
+    engines: MakeEngine, tmp_path: Path
+) -> None:
+    server = await FaultyMX("plain").start()  # EHLO offers 8BITMIME, not SMTPUTF8
+    try:
+        policy = write_policy(tmp_path / "p.lua", [server.address], rewrite="return nil")
+        engine = engines(policy)
+        await engine.start()
+        record = await deliver_one(engine, recipient="grüße@example.net")
+    finally:
+        await server.stop()
+    assert record["type"] == "Bounce"
+    assert (record["response"]["code"], record["response"]["enhanced_code"]) == (
+        554,
+        {"class": 5, "subject": 6, "detail": 7},
+    )
+    assert "SMTPUTF8" in record["response"]["content"]
+    assert not any(line.startswith(b"MAIL") for line in server.lines)  # never tried
