@@ -8,6 +8,8 @@ becomes a Bounce `550 5.4.4`. None of these reach the rewrite hook (SPEC 2.1).
 `judge` turns an Exchange into an Outcome: an accepted message is a Delivery; a transport
 failure is a TransientFailure as synthesized; a rejection goes through
 `smtp_client_rewrite_delivery_status` (SPEC 2.3) and its (possibly rewritten) code decides.
+When the policy has a handler, the Outcome carries how long the hook took (`hook_seconds`)
+for the engine's metrics.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from kumoclient.engine.queues import Site
 from kumoclient.engine.route import Prohibited, Route, candidates
 from kumoclient.logs import RecordType
 from kumoclient.mx import MxResolver
-from kumoclient.policy.runtime import PolicyRuntime
+from kumoclient.policy.runtime import REWRITE_EVENT, PolicyRuntime
 from kumoclient.records import Disposition, EgressPathConfig, QueueName, Reply, RewriteOutcome
 from kumoclient.smtp import ConnectFailure, Exchange, Session, Target, Transcript
 
@@ -41,6 +43,7 @@ class Outcome:
     rewrite: RewriteOutcome | None = None
     phase: str | None = None
     tls: tuple[str, str] | None = None  # (protocol version, cipher) when the session had TLS
+    hook_seconds: float | None = None  # time in the rewrite handler, when one ran
 
     @property
     def peer_address(self) -> tuple[str, str] | None:
@@ -99,9 +102,12 @@ def judge(
     if exchange.kind == "transport":
         reply = exchange.reply
         return Outcome(RecordType.TRANSIENT_FAILURE, reply, target, phase=exchange.phase, tls=tls)
+    hooked = policy.has_handler(REWRITE_EVENT)
+    started = time.perf_counter()
     rewrite = policy.rewrite_delivery_status(exchange.reply, queue, egress.response_line_break)
+    seconds = time.perf_counter() - started if hooked else None
     kind = _KIND[rewrite.disposition]
-    return Outcome(kind, rewrite.reply, target, rewrite, exchange.phase, tls)
+    return Outcome(kind, rewrite.reply, target, rewrite, exchange.phase, tls, seconds)
 
 
 def failed_outcome(reply: Reply) -> Outcome:

@@ -5,7 +5,11 @@ scheduler, the batched state writer and one dispatcher per open connection. A di
 takes ready messages of its site, opens a session when it has none, sends, and applies the
 outcome: Delivery and Bounce write their record and leave the spool; a TransientFailure
 writes its record and is requeued by the retry schedule, or expires (SPEC 2.4). A message
-that waits past `max_age` in a ready queue expires when it is taken. Library use:
+that waits past `max_age` in a ready queue expires when it is taken.
+
+Operations: `metrics_text()` (Prometheus, see `engine.metrics`), and queue administration —
+`suspend`, `resume`, `list_suspensions`, `bounce`, `retry_now`, `queue_states` (see
+`engine.control`); call them on the engine's event loop. Library use:
 
     async with Engine("policy.lua", data_dir=Path("data")) as engine:
         ids = await engine.submit("me@example.com", ["you@example.net"], content)
@@ -30,7 +34,9 @@ from kumoclient.core.reply import single_line
 from kumoclient.core.retry import expires, next_delay
 from kumoclient.core.throttle import Throttle
 from kumoclient.engine.attempt import Outcome, failed_outcome, judge, open_session
-from kumoclient.engine.queues import Item, Scheduler, Site
+from kumoclient.engine.control import Control, QueueState, Selector, SuspensionInfo
+from kumoclient.engine.metrics import EngineMetrics
+from kumoclient.engine.queues import Item, Scheduler, Site, Stage
 from kumoclient.engine.reception import Reception
 from kumoclient.engine.route import EGRESS_SOURCE, Route, mx_route, route_for, routing_domain
 from kumoclient.engine.state import StateWriter
@@ -79,8 +85,9 @@ class Engine:
         base = data_dir or DEFAULT_DATA_DIR
         self.spool = Spool(spool_dir or base / "spool")
         self.records = RecordLog(log_dir or base / "logs", max_segment_duration)
+        self.metrics = EngineMetrics()
         self.records.listeners.append(self._on_record)
-        self.reception = Reception(policy, self.spool, self.records, on_stored=self.enqueue)
+        self.reception = Reception(policy, self.spool, self.records, on_stored=self._on_stored)
         self.scheduler = Scheduler(self._on_due)
         self._state = StateWriter(self.spool, self.records)
         self._sites: dict[str, Site] = {}
@@ -89,13 +96,23 @@ class Engine:
         self._dispatchers: set[asyncio.Task[None]] = set()
         self._resolving: dict[str, list[Item]] = {}  # routing domain -> items awaiting its MX
         self._lookups: set[asyncio.Task[None]] = set()
-        self._live: set[str] = set()  # ids queued in memory: a message is never queued twice
+        # the messages queued in memory, by id: a message is never queued twice
+        self._live: dict[str, Item] = {}
+        self._sessions: dict[Session, str] = {}  # open sessions -> their site's name
         self._cached = 0  # bytes of content held by items
         self._tg: asyncio.TaskGroup | None = None
         self._stopping = False
         self._hostname = socket.getfqdn()  # as make_egress_path's default
         self.dns = resolver if resolver is not None else MxResolver()
         self.counts: dict[str, int] = {}
+        self.control = Control(
+            scheduler=self.scheduler,
+            sites=self._sites,
+            resolving=self._resolving,
+            live=self._live,
+            release=self._on_due,
+            admin_bounce=self._admin_bounce,
+        )
 
     # --- lifecycle -----------------------------------------------------------------------
 
@@ -116,6 +133,7 @@ class Engine:
         for message, content in self.spool.scan():
             self.enqueue([message], content)
             spooled += 1
+        self.metrics.spooled.set(spooled)
         self._tg.create_task(self.scheduler.run(), name="scheduler")
         self._tg.create_task(self._state.run(), name="spool-state")
         return spooled
@@ -127,6 +145,7 @@ class Engine:
             return
         self._stopping = True
         self.scheduler.stop()
+        self.control.close()
         for lookup in self._lookups:
             lookup.cancel()  # their messages stay spooled
         for site in self._sites.values():
@@ -182,21 +201,65 @@ class Engine:
     def _on_record(self, record: Record) -> None:
         kind = str(record["type"])
         self.counts[kind] = self.counts.get(kind, 0) + 1
+        self.metrics.record(record)
         if kind in FINAL:
             waiter = self._waiters.get(str(record["id"]))
             if waiter is not None and not waiter.done():
                 waiter.set_result(record)
 
+    # --- operations ----------------------------------------------------------------------
+
+    def metrics_text(self) -> tuple[bytes, str]:
+        """The Prometheus text exposition of this engine's metrics, and its content type."""
+        return self.metrics.text()
+
+    def suspend(
+        self, selector: Selector, reason: str, duration: float | None = None
+    ) -> SuspensionInfo:
+        """Hold the selected messages (in memory) until `resume` or `duration` seconds."""
+        return self.control.suspend(selector, reason, duration)
+
+    def resume(self, selector: Selector | None = None, *, suspension_id: str | None = None) -> int:
+        """Lift suspensions (by id, by equal selector, or all); returns how many."""
+        return self.control.resume(selector, suspension_id=suspension_id)
+
+    def list_suspensions(self) -> list[SuspensionInfo]:
+        """The active suspensions."""
+        return self.control.list_suspensions()
+
+    def bounce(self, selector: Selector, reason: str) -> int:
+        """AdminBounce the selected messages; returns how many."""
+        return self.control.bounce(selector, reason)
+
+    def retry_now(self, selector: Selector) -> int:
+        """Make the selected scheduled messages due now; returns how many."""
+        return self.control.retry_now(selector)
+
+    def queue_states(self) -> list[QueueState]:
+        """Per queue: counts by stage, suspension, oldest, next due, last response."""
+        return self.control.queue_states()
+
     # --- scheduling ----------------------------------------------------------------------
 
     def enqueue(self, messages: list[SpooledMessage], content: bytes | None = None) -> None:
         """Schedule durable messages by their due time (`content`: theirs, when known)."""
+        self._enqueue(messages, content, received=False)
+
+    def _on_stored(self, messages: list[SpooledMessage], content: bytes) -> None:
+        """Reception spooled new messages."""
+        self._enqueue(messages, content, received=True)
+
+    def _enqueue(
+        self, messages: list[SpooledMessage], content: bytes | None, *, received: bool
+    ) -> None:
         for message in messages:
             if message.id in self._live:
                 continue  # e.g. an incoming/ file picked up again after a crash
-            self._live.add(message.id)
             queue = queue_name_for(message.recipient, message.meta)
             item = Item(message, queue, parse_queue_name(queue))
+            self._live[message.id] = item
+            if received:
+                self.metrics.received_message(queue)
             if content is not None and self._cached + len(content) <= CONTENT_BUDGET:
                 item.content = content
                 self._cached += len(content)
@@ -227,8 +290,11 @@ class Engine:
         return site
 
     def _on_due(self, item: Item) -> None:
-        """A message came due: into its site's ready queue (or expired, or failed)."""
+        """A message came due: into its site's ready queue (or expired, failed or held)."""
         if self._stopping:
+            return
+        if self.control.hold(item):
+            self._release(item)
             return
         try:
             item.config = self._queue_config(item)
@@ -245,6 +311,9 @@ class Engine:
         if self._expired(item, time.time()):
             self._expire(item, site.name, item.message.attempts)
             return
+        if self.control.hold(item):  # suspended while its MX was looked up
+            self._release(item)
+            return
         if site.put(item):
             self._spawn(site)
 
@@ -256,6 +325,7 @@ class Engine:
     def _route_by_dns(self, item: Item) -> None:
         """Queue the item behind its routing domain's MX lookup (one lookup per domain)."""
         domain = routing_domain(item.name)
+        item.stage = Stage.ROUTING
         waiting = self._resolving.get(domain)
         if waiting is not None:
             waiting.append(item)
@@ -311,7 +381,7 @@ class Engine:
         finally:
             site.active -= 1
             if session is not None:
-                await session.close()
+                await self._close_session(session)
             if site.ready and not self._stopping and site.active < site.egress.connection_limit:
                 self._spawn(site)
 
@@ -323,7 +393,7 @@ class Engine:
         except Exception as exc:  # a bug of ours: never lose the message or stop the engine
             log.exception("delivery attempt failed", id=item.message.id, site=site.name)
             if session is not None:
-                session.abort()
+                self._abort_session(session)
             text = f"KumoMTA internal: delivery attempt failed: {type(exc).__name__}: {exc}"
             self._transient(item, failed_outcome(Reply(400, None, text)), site.name)
             return None
@@ -332,33 +402,71 @@ class Engine:
         if self._expired(item, time.time()):
             self._expire(item, site.name, item.message.attempts)
             return session
-        if session is None or not session.usable:
-            if session is not None:
-                session.abort()
-            ehlo = site.egress.ehlo_domain or self._hostname
-            await _throttled(site.connection_throttle)
-            opened = await open_session(site.route, site.egress, ehlo, site, dns=self.dns)
-            if isinstance(opened, Outcome):  # every target failed: so does the ready queue
-                for each in [item, *site.drain()]:
-                    self._apply(each, opened, site.name)
-                return None
-            session = opened
+        if self._diverted(item):
+            return session
+        if session is not None and session.usable:
+            return await self._transact(site, item, session)
+        if session is not None:
+            self._abort_session(session)
+        ehlo = site.egress.ehlo_domain or self._hostname
+        await _throttled(site.connection_throttle)
+        opened = await open_session(site.route, site.egress, ehlo, site, dns=self.dns)
+        if isinstance(opened, Outcome):  # every target failed: so does the ready queue
+            for each in [item, *site.drain()]:
+                self._apply(each, opened, site.name)
+            return None
+        self._sessions[opened] = site.name
+        self.metrics.connection_opened(site.name)
+        try:
+            return await self._transact(site, item, opened)
+        except BaseException:  # the caller only knows the session it passed in
+            self._abort_session(opened)
+            raise
+
+    async def _transact(self, site: Site, item: Item, session: Session) -> Session | None:
         content = await self._content(item)
         if content is None:
             return session
         message = item.message
         await _throttled(site.message_throttle)
+        if self._diverted(item):  # bounced or suspended while it waited for its slot
+            return session
         exchange = await session.send(message.sender, message.recipient, content)
         outcome = judge(
             exchange, session.target, item.name, self.policy.current, site.egress, tls=session.tls
         )
+        if outcome.hook_seconds is not None and outcome.rewrite is not None:
+            self.metrics.hook(item.queue, outcome.hook_seconds, outcome.rewrite.rewritten)
         if exchange.kind == "transport":  # try the other hosts first for a while
             site.penalize(session.target.address, session.target.port, time.monotonic())
         self._apply(item, outcome, site.name)
         if not session.usable or session.deliveries >= site.egress.max_deliveries_per_connection:
-            await session.close()
+            await self._close_session(session)
             return None
         return session
+
+    def _diverted(self, item: Item) -> bool:
+        """An item taken for an attempt was bounced or suspended meanwhile: handle that."""
+        reply = self.control.doomed(item.message.id)
+        if reply is not None:
+            self._admin_bounce(item, reply)
+            return True
+        if self.control.hold(item):
+            self._release(item)
+            return True
+        return False
+
+    def _abort_session(self, session: Session) -> None:
+        site = self._sessions.pop(session, None)
+        if site is not None:
+            self.metrics.connection_closed(site)
+        session.abort()
+
+    async def _close_session(self, session: Session) -> None:
+        site = self._sessions.pop(session, None)
+        if site is not None:
+            self.metrics.connection_closed(site)
+        await session.close()
 
     async def _content(self, item: Item) -> bytes | None:
         if item.content is not None:  # used once: a retry reads it again
@@ -374,6 +482,8 @@ class Engine:
             log.warning("message left the spool before delivery", id=message_id)
         except (SpoolError, OSError) as exc:
             self.spool.quarantine_entry(message_id, f"{type(exc).__name__}: {exc}")
+        self._forget(message_id)
+        self.metrics.left_spool()
         return None
 
     # --- dispositions ----------------------------------------------------------------------
@@ -404,13 +514,26 @@ class Engine:
             kind, message, item.queue, response=reply, site=site, peer=peer, tls=tls
         )
         self.records.write(record)
-        self._live.discard(message.id)
+        self._forget(message.id)
         if kind in _NOTIFIED and item.config.generate_dsn and should_generate(message.sender):
             assert self._tg is not None
             notice = self._notify(message, kind, reply, peer, content)
             self._tg.create_task(notice, name=f"dsn {message.id}")
             return
-        self._state.remove(message.id)
+        self._leave(message.id)
+
+    def _admin_bounce(self, item: Item, reply: Reply) -> None:
+        self._final(item, RecordType.ADMIN_BOUNCE, reply, item.site)
+
+    def _forget(self, message_id: str) -> None:
+        """The message is no longer queued in memory."""
+        self._live.pop(message_id, None)
+        self.control.forget(message_id)
+
+    def _leave(self, message_id: str) -> None:
+        """Remove a message from the spool once its final record is durable."""
+        self._state.remove(message_id)
+        self.metrics.left_spool()
 
     async def _notify(
         self,
@@ -440,7 +563,7 @@ class Engine:
             await self.reception.accept_library("", [message.sender], dsn, {}, protocol="DSN")
         except (SpoolError, OSError, SubmissionRefused) as exc:
             log.error("could not spool a DSN; the record stays", id=message.id, error=str(exc))
-        self._state.remove(message.id)
+        self._leave(message.id)
 
     def _release(self, item: Item) -> None:
         if item.content is not None:
@@ -463,6 +586,11 @@ class Engine:
         )
         now = time.time()
         attempts = message.attempts + 1
+        doomed = self.control.doomed(message.id)
+        if doomed is not None:  # administratively bounced during this attempt
+            after = replace(message, attempts=attempts)
+            self._final(item, RecordType.ADMIN_BOUNCE, doomed, item.site or site, message=after)
+            return
         delay = next_delay(
             message.attempts, config.retry_interval, config.max_retry_interval, random.random()
         )
@@ -477,7 +605,9 @@ class Engine:
         )
         self._state.update(updated)
         if not self._stopping:
-            self.scheduler.add(Item(updated, item.queue, item.name, config))
+            requeued = Item(updated, item.queue, item.name, config, site=item.site)
+            self._live[message.id] = requeued
+            self.scheduler.add(requeued)
 
     def _expired(self, item: Item, now: float) -> bool:
         return now - item.message.created >= item.config.max_age

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import heapq
 import itertools
 import time
@@ -25,6 +26,16 @@ from kumoclient.records import EgressPathConfig, QueueConfig, QueueName, Spooled
 PENALTY_SECONDS = 60.0
 
 
+class Stage(enum.Enum):
+    """Where an item waits (for queue states and administrative operations)."""
+
+    SCHEDULED = "scheduled"  # in the scheduler until its due time
+    ROUTING = "routing"  # awaiting its routing domain's MX lookup
+    READY = "ready"  # in its site's ready queue
+    IN_FLIGHT = "in_flight"  # taken by a dispatcher
+    HELD = "held"  # held by a suspension
+
+
 @dataclass(slots=True, eq=False)
 class Item:
     """A message on its way: the spooled message, its queue and the queue's config."""
@@ -34,6 +45,8 @@ class Item:
     name: QueueName
     config: QueueConfig = field(default_factory=QueueConfig)
     content: bytes | None = None  # kept from reception or enumeration, within a budget
+    stage: Stage = Stage.SCHEDULED
+    site: str = ""  # the site's name once it has one
 
 
 class Scheduler:
@@ -55,7 +68,24 @@ class Scheduler:
         due = item.message.due
         if not self._heap or due < self._heap[0][0]:
             self._wake.set()
+        item.stage = Stage.SCHEDULED
         heapq.heappush(self._heap, (due, next(self._counter), item))
+
+    def remove(self, predicate: Callable[[Item], bool]) -> list[Item]:
+        """Take every scheduled item that `predicate` selects out of the heap (O(n)), in
+        due order."""
+        taken: list[tuple[float, int, Item]] = []
+        kept: list[tuple[float, int, Item]] = []
+        for entry in self._heap:
+            if predicate(entry[2]):
+                taken.append(entry)
+            else:
+                kept.append(entry)
+        if taken:
+            heapq.heapify(kept)
+            self._heap = kept
+            taken.sort(key=lambda entry: entry[:2])
+        return [entry[2] for entry in taken]
 
     def stop(self) -> None:
         """End `run`; what is left stays in the spool."""
@@ -107,18 +137,23 @@ class Site:
 
     def put(self, item: Item) -> bool:
         """Queue an item; True when the engine should start another dispatcher."""
+        item.site = self.name
         while self.waiters:
             waiter = self.waiters.popleft()
             if not waiter.done():
+                item.stage = Stage.IN_FLIGHT  # handed to an idle dispatcher
                 waiter.set_result(item)
                 return False
+        item.stage = Stage.READY
         self.ready.append(item)
         return self.active < self.egress.connection_limit
 
     async def take(self, idle_timeout: float) -> Item | None:
         """The next ready item, waiting up to `idle_timeout` seconds; None when none came."""
         if self.ready:
-            return self.ready.popleft()
+            item = self.ready.popleft()
+            item.stage = Stage.IN_FLIGHT
+            return item
         if idle_timeout <= 0:
             return None
         waiter: asyncio.Future[Item | None] = asyncio.get_running_loop().create_future()
@@ -137,7 +172,20 @@ class Site:
         """Take every waiting item (when the whole site failed)."""
         items = list(self.ready)
         self.ready.clear()
+        for item in items:
+            item.stage = Stage.IN_FLIGHT
         return items
+
+    def remove(self, predicate: Callable[[Item], bool]) -> list[Item]:
+        """Take the ready items that `predicate` selects out of the ready queue, in order."""
+        taken: list[Item] = []
+        kept: list[Item] = []
+        for item in self.ready:
+            (taken if predicate(item) else kept).append(item)
+        if taken:
+            self.ready.clear()
+            self.ready.extend(kept)
+        return taken
 
     def release_waiters(self) -> None:
         """Wake every idle dispatcher with nothing (at stop)."""
