@@ -23,7 +23,7 @@ from kumoclient.core.reply import (
     single_line,
     strip_rewrite_note,
 )
-from kumoclient.engine import admin, send
+from kumoclient.engine import admin, admin_api, send
 from kumoclient.engine.daemon import StartupError
 from kumoclient.errors import KumoClientError, PolicyError, ReplyParseError
 from kumoclient.policy.runtime import PolicyRuntime
@@ -74,7 +74,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--listen", metavar="HOST:PORT", help="SMTP listener address")
     run.add_argument(
-        "--http", metavar="HOST:PORT", help="HTTP listener address (not available yet)"
+        "--http",
+        metavar="HOST:PORT",
+        help="HTTP listener address (inject API, metrics); replaces the listen address of "
+        "the policy's first kumo.start_http_listener, or adds a listener",
     )
 
     inject = commands.add_parser("inject", help="put a message into the spool's incoming/ folder")
@@ -101,6 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
     queue = commands.add_parser("queue", help="inspect the spool (also while the daemon runs)")
     queue.add_argument("view", choices=("summary", "list"))
     queue.add_argument("--data-dir", type=Path, default=Path("kumoclient-data"))
+
+    _add_admin_parser(commands)
 
     policy = commands.add_parser("policy", help="check a policy file or try its rewrite hook")
     policy_commands = policy.add_subparsers(
@@ -140,6 +145,30 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_admin_parser(commands: argparse._SubParsersAction[_Parser]) -> None:
+    control = commands.add_parser(
+        "admin", help="administer a running daemon's queues over its HTTP listener"
+    )
+    control.add_argument(
+        "action",
+        choices=("suspend", "resume", "suspensions", "bounce", "retry", "queues"),
+        help="suspend/resume delivery, list suspensions, bounce, retry now, show queues",
+    )
+    for part in ("domain", "tenant", "campaign"):
+        control.add_argument(f"--{part}", help=f"select messages by {part}")
+    control.add_argument("--reason", help="why (required for suspend and bounce)")
+    control.add_argument("--duration", help="suspend: lift by itself after e.g. '1h'")
+    control.add_argument("--id", help="resume: the suspension id")
+    control.add_argument(
+        "--everything", action="store_true", help="bounce: no selector means every message"
+    )
+    control.add_argument(
+        "--url", default="http://127.0.0.1:8000", help="the daemon's HTTP listener"
+    )
+    control.add_argument("--user", help="HTTP Basic auth user (clients outside trusted_hosts)")
+    control.add_argument("--password", help="HTTP Basic auth password")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `kumoclient` console script."""
     try:
@@ -162,6 +191,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except StartupError as exc:
         print(f"kumoclient: {exc}", file=sys.stderr)
         return EX_UNAVAILABLE
+    except admin_api.AdminRefused as exc:
+        print(f"kumoclient: {exc}", file=sys.stderr)
+        return EX_DATAERR if 400 <= exc.status < 500 else EX_UNAVAILABLE
+    except admin_api.AdminUnavailable as exc:
+        print(f"kumoclient: {exc}", file=sys.stderr)
+        return EX_UNAVAILABLE
     except SpoolError as exc:
         print(f"kumoclient: {exc}", file=sys.stderr)
         return EX_TEMPFAIL
@@ -181,11 +216,49 @@ def _dispatch(args: argparse.Namespace) -> int:
         return send.send(args, sys.stdin.buffer, sys.stdout)
     if args.command == "queue":
         return admin.queue(args, sys.stdout)
+    if args.command == "admin":
+        return admin_command(args, sys.stdout)
     if args.command == "policy" and args.policy_command == "check":
         return policy_check(args.file, sys.stdout)
     if args.command == "policy" and args.policy_command == "rewrite":
         return policy_rewrite(args, sys.stdout)
     raise UsageError(f"unknown command {args.command}")
+
+
+_ADMIN_CALLS = {
+    "suspend": ("POST", "/api/admin/suspend/v1"),
+    "resume": ("DELETE", "/api/admin/suspend/v1"),
+    "suspensions": ("GET", "/api/admin/suspend/v1"),
+    "bounce": ("POST", "/api/admin/bounce/v1"),
+    "retry": ("POST", "/api/admin/retry/v1"),
+    "queues": ("GET", "/api/admin/queues/v1"),
+}
+
+
+def admin_command(args: argparse.Namespace, out: TextIO) -> int:
+    """`kumoclient admin ACTION`: one call to the daemon's admin API; its answer as JSON."""
+    if args.action in ("suspend", "bounce") and not args.reason:
+        raise UsageError(f"admin {args.action}: --reason is required")
+    if (args.user is None) != (args.password is None):
+        raise UsageError("admin: --user and --password go together")
+    body: dict[str, object] = {
+        part: getattr(args, part)
+        for part in ("domain", "tenant", "campaign")
+        if getattr(args, part) is not None
+    }
+    if args.action in ("suspend", "bounce"):
+        body["reason"] = args.reason
+    if args.action == "suspend" and args.duration:
+        body["duration"] = args.duration
+    if args.action == "bounce" and args.everything:
+        body["everything"] = True
+    if args.action == "resume" and args.id:
+        body = {"id": args.id}
+    method, path = _ADMIN_CALLS[args.action]
+    auth = (args.user, args.password) if args.user is not None else None
+    answer = admin_api.call(args.url, method, path, None if method == "GET" else body, auth=auth)
+    out.write(json.dumps(answer, indent=2, sort_keys=True) + "\n")
+    return EX_OK
 
 
 def _policy_error_line(exc: PolicyError) -> str:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 class Disposition(enum.Enum):
@@ -195,6 +195,19 @@ class ResolverConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class RedisThrottleConfig:
+    """`kumo.configure_redis_throttles{node=, ...}`: throttles and connection limits shared by
+    every node using the same Redis server (see docs/throttles.md). Durations are seconds."""
+
+    node: str  # redis://[user[:password]@]host[:port][/db], rediss://..., unix:///path
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    pool_size: int = 10
+    connect_timeout: float = 0.5
+    read_timeout: float = 0.5
+
+
+@dataclass(frozen=True, slots=True)
 class InitConfig:
     """Everything the policy's `init` event configured."""
 
@@ -203,6 +216,7 @@ class InitConfig:
     spools: tuple[SpoolConfig, ...] = ()
     local_logs: LocalLogsConfig | None = None
     resolver: ResolverConfig | None = None
+    redis_throttles: RedisThrottleConfig | None = None
 
 
 @dataclass(frozen=True, slots=True)

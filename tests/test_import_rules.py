@@ -1,9 +1,10 @@
 """The one-way import rule of DESIGN.md, enforced by parsing every module's imports.
 
-cli → engine → {spool, smtp, mx, policy, listener, http} → logs → core → {records, errors}.
+cli → engine → {spool, smtp, mx, policy, listener, http, throttles} → logs → core →
+{records, errors}.
 A module may import its own component and the components below it, never above or beside.
 Foreign libraries stay at their boundary: lupa only in policy/, aiosmtplib only in smtp.py,
-aiosmtpd only in listener.py.
+aiosmtpd only in listener.py, redis only in throttles.py.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "kumoclient"
 _BASE = {"errors", "records"}
 _CORE = _BASE | {"core"}
 _LOGGED = _CORE | {"logs"}
-_ADAPTERS = {"spool", "smtp", "mx", "policy", "listener", "http"}
+_ADAPTERS = {"spool", "smtp", "mx", "policy", "listener", "http", "throttles"}
 ALLOWED: dict[str, set[str]] = {
     "errors": set(),
     "records": {"errors"},
@@ -37,6 +38,8 @@ BOUNDARIES = {
     "aiosmtplib": {"smtp"},
     # the listener's server; testing's scripted MX (the pytest plugin for policy tests)
     "aiosmtpd": {"listener", "testing"},
+    # throttles shared through Redis (kumo.configure_redis_throttles)
+    "redis": {"throttles"},
 }
 
 

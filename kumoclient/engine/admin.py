@@ -32,8 +32,6 @@ class BadUsage(KumoClientError):
 
 def run(args: argparse.Namespace) -> int:
     """`kumoclient run`."""
-    if args.http is not None:
-        raise BadUsage("--http: the HTTP listener is not available in this version yet")
     options = DaemonOptions(args.policy, args.data_dir, args.listen, args.http)
     asyncio.run(run_daemon(options))
     return EX_OK

@@ -1,9 +1,10 @@
 """`kumoclient run`: load the policy, open spool and logs, listen, pick up drops, handle signals.
 
 Start-up order: policy (a load error is EX_CONFIG), `init`, spool (enumerated; unreadable
-entries are quarantined), delivery log, listeners. SIGHUP reloads the policy (a failed reload
-keeps the old one). SIGTERM/SIGINT stop accepting, let in-flight transactions finish for at
-most STOP_GRACE seconds, and leave everything else spooled.
+entries are quarantined), delivery log, SMTP listeners, HTTP listeners. SIGHUP reloads the
+policy (a failed reload keeps the old one). SIGTERM/SIGINT stop accepting (SMTP and HTTP), let
+in-flight transactions and requests finish for at most STOP_GRACE seconds, and leave everything
+else spooled.
 """
 
 from __future__ import annotations
@@ -12,17 +13,23 @@ import asyncio
 import contextlib
 import signal
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from kumoclient import logs
+from kumoclient.engine.admin_api import admin_routes
 from kumoclient.engine.engine import DEFAULT_DATA_DIR, Engine
+from kumoclient.engine.inject import InjectService
+from kumoclient.engine.reception import Reception
 from kumoclient.engine.route import resolver_for
 from kumoclient.errors import KumoClientError
+from kumoclient.http import Handlers, HttpServer, Route
 from kumoclient.listener import start_listener
 from kumoclient.policies import default_policy_path
 from kumoclient.policy.runtime import PolicyHolder
-from kumoclient.records import EsmtpListenerConfig, InitConfig
+from kumoclient.records import EsmtpListenerConfig, HttpListenerConfig, InitConfig
 
 log = logs.get_logger(__name__)
 
@@ -52,6 +59,7 @@ class Layout:
     log_dir: Path
     max_segment_duration: float
     listeners: tuple[EsmtpListenerConfig, ...]
+    http_listeners: tuple[HttpListenerConfig, ...] = ()
 
 
 def layout(options: DaemonOptions, init: InitConfig) -> Layout:
@@ -65,8 +73,40 @@ def layout(options: DaemonOptions, init: InitConfig) -> Layout:
     listeners = init.esmtp_listeners or (EsmtpListenerConfig(),)
     if options.listen is not None:
         listeners = (replace(listeners[0], listen=options.listen),)
+    http_listeners = init.http_listeners
+    if options.http is not None:  # --http moves the first HTTP listener, or adds one
+        first = http_listeners[0] if http_listeners else HttpListenerConfig()
+        http_listeners = (replace(first, listen=options.http), *http_listeners[1:])
     segment = init.local_logs.max_segment_duration if init.local_logs else 3600.0
-    return Layout(spool_dir, log_dir, segment, listeners)
+    return Layout(spool_dir, log_dir, segment, listeners, http_listeners)
+
+
+def _metrics_of(engine: object) -> Any:
+    """The engine's `metrics_text()` → (body, content type), when it has one."""
+    metrics_text = getattr(engine, "metrics_text", None)
+    return metrics_text if callable(metrics_text) else None
+
+
+def http_handlers(
+    policy: PolicyHolder,
+    reception: Reception,
+    *,
+    engine: object | None = None,
+    routes: Sequence[Route] = (),
+) -> Handlers:
+    """What an HTTP listener serves: the inject API on `reception`, Basic auth checked by the
+    policy's `http_server_validate_auth_basic` (the policy active at each request), the
+    engine's metrics, and extra `routes` (the admin API)."""
+
+    def validate_auth(user: str, password: str) -> bool:
+        return policy.current.validate_auth_basic(user, password)
+
+    return Handlers(
+        inject=InjectService(reception).handle,
+        metrics=_metrics_of(engine),
+        validate_auth=validate_auth,
+        routes=tuple(routes),
+    )
 
 
 class Daemon:
@@ -88,6 +128,12 @@ class Daemon:
         self.reception = self.engine.reception
         self._stop = asyncio.Event()
         self._servers: list[asyncio.Server] = []
+        self._http_servers: list[HttpServer] = []
+
+    def http_routes(self) -> list[Route]:
+        """Extra HTTP endpoints (the admin API) served by every HTTP listener, behind the
+        same access check as the inject API unless a Route is `public`."""
+        return admin_routes(self.engine)
 
     def request_stop(self) -> None:
         """Begin an orderly stop (SIGTERM/SIGINT)."""
@@ -109,6 +155,7 @@ class Daemon:
                 except OSError as exc:
                     raise StartupError(f"cannot listen on {config.listen}: {exc.strerror}") from exc
                 self._servers.append(server)
+            await self._start_http()
             self._install_signals()
             log.info(
                 "kumoclient running",
@@ -116,6 +163,7 @@ class Daemon:
                 data=str(self.layout.spool_dir),
                 logs=str(self.layout.log_dir),
                 listen=[c.listen for c in self.layout.listeners],
+                http=[c.listen for c in self.layout.http_listeners],
             )
             drops = asyncio.create_task(self._drop_loop(), name="incoming")
             await self._stop.wait()
@@ -124,6 +172,20 @@ class Daemon:
                 await drops
         finally:
             await self._shutdown()
+
+    async def _start_http(self) -> None:
+        handlers = http_handlers(
+            self.policy, self.reception, engine=self.engine, routes=self.http_routes()
+        )
+        for config in self.layout.http_listeners:
+            http = HttpServer(config, handlers, shutdown_timeout=STOP_GRACE)
+            try:
+                await http.start()
+            except OSError as exc:
+                raise StartupError(
+                    f"cannot listen on {config.listen} (http): {exc.strerror or exc}"
+                ) from exc
+            self._http_servers.append(http)
 
     def _install_signals(self) -> None:
         loop = asyncio.get_running_loop()
@@ -143,6 +205,8 @@ class Daemon:
         deadline = time.monotonic() + STOP_GRACE
         for server in self._servers:
             server.close()
+        # each waits for its requests in flight at most STOP_GRACE (its shutdown_timeout)
+        await asyncio.gather(*(http.stop() for http in self._http_servers))
         for server in self._servers:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(server.wait_closed(), max(0.1, deadline - time.monotonic()))

@@ -3,14 +3,18 @@
 One submission becomes one message per recipient. Each message goes through the policy's
 reception event (which may set meta, edit headers or `kumo.reject`), then all of them are
 written durably; only then is the submitter told. All or nothing: a refusal or a spool error
-for one recipient refuses the whole submission and leaves nothing behind.
+for one recipient refuses the whole submission and leaves nothing behind. The one exception
+is HTTP injection (`accept_http`), which answers per recipient as KumoMTA does: a
+`kumo.reject` refuses that recipient only; a policy error or a spool error still refuses the
+whole request.
 """
 
 from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from kumoclient import logs
@@ -24,6 +28,15 @@ from kumoclient.records import SpooledMessage
 from kumoclient.spool import Spool, SpoolError, Submission
 
 log = logs.get_logger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class HttpAccepted:
+    """What `accept_http` did: the ids spooled, and the recipients the policy refused with
+    the reply it gave (`"550 5.7.1 text"`)."""
+
+    ids: list[str] = field(default_factory=list)
+    refused: list[tuple[str, str]] = field(default_factory=list)
 
 
 class Reception:
@@ -75,20 +88,54 @@ class Reception:
         ]
         return await self._store(views, protocol)
 
-    def _run_policy(self, event: str, views: list[MessageView]) -> None:
-        runtime = self.policy.current
+    async def accept_http(
+        self,
+        sender: str,
+        messages: Sequence[tuple[str, bytes]],
+        meta: Mapping[str, str],
+    ) -> HttpAccepted:
+        """The inject API: `(recipient, content)` per message, each already built. Runs
+        `http_message_generated` per message; spools (protocol "HTTP") those it did not
+        refuse, durably before returning. Raises SubmissionRefused, with nothing spooled,
+        when the policy fails (451) or the spool cannot take them (452).
+        """
+        base = msgid.submission_base(time.time(), secrets.randbits(64))
+        views = [
+            MessageView(msgid.message_id(base, i), sender, rcpt, content, dict(meta))
+            for i, (rcpt, content) in enumerate(messages)
+        ]
+        refused: list[tuple[str, str]] = []
+        kept: list[MessageView] = []
         for view in views:
             try:
-                runtime.message_event(event, view)
+                self._policy_event("http_message_generated", view)
+            except PolicyReject as reject:
+                refused.append((view.recipient, f"{reject.code} {reject.text}"))
+                continue
+            kept.append(view)
+        ids = await self._store(kept, "HTTP") if kept else []
+        return HttpAccepted(ids, refused)
+
+    def _run_policy(self, event: str, views: list[MessageView]) -> None:
+        for view in views:
+            try:
+                self._policy_event(event, view)
             except PolicyReject as reject:
                 raise SubmissionRefused(reject.code, reject.text) from reject
-            except PolicyError as exc:
-                log.error(
-                    "reception policy failed; asking the client to retry",
-                    error=str(exc),
-                    policy_location=exc.location,
-                )
-                raise SubmissionRefused(451, "4.3.0 Local policy error, try again later") from exc
+
+    def _policy_event(self, event: str, view: MessageView) -> None:
+        """Run a reception event on one message: PolicyReject when the policy refuses it,
+        SubmissionRefused (451) when the policy fails."""
+        try:
+            self.policy.current.message_event(event, view)
+        except PolicyError as exc:
+            log.error(
+                "reception policy failed; asking the client to retry",
+                policy_event=event,
+                error=str(exc),
+                policy_location=exc.location,
+            )
+            raise SubmissionRefused(451, "4.3.0 Local policy error, try again later") from exc
 
     async def _store(
         self,

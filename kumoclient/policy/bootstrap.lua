@@ -414,6 +414,7 @@ kumo.start_esmtp_listener = configurer('start_esmtp_listener')
 kumo.start_http_listener = configurer('start_http_listener')
 kumo.define_spool = configurer('define_spool')
 kumo.configure_local_logs = configurer('configure_local_logs')
+kumo.configure_redis_throttles = configurer('configure_redis_throttles')
 kumo.dns = { configure_resolver = configurer('configure_resolver') }
 
 ------------------------------------------------------------------------------

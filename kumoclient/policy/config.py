@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 import re
 import socket
+import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any, TypeVar
@@ -25,6 +26,7 @@ from kumoclient.records import (
     MxHost,
     QueueConfig,
     Rate,
+    RedisThrottleConfig,
     ResolverConfig,
     SpoolConfig,
     TlsMode,
@@ -323,6 +325,55 @@ _RESOLVER_FIELDS: Fields = {
 }
 
 
+_REDIS_SCHEMES = ("redis", "rediss", "unix")
+
+
+def _redis_url(value: Any) -> str:
+    text = _str(value)
+    try:
+        url = urllib.parse.urlsplit(text)
+        port = url.port  # raises ValueError when it is not a number from 0 to 65535
+    except ValueError as exc:
+        raise _Bad(f"{text!r} is not a URL: {exc}") from None
+    if url.scheme not in _REDIS_SCHEMES:
+        raise _Bad(
+            f"{text!r}: expected a URL such as 'redis://127.0.0.1:6379/', "
+            "'rediss://host/' or 'unix:///path/redis.sock'"
+        )
+    if url.scheme == "unix" and not url.path:
+        raise _Bad(f"{text!r}: a unix:// URL needs the socket's path")
+    if url.scheme != "unix" and not url.hostname:
+        raise _Bad(f"{text!r}: the URL names no host")
+    if port == 0:
+        raise _Bad(f"{text!r}: port 0 is not a Redis port")
+    db = url.path.strip("/")
+    if url.scheme != "unix" and db and not db.isdigit():
+        raise _Bad(f"{text!r}: the path must be a database number, e.g. '/0'")
+    return text
+
+
+def _redis_node(value: Any) -> str:
+    """`node`: one URL, or a list of one URL (KumoMTA's form for a cluster's nodes)."""
+    if isinstance(value, list):
+        if len(value) != 1:
+            raise _Bad(
+                "several nodes make a Redis Cluster, which kumoclient does not support; "
+                "give one node"
+            )
+        value = value[0]
+    return _redis_url(value)
+
+
+_REDIS_FIELDS: Fields = {
+    "node": ("node", _redis_node),
+    "username": ("username", _optional(_str)),
+    "password": ("password", _optional(_str)),
+    "pool_size": ("pool_size", _int(1)),
+    "connect_timeout": ("connect_timeout", _duration),
+    "read_timeout": ("read_timeout", _duration),
+}
+
+
 def _build(function: str, record: type[T], spec: Fields, params: Any) -> T:
     if params is None:
         params = {}
@@ -409,6 +460,33 @@ def configure_resolver(params: Any) -> ResolverConfig:
     return _build("dns.configure_resolver", ResolverConfig, _RESOLVER_FIELDS, params)
 
 
+def configure_redis_throttles(params: Any) -> RedisThrottleConfig:
+    """`kumo.configure_redis_throttles{node=, ...}` (KumoMTA's `redis.open` parameters).
+
+    `cluster = false` is accepted and ignored; `cluster = true` is refused.
+    """
+    function = "configure_redis_throttles"
+    if isinstance(params, dict) and "cluster" in params:
+        cluster = params["cluster"]
+        if cluster is not False:
+            raise ConfigError(
+                f"{function}: cluster = {_show(cluster)}: Redis Cluster is not supported; "
+                "give one node and leave out cluster (or set it to false)",
+                key="cluster",
+                value=cluster,
+            )
+        params = {key: value for key, value in params.items() if key != "cluster"}
+    config = _build(function, RedisThrottleConfig, _REDIS_FIELDS, params)
+    for name in ("connect_timeout", "read_timeout"):
+        if getattr(config, name) <= 0:
+            raise ConfigError(
+                f"{function}: {name} must be longer than zero",
+                key=name,
+                value=getattr(config, name),
+            )
+    return config
+
+
 MAKERS: dict[str, Callable[[Any], object]] = {
     "configure_resolver": configure_resolver,
     "make_queue_config": make_queue_config,
@@ -417,4 +495,5 @@ MAKERS: dict[str, Callable[[Any], object]] = {
     "start_http_listener": start_http_listener,
     "define_spool": define_spool,
     "configure_local_logs": configure_local_logs,
+    "configure_redis_throttles": configure_redis_throttles,
 }

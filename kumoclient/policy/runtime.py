@@ -33,6 +33,7 @@ from kumoclient.records import (
     LocalLogsConfig,
     QueueConfig,
     QueueName,
+    RedisThrottleConfig,
     Reply,
     ResolverConfig,
     RewriteOutcome,
@@ -136,19 +137,21 @@ class PolicyRuntime:
         )
 
     def run_init(self) -> InitConfig:
-        """Fire `init` and collect what it configured (listeners, spools, logs)."""
+        """Fire `init` and collect what it configured (listeners, spools, logs, throttles)."""
         fired = self._fire("init")
         if fired.status not in ("ok", "none"):
             self._raise_failure("init", fired)
         found = [record for _, record in self.host.configured]
         logs_configs = [r for r in found if isinstance(r, LocalLogsConfig)]
         resolvers = [r for r in found if isinstance(r, ResolverConfig)]
+        redis_throttles = [r for r in found if isinstance(r, RedisThrottleConfig)]
         return InitConfig(
             esmtp_listeners=tuple(r for r in found if isinstance(r, EsmtpListenerConfig)),
             http_listeners=tuple(r for r in found if isinstance(r, HttpListenerConfig)),
             spools=tuple(r for r in found if isinstance(r, SpoolConfig)),
             local_logs=logs_configs[-1] if logs_configs else None,
             resolver=resolvers[-1] if resolvers else None,
+            redis_throttles=redis_throttles[-1] if redis_throttles else None,
         )
 
     def get_queue_config(self, name: QueueName) -> QueueConfig:
