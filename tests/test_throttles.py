@@ -53,7 +53,7 @@ def per_second(limit: int) -> Rate:
 @pytest.fixture
 def redis_proc(tmp_path: Path) -> Iterator[RedisServer]:
     if not redis_server.available():
-        pytest.skip("redis-server is not installed")
+        pytest.fail("redis-server is not installed: apt-get install redis-server (see .ci/run)")
     with RedisServer(tmp_path / "redis") as server:
         yield server
 

@@ -33,12 +33,3 @@ class Throttle:
         self._tat = tat + self._interval
         wait = tat - self._tolerance - now
         return wait if wait > _EPSILON else 0.0
-
-
-def throttle_for(rate: Rate | None, current: Throttle | None) -> Throttle | None:
-    """The throttle for a (possibly reloaded) setting: the current one when unchanged."""
-    if rate is None:
-        return None
-    if current is not None and current.rate == rate:
-        return current
-    return Throttle(rate)

@@ -123,6 +123,7 @@ class Daemon:
             log_dir=self.layout.log_dir,
             max_segment_duration=self.layout.max_segment_duration,
             resolver=resolver_for(init.resolver),
+            redis_throttles=init.redis_throttles,
         )
         self.spool = self.engine.spool
         self.reception = self.engine.reception

@@ -32,7 +32,6 @@ from kumoclient.core.dsn import build_dsn, should_generate
 from kumoclient.core.queue_name import parse_queue_name, queue_name_for
 from kumoclient.core.reply import single_line
 from kumoclient.core.retry import expires, next_delay
-from kumoclient.core.throttle import Throttle
 from kumoclient.engine.attempt import Outcome, failed_outcome, judge, open_session
 from kumoclient.engine.control import Control, QueueState, Selector, SuspensionInfo
 from kumoclient.engine.metrics import EngineMetrics
@@ -45,15 +44,23 @@ from kumoclient.logs import RecordLog, RecordType, build_record
 from kumoclient.mx import DnsLookupError, MxResolver, NullMx
 from kumoclient.policies import default_policy_path
 from kumoclient.policy.runtime import PolicyHolder
-from kumoclient.records import EnhancedCode, QueueConfig, Reply, SpooledMessage
+from kumoclient.records import (
+    EnhancedCode,
+    QueueConfig,
+    RedisThrottleConfig,
+    Reply,
+    SpooledMessage,
+)
 from kumoclient.smtp import Session
 from kumoclient.spool import Spool, SpoolError
+from kumoclient.throttles import AsyncThrottle, Lease, SharedThrottles
 
 log = logs.get_logger(__name__)
 
 STOP_GRACE = 10.0
 DEFAULT_DATA_DIR = Path("kumoclient-data")  # spool/ and logs/ below it
 FINAL = frozenset({"Delivery", "Bounce", "Expiration", "AdminBounce"})
+_LEASE_RETRY = 0.2  # seconds between tries for a shared connection slot
 _NOTIFIED = (RecordType.BOUNCE, RecordType.EXPIRATION)  # with generate_dsn (SPEC 2.5)
 _INLINE_READ = 256 * 1024  # smaller contents are read on the loop (page cache, ~µs)
 # contents kept in memory between reception (or start-up) and the first attempt, so that a
@@ -78,6 +85,7 @@ class Engine:
         log_dir: Path | None = None,
         max_segment_duration: float = 3600.0,
         resolver: MxResolver | None = None,
+        redis_throttles: RedisThrottleConfig | None = None,
     ) -> None:
         if not isinstance(policy, PolicyHolder):
             policy = PolicyHolder(policy or default_policy_path())
@@ -104,6 +112,10 @@ class Engine:
         self._stopping = False
         self._hostname = socket.getfqdn()  # as make_egress_path's default
         self.dns = resolver if resolver is not None else MxResolver()
+        # rate limits and connection limits, shared with other nodes through Redis when
+        # kumo.configure_redis_throttles asked for it, else local
+        self.throttles = SharedThrottles(redis_throttles)
+        self._leases: dict[Session, Lease] = {}
         self.counts: dict[str, int] = {}
         self.control = Control(
             scheduler=self.scheduler,
@@ -163,6 +175,7 @@ class Engine:
         await tg.__aexit__(None, None, None)
         await self.spool.close()
         await self.records.close()
+        await self.throttles.aclose()
         for waiter in self._waiters.values():
             if not waiter.done():
                 waiter.set_exception(EngineStopped("the engine stopped"))
@@ -283,7 +296,7 @@ class Engine:
             route.routing_domain, EGRESS_SOURCE, route.site_name
         )
         if site is None:
-            site = self._sites[route.site] = Site(route, egress, generation)
+            site = self._sites[route.site] = Site(route, egress, generation, self.throttles)
         else:
             site.configure(egress, generation)
         site.route = route  # the latest order of the MX hosts
@@ -409,12 +422,17 @@ class Engine:
         if session is not None:
             self._abort_session(session)
         ehlo = site.egress.ehlo_domain or self._hostname
+        lease = await self._connection_lease(site)
         await _throttled(site.connection_throttle)
         opened = await open_session(site.route, site.egress, ehlo, site, dns=self.dns)
         if isinstance(opened, Outcome):  # every target failed: so does the ready queue
+            if lease is not None:
+                await self.throttles.release(lease)
             for each in [item, *site.drain()]:
                 self._apply(each, opened, site.name)
             return None
+        if lease is not None:
+            self._leases[opened] = lease
         self._sessions[opened] = site.name
         self.metrics.connection_opened(site.name)
         try:
@@ -461,12 +479,28 @@ class Engine:
         if site is not None:
             self.metrics.connection_closed(site)
         session.abort()
+        lease = self._leases.pop(session, None)
+        if lease is not None and self._tg is not None:
+            self._tg.create_task(self.throttles.release(lease), name="release lease")
 
     async def _close_session(self, session: Session) -> None:
         site = self._sessions.pop(session, None)
         if site is not None:
             self.metrics.connection_closed(site)
         await session.close()
+        lease = self._leases.pop(session, None)
+        if lease is not None:
+            await self.throttles.release(lease)
+
+    async def _connection_lease(self, site: Site) -> Lease | None:
+        """With Redis, a slot of the site's `connection_limit` shared by every node (waiting
+        while all are taken); without, None: the dispatcher count is the local limit."""
+        if not self.throttles.configured:
+            return None
+        key = f"connections:{site.name}"
+        while (lease := await self.throttles.acquire(key, site.egress.connection_limit)) is None:
+            await asyncio.sleep(_LEASE_RETRY)
+        return lease
 
     async def _content(self, item: Item) -> bytes | None:
         if item.content is not None:  # used once: a retry reads it again
@@ -626,10 +660,10 @@ class Engine:
         self._final(item, RecordType.EXPIRATION, reply, site, message=message)
 
 
-async def _throttled(throttle: Throttle | None) -> None:
+async def _throttled(throttle: AsyncThrottle | None) -> None:
     """Wait for the next slot of a rate limit (none: go)."""
     if throttle is not None:
-        wait = throttle.reserve()
+        wait = await throttle.reserve()
         if wait > 0:
             await asyncio.sleep(wait)
 

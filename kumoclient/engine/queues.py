@@ -19,9 +19,9 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from kumoclient.core.throttle import Throttle, throttle_for
 from kumoclient.engine.route import Route
 from kumoclient.records import EgressPathConfig, QueueConfig, QueueName, SpooledMessage
+from kumoclient.throttles import AsyncThrottle, SharedThrottles
 
 PENALTY_SECONDS = 60.0
 
@@ -113,7 +113,13 @@ class Scheduler:
 class Site:
     """The ready queue of one site, its egress settings and its open-connection count."""
 
-    def __init__(self, route: Route, egress: EgressPathConfig, generation: int) -> None:
+    def __init__(
+        self,
+        route: Route,
+        egress: EgressPathConfig,
+        generation: int,
+        throttles: SharedThrottles | None = None,
+    ) -> None:
         self.route = route
         self.name = route.site
         self.egress = egress
@@ -122,17 +128,26 @@ class Site:
         self.waiters: deque[asyncio.Future[Item | None]] = deque()
         self.active = 0  # dispatchers running (connected, connecting or idle)
         self._penalties: dict[tuple[str, int], float] = {}
-        self.message_throttle: Throttle | None = None
-        self.connection_throttle: Throttle | None = None
+        throttles = throttles if throttles is not None else SharedThrottles(None)
+        self.message_throttle: AsyncThrottle | None = None
+        self.connection_throttle: AsyncThrottle | None = None
+        self.throttles = throttles
         self.configure(egress, generation)
 
     def configure(self, egress: EgressPathConfig, generation: int) -> None:
         """Take (possibly reloaded) egress settings; rate limits keep their state when
-        their setting did not change."""
+        their setting did not change (local, or shared through Redis: `throttles`)."""
         self.egress, self.generation = egress, generation
-        self.message_throttle = throttle_for(egress.max_message_rate, self.message_throttle)
-        self.connection_throttle = throttle_for(
-            egress.max_connection_rate, self.connection_throttle
+        message_rate, connection_rate = egress.max_message_rate, egress.max_connection_rate
+        self.message_throttle = (
+            None
+            if message_rate is None
+            else self.throttles.throttle(f"message_rate:{self.name}", message_rate)
+        )
+        self.connection_throttle = (
+            None
+            if connection_rate is None
+            else self.throttles.throttle(f"connection_rate:{self.name}", connection_rate)
         )
 
     def put(self, item: Item) -> bool:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from kumoclient.core.throttle import Throttle, throttle_for
+from kumoclient.core.throttle import Throttle
 from kumoclient.records import Rate
 
 
@@ -61,13 +61,3 @@ def test_an_idle_throttle_refills_its_burst_but_never_more() -> None:
     waits = [throttle.reserve() for _ in range(4)]
     assert waits[:3] == [0.0, 0.0, 0.0]
     assert waits[3] == pytest.approx(1 / 3)
-
-
-def test_a_reload_keeps_the_throttle_when_the_rate_is_unchanged() -> None:
-    rate = Rate(5, 1.0, "5/s")
-    first = throttle_for(rate, None)
-    assert first is not None
-    assert throttle_for(Rate(5, 1.0, "5/s"), first) is first
-    changed = throttle_for(Rate(6, 1.0, "6/s"), first)
-    assert changed is not first
-    assert throttle_for(None, first) is None
