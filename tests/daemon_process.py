@@ -48,6 +48,7 @@ class DaemonProcess:
         self.port = port or free_port()
         self.cwd = cwd
         self.proc: subprocess.Popen[bytes] | None = None
+        self.extra_args: list[str] = []  # more `kumoclient run` options, e.g. --http
         home = data_dir.parent if data_dir is not None else (cwd or Path.cwd())
         self.stderr_path = home / f"daemon-{self.port}.stderr"
 
@@ -57,6 +58,7 @@ class DaemonProcess:
             args += ["--data-dir", str(self.data_dir)]
         if self.policy is not None:
             args += ["--policy", str(self.policy)]
+        args += self.extra_args
         self.stderr_path.parent.mkdir(parents=True, exist_ok=True)
         with self.stderr_path.open("ab") as stderr:
             self.proc = subprocess.Popen(
