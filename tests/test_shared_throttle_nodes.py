@@ -15,7 +15,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from kumoclient.spool import Spool, Submission
-from tests import redis_server
+from tests.counting import most_in_any_window
 from tests.daemon_process import DaemonProcess, free_port
 from tests.redis_server import RedisServer
 
@@ -48,14 +48,6 @@ def sink() -> Iterator[tuple[CountingSink, int]]:
         yield handler, port
     finally:
         controller.stop()
-
-
-@pytest.fixture
-def redis(tmp_path: Path) -> Iterator[RedisServer]:
-    if not redis_server.available():
-        pytest.fail("redis-server is not installed: apt-get install redis-server (see .ci/run)")
-    with RedisServer(tmp_path / "redis") as server:
-        yield server
 
 
 def policy(path: Path, sink_port: int, redis_url: str | None) -> Path:
@@ -98,16 +90,6 @@ def fill(spool_dir: Path, count: int) -> None:
     asyncio.run(store())
 
 
-def most_in_any_window(times: list[float], window: float) -> int:
-    times = sorted(times)
-    best = start = 0
-    for end, moment in enumerate(times):
-        while moment - times[start] >= window:
-            start += 1
-        best = max(best, end - start + 1)
-    return best
-
-
 def run_two_nodes(tmp_path: Path, sink: CountingSink, port: int, redis_url: str | None) -> int:
     """Start two daemons on pre-filled spools; let them deliver for a while; the most
     messages the sink saw in any WINDOW seconds."""
@@ -134,10 +116,10 @@ def run_two_nodes(tmp_path: Path, sink: CountingSink, port: int, redis_url: str 
 
 @pytest.mark.slow
 def test_two_nodes_share_one_redis_throttle(
-    tmp_path: Path, sink: tuple[CountingSink, int], redis: RedisServer
+    tmp_path: Path, sink: tuple[CountingSink, int], redis_proc: RedisServer
 ) -> None:
     counter, port = sink
-    most = run_two_nodes(tmp_path, counter, port, redis.url)
+    most = run_two_nodes(tmp_path, counter, port, redis_proc.url)
     # the burst of the limit, then RATE per second; a few of slack for where the window falls
     allowed = RATE + int(RATE * WINDOW) + 5
     print(f"shared: at most {most} messages in any {WINDOW:g}s (allowed {allowed})")

@@ -14,7 +14,7 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
@@ -34,28 +34,15 @@ from kumoclient.throttles import (
     SharedThrottles,
     redact,
 )
-from tests import redis_server
 from tests.redis_server import RedisServer
 
 ROOT = Path(__file__).resolve().parents[1]
 UNREACHABLE = "redis throttles unreachable; using local limits"
 REACHABLE = "redis throttles reachable again; using shared limits"
 
-needs_redis = pytest.mark.skipif(
-    not redis_server.available(), reason="redis-server is not installed"
-)
-
 
 def per_second(limit: int) -> Rate:
     return Rate(limit, 1.0, f"{limit}/s")
-
-
-@pytest.fixture
-def redis_proc(tmp_path: Path) -> Iterator[RedisServer]:
-    if not redis_server.available():
-        pytest.fail("redis-server is not installed: apt-get install redis-server (see .ci/run)")
-    with RedisServer(tmp_path / "redis") as server:
-        yield server
 
 
 @pytest.fixture
@@ -105,7 +92,6 @@ async def greedy(
 # --- one node: the Redis GCRA is the local one ------------------------------------------------
 
 
-@needs_redis
 async def test_redis_gcra_books_like_the_local_one(redis_config: RedisThrottleConfig) -> None:
     """'5/5m': a burst of 5, then one every 60 s; the waits agree to the millisecond."""
     rate = Rate(5, 300.0, "5/5m")
@@ -121,7 +107,6 @@ async def test_redis_gcra_books_like_the_local_one(redis_config: RedisThrottleCo
     assert shared_waits == pytest.approx(local_waits, abs=0.05)
 
 
-@needs_redis
 async def test_redis_gcra_counts_like_the_local_one_over_two_seconds(
     redis_config: RedisThrottleConfig,
 ) -> None:
@@ -141,7 +126,6 @@ async def test_redis_gcra_counts_like_the_local_one_over_two_seconds(
     assert 0.8 * bound <= local_count <= bound
 
 
-@needs_redis
 async def test_the_throttle_state_lives_in_redis_with_an_expiry(
     redis_config: RedisThrottleConfig, peek: redis.asyncio.Redis
 ) -> None:
@@ -167,7 +151,6 @@ def test_throttle_objects_are_kept_while_the_rate_is_unchanged() -> None:
 # --- two nodes ---------------------------------------------------------------------------------
 
 
-@needs_redis
 async def test_two_nodes_share_one_budget(redis_config: RedisThrottleConfig) -> None:
     rate, seconds = per_second(20), 3.0
     bound = rate.limit + seconds * rate.limit + 2
@@ -228,7 +211,6 @@ asyncio.run(main())
 """
 
 
-@needs_redis
 @pytest.mark.slow
 def test_two_processes_share_a_redis_throttle_of_50_per_second(redis_proc: RedisServer) -> None:
     """Two node processes on one key: together within 50 + 5 s x 50; unshared, twice that."""
@@ -332,7 +314,6 @@ async def test_a_silent_redis_times_out_quickly_and_is_not_retried_per_call() ->
     assert [entry["event"] for entry in logs if entry["log_level"] == "warning"] == [UNREACHABLE]
 
 
-@needs_redis
 async def test_redis_going_away_and_coming_back(
     redis_proc: RedisServer, redis_config: RedisThrottleConfig
 ) -> None:
@@ -375,7 +356,6 @@ async def test_redis_going_away_and_coming_back(
 # --- the shared connection limit ---------------------------------------------------------------
 
 
-@needs_redis
 async def test_connection_leases_are_limited_across_nodes(
     redis_config: RedisThrottleConfig, peek: redis.asyncio.Redis
 ) -> None:
@@ -409,7 +389,6 @@ async def test_connection_leases_are_limited_across_nodes(
         assert await peek.zcard(LEASES_PREFIX + key) == 3
 
 
-@needs_redis
 async def test_leases_of_a_node_that_stops_renewing_expire(
     redis_config: RedisThrottleConfig,
 ) -> None:
@@ -425,7 +404,6 @@ async def test_leases_of_a_node_that_stops_renewing_expire(
     assert [lease is not None for lease in reclaimed] == [True, True, True, False]
 
 
-@needs_redis
 async def test_held_leases_are_renewed(redis_config: RedisThrottleConfig) -> None:
     key = "connections:site"
     async with (

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.counting import most_in_any_window
 from tests.engine.conftest import MESSAGE, MakeEngine, ScriptedMX, next_record, write_policy
 
 
@@ -19,17 +20,6 @@ async def send_batch(engines: MakeEngine, policy: Path, count: int) -> None:
     async with asyncio.timeout(60):
         outcomes = [await engine.outcome(message_id) for message_id in ids]
     assert {record["type"] for record in outcomes} == {"Delivery"}
-
-
-def most_in_any_window(times: list[float], window: float) -> int:
-    """The largest number of events inside any span of `window` seconds."""
-    times = sorted(times)
-    best = start = 0
-    for end, moment in enumerate(times):
-        while moment - times[start] >= window:
-            start += 1
-        best = max(best, end - start + 1)
-    return best
 
 
 async def test_max_message_rate_spaces_messages_to_the_site(
