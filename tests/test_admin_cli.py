@@ -8,13 +8,15 @@ import json
 import smtplib
 import threading
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.daemon_process import DaemonProcess, free_port, kumoclient
 
@@ -22,9 +24,24 @@ MESSAGE = b"From: a@example.com\r\nSubject: admin\r\n\r\nhello\r\n"
 
 
 class Sink:
+    """Accepts everything but the recipients of `REPLIES`."""
+
+    REPLIES: ClassVar[dict[str, str]] = {
+        "later@example.com": "451 4.3.0 try again later",
+        "full@example.com": "452 4.2.2 The email account that you tried to reach is over quota.",
+    }
+
     def __init__(self) -> None:
         self.recipients: list[str] = []
         self._lock = threading.Lock()
+
+    async def handle_RCPT(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
+    ) -> str:
+        if address in self.REPLIES:
+            return self.REPLIES[address]
+        envelope.rcpt_tos.append(address)
+        return "250 2.1.5 OK"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         with self._lock:
@@ -75,6 +92,9 @@ kumo.on('get_queue_config', function()
 end)
 kumo.on('get_egress_path_config', function()
   return kumo.make_egress_path {{ prohibited_hosts = {{}}, enable_tls = 'Disabled' }}
+end)
+kumo.on('smtp_client_rewrite_delivery_status', function(response)
+  if response:find('4.2.2', 1, true) then return 500 end
 end)
 """
     )
@@ -143,3 +163,34 @@ def test_retry_now_and_bad_requests(rig: Rig) -> None:
     assert unreachable.returncode == 69
     assert f"cannot reach the daemon at {closed}" in unreachable.stderr
     assert rig.admin("suspensions") == []
+
+
+def metric(text: str, name: str, **labels: str) -> float:
+    """One sample of the Prometheus text exposition (0 when absent)."""
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                return float(sample.value)
+    return 0.0
+
+
+def test_metrics_over_http_move_with_each_disposition(rig: Rig) -> None:
+    def scrape() -> str:
+        with urllib.request.urlopen(f"{rig.url}/metrics", timeout=10) as answer:
+            return str(answer.read().decode())
+
+    before = scrape()
+    assert metric(before, "kumoclient_deliveries_total", queue="example.com") == 0
+    rig.submit("ok@example.com", "later@example.com", "full@example.com")
+    rig.wait(
+        lambda: {r["type"] for r in rig.records()} >= {"Delivery", "TransientFailure", "Bounce"}
+    )
+    after = scrape()
+    assert metric(after, "kumoclient_messages_received_total", queue="example.com") == 3
+    assert metric(after, "kumoclient_deliveries_total", queue="example.com") == 1
+    assert metric(after, "kumoclient_transient_failures_total", queue="example.com") == 1
+    assert metric(after, "kumoclient_bounces_total", queue="example.com") == 1
+    assert metric(after, "kumoclient_rewrite_hook_calls_total", queue="example.com") == 2
+    assert metric(after, "kumoclient_rewrites_total", queue="example.com") == 1
+    assert metric(after, "kumoclient_rewrite_hook_seconds_count") == 2
+    assert metric(after, "kumoclient_spooled_messages") == 1  # the one that will be retried
