@@ -117,7 +117,8 @@ def test_inject_while_running_is_picked_up(daemon: DaemonProcess) -> None:
     message = spool.load(ids[0])
     assert message.meta == {"tenant": "acme"}
     assert message.reception_protocol == "Inject"
-    assert list(spool.incoming.iterdir()) == []
+    # the drop file goes once its messages are durable, just after they appear in the spool
+    wait_for(lambda: list(spool.incoming.iterdir()) == [])
     assert asyncio.run(spool.read_content(ids[0])) == b"Subject: injected\r\n\r\nbody\r\n"
 
 
