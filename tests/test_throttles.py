@@ -319,9 +319,12 @@ async def test_redis_going_away_and_coming_back(
 ) -> None:
     key = THROTTLE_PREFIX + "message_rate:site"
     client = redis.asyncio.Redis.from_url(redis_proc.url)
+    now = [1000.0]  # the retry interval runs on this clock, not on how long a restart takes
     try:
         with capture_logs() as logs:
-            async with SharedThrottles(redis_config, retry_interval=0.5) as throttles:
+            async with SharedThrottles(
+                redis_config, retry_interval=0.5, clock=lambda: now[0]
+            ) as throttles:
                 throttle = throttles.throttle("message_rate:site", per_second(100))
                 await throttle.reserve()
                 assert await client.exists(key) == 1
@@ -338,7 +341,7 @@ async def test_redis_going_away_and_coming_back(
                 redis_proc.start()  # same port, empty
                 await throttle.reserve()  # too early to try again: still local
                 assert throttles.degraded
-                await asyncio.sleep(0.6)
+                now[0] += 0.6
                 await throttle.reserve()  # this one probes Redis, and it answers
                 assert not throttles.degraded
                 assert await client.exists(key) == 1
@@ -393,13 +396,13 @@ async def test_leases_of_a_node_that_stops_renewing_expire(
     redis_config: RedisThrottleConfig,
 ) -> None:
     key = "connections:site"
-    crashed = SharedThrottles(redis_config, lease_seconds=0.5)
+    crashed = SharedThrottles(redis_config, lease_seconds=2.0)  # long: this machine stalls
     for _ in range(3):
         assert await crashed.acquire(key, 3) is not None
     await crashed.aclose()  # stops renewing without releasing, as a crashed node would
     async with SharedThrottles(redis_config) as survivor:
         assert await survivor.acquire(key, 3) is None
-        await asyncio.sleep(0.7)
+        await asyncio.sleep(2.5)
         reclaimed = [await survivor.acquire(key, 3) for _ in range(4)]
     assert [lease is not None for lease in reclaimed] == [True, True, True, False]
 
@@ -407,11 +410,11 @@ async def test_leases_of_a_node_that_stops_renewing_expire(
 async def test_held_leases_are_renewed(redis_config: RedisThrottleConfig) -> None:
     key = "connections:site"
     async with (
-        SharedThrottles(redis_config, lease_seconds=0.6) as holder,
+        SharedThrottles(redis_config, lease_seconds=2.0) as holder,
         SharedThrottles(redis_config) as other,
     ):
         leases = [await holder.acquire(key, 3) for _ in range(3)]
-        await asyncio.sleep(1.5)  # well past the lease time: renewed every 0.2 s
+        await asyncio.sleep(4.0)  # well past the lease time: renewed every 0.67 s
         assert await other.acquire(key, 3) is None
         for lease in leases:
             assert lease is not None
