@@ -52,7 +52,7 @@ WRONG_NAME = "certificate verify failed: IP address mismatch"
 NOT_OFFERED = "STARTTLS is not advertised"
 REFUSED = "454 4.7.0 TLS not available"
 NOT_TLS = "[SSL: WRONG_VERSION_NUMBER] wrong version number"
-STALLED = "timed out after 0.5s"  # like `banner: timed out after 1s`
+STALLED = "timed out after 1.5s"  # like `banner: timed out after 1s`
 
 
 @dataclass(frozen=True)
@@ -280,8 +280,9 @@ async def start_and_submit(engine: Engine) -> str:
 
 
 def starttls_timeout(server: str) -> str:
-    """A stalled handshake costs the STARTTLS timeout: keep it short there."""
-    return "500ms" if server == "stalls" else "2s"
+    """A stalled handshake costs the STARTTLS timeout: shorter there, but long enough for
+    the next (good) host's handshake on a loaded machine, under the same setting."""
+    return "1500ms" if server == "stalls" else "3s"
 
 
 def assert_tls(seen: tuple[str, str] | None) -> None:
