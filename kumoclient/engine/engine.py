@@ -37,7 +37,7 @@ from kumoclient.engine.control import Control, QueueState, Selector, SuspensionI
 from kumoclient.engine.metrics import EngineMetrics
 from kumoclient.engine.queues import Item, Scheduler, Site, Stage
 from kumoclient.engine.reception import Reception
-from kumoclient.engine.route import EGRESS_SOURCE, Route, mx_route, route_for, routing_domain
+from kumoclient.engine.route import EGRESS_SOURCE, Route, dns_route, route_for, routing_domain
 from kumoclient.engine.state import StateWriter
 from kumoclient.errors import KumoClientError, PolicyError, SubmissionRefused
 from kumoclient.logs import RecordLog, RecordType, build_record
@@ -352,19 +352,19 @@ class Engine:
     async def _resolve(self, domain: str) -> None:
         result: Route | DnsLookupError
         try:
-            result = mx_route(domain, await self.dns.resolve(domain.partition(":")[0]))
+            result = await dns_route(domain, self.dns)
         except DnsLookupError as exc:
             result = exc
         items = self._resolving.pop(domain, [])
         if self._stopping:
             return
         for item in items:
-            if isinstance(result, NullMx):
-                self._final(item, RecordType.BOUNCE, result.reply(), "")
-            elif isinstance(result, DnsLookupError):
-                text = f"KumoMTA internal: failed to resolve queue {item.queue}: {result.text}"
-                reply = Reply(result.code, result.enhanced_code, text)
-                self._transient(item, failed_outcome(reply), "")
+            if isinstance(result, DnsLookupError):  # null MX: Bounce; else TransientFailure
+                reply = result.reply()
+                if not isinstance(result, NullMx):
+                    text = f"KumoMTA internal: failed to resolve queue {item.queue}: {result.text}"
+                    reply = Reply(result.code, result.enhanced_code, text)
+                self._apply(item, failed_outcome(reply), "")
             else:
                 try:
                     site = self._site(result)

@@ -75,6 +75,12 @@ def mx_route(routing: str, answer: MxAnswer) -> Route:
     return Route(site(site_name), site_name, routing, hosts, from_dns=True)
 
 
+async def dns_route(routing: str, dns: MxResolver) -> Route:
+    """The route of a routing domain (`example.com`, or `example.com:2525` keeping the port)
+    by its MX records. Raises NullMx or DnsTemporaryFailure (both DnsLookupError)."""
+    return mx_route(routing, await dns.resolve(routing.partition(":")[0]))
+
+
 def resolver_for(config: ResolverConfig | None) -> MxResolver:
     """The DNS resolver `kumo.dns.configure_resolver` asked for (default: the system's)."""
     if config is None:

@@ -17,11 +17,17 @@ from typing import BinaryIO, TextIO
 from kumoclient.core.queue_name import parse_queue_name, queue_name_for
 from kumoclient.core.reply import single_line
 from kumoclient.engine.admin import BadInput, check_address, read_message
-from kumoclient.engine.attempt import Outcome, judge, open_session
-from kumoclient.engine.route import EGRESS_SOURCE, mx_route, resolver_for, route_for
+from kumoclient.engine.attempt import Outcome, failed_outcome, judge, open_session
+from kumoclient.engine.route import (
+    EGRESS_SOURCE,
+    dns_route,
+    resolver_for,
+    route_for,
+    routing_domain,
+)
 from kumoclient.errors import ConfigError
 from kumoclient.logs import RecordType
-from kumoclient.mx import DnsLookupError, NullMx
+from kumoclient.mx import DnsLookupError
 from kumoclient.policies import default_policy_path
 from kumoclient.policy.config import parse_mx_entry
 from kumoclient.policy.runtime import PolicyRuntime
@@ -71,11 +77,9 @@ async def _attempt(
         route = route_for(name, config)
     else:
         try:
-            route = mx_route(name.domain, await dns.resolve(name.domain))
-        except NullMx as exc:
-            return Outcome(RecordType.BOUNCE, exc.reply(), phase="mx")
-        except DnsLookupError as exc:
-            return Outcome(RecordType.TRANSIENT_FAILURE, exc.reply(), phase="mx")
+            route = await dns_route(routing_domain(name), dns)
+        except DnsLookupError as exc:  # null MX: Bounce; else TransientFailure
+            return failed_outcome(exc.reply())
     egress = runtime.get_egress_path_config(route.routing_domain, EGRESS_SOURCE, route.site_name)
     if mx is not None:
         egress = replace(egress, prohibited_hosts=())
