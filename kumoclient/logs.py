@@ -163,6 +163,9 @@ def build_record(
     return record
 
 
+_log = structlog.get_logger(__name__)
+
+
 class RecordLog:
     """JSONL segment files `<log_dir>/<UTC %Y%m%d-%H%M%S>.jsonl`.
 
@@ -213,7 +216,10 @@ class RecordLog:
         self._file.write(encode_record(record))
         self._written += 1
         for listener in self.listeners:
-            listener(record)
+            try:
+                listener(record)
+            except Exception:  # a subscriber's bug must not undo the disposition it reports
+                _log.exception("log record listener failed", listener=repr(listener))
 
     async def sync(self) -> None:
         """Make every record written so far durable."""

@@ -104,6 +104,7 @@ class Engine:
         self._dispatchers: set[asyncio.Task[None]] = set()
         self._resolving: dict[str, list[Item]] = {}  # routing domain -> items awaiting its MX
         self._lookups: set[asyncio.Task[None]] = set()
+        self._notices: set[asyncio.Task[None]] = set()  # DSNs being spooled
         # the messages queued in memory, by id: a message is never queued twice
         self._live: dict[str, Item] = {}
         self._sessions: dict[Session, str] = {}  # open sessions -> their site's name
@@ -170,6 +171,8 @@ class Engine:
             if pending:
                 log.warning("abandoned transactions in flight at stop", count=len(pending))
             await asyncio.gather(*pending, return_exceptions=True)
+        # a DSN being spooled removes its original afterwards: before the state writer closes
+        await asyncio.gather(*self._notices, return_exceptions=True)
         await self._state.close()
         tg, self._tg = self._tg, None
         await tg.__aexit__(None, None, None)
@@ -423,8 +426,15 @@ class Engine:
             self._abort_session(session)
         ehlo = site.egress.ehlo_domain or self._hostname
         lease = await self._connection_lease(site)
-        await _throttled(site.connection_throttle)
-        opened = await open_session(site.route, site.egress, ehlo, site, dns=self.dns)
+        if self._stopping:  # stopped while waiting for a shared slot: the message stays spooled
+            self._let_go(lease)
+            return None
+        try:
+            await _throttled(site.connection_throttle)
+            opened = await open_session(site.route, site.egress, ehlo, site, dns=self.dns)
+        except BaseException:
+            self._let_go(lease)
+            raise
         if isinstance(opened, Outcome):  # every target failed: so does the ready queue
             if lease is not None:
                 await self.throttles.release(lease)
@@ -479,7 +489,10 @@ class Engine:
         if site is not None:
             self.metrics.connection_closed(site)
         session.abort()
-        lease = self._leases.pop(session, None)
+        self._let_go(self._leases.pop(session, None))
+
+    def _let_go(self, lease: Lease | None) -> None:
+        """Give a shared connection slot back without waiting (it expires anyway)."""
         if lease is not None and self._tg is not None:
             self._tg.create_task(self.throttles.release(lease), name="release lease")
 
@@ -499,6 +512,8 @@ class Engine:
             return None
         key = f"connections:{site.name}"
         while (lease := await self.throttles.acquire(key, site.egress.connection_limit)) is None:
+            if self._stopping:
+                return None
             await asyncio.sleep(_LEASE_RETRY)
         return lease
 
@@ -552,7 +567,9 @@ class Engine:
         if kind in _NOTIFIED and item.config.generate_dsn and should_generate(message.sender):
             assert self._tg is not None
             notice = self._notify(message, kind, reply, peer, content)
-            self._tg.create_task(notice, name=f"dsn {message.id}")
+            task = self._tg.create_task(notice, name=f"dsn {message.id}")
+            self._notices.add(task)
+            task.add_done_callback(self._notices.discard)
             return
         self._leave(message.id)
 

@@ -107,3 +107,19 @@ async def test_no_report_for_the_null_sender_or_without_generate_dsn(
         assert [r["type"] for r in records(each)] == ["Reception", "Bounce"]
         assert each.spool.ids() == []
     assert mx.received == []
+
+
+async def test_a_stop_right_after_a_bounce_keeps_the_report_and_drops_the_original(
+    mx: ScriptedMX, engines: MakeEngine, tmp_path: Path
+) -> None:
+    mx.replies[("RCPT", "gone@example.net")] = "550 5.1.1 no such user"
+    policy = write_policy(tmp_path / "p.lua", [mx.address], queue="generate_dsn = true,")
+    engine = engines(policy)
+    await engine.start()
+    bounce = await deliver_one(engine, recipient="gone@example.net")
+    assert bounce["type"] == "Bounce"
+    await engine.stop()  # at once: the report may still be on its way into the spool
+    left = [message.recipient for message in engine.spool.enumerate(quarantine=False)]
+    # the report may have been delivered before the stop; the original is gone either way
+    assert "gone@example.net" not in left
+    assert left in ([], ["a@example.com"])

@@ -261,3 +261,21 @@ async def test_an_address_that_needs_smtputf8_bounces_at_a_server_without_it(
     )
     assert "SMTPUTF8" in record["response"]["content"]
     assert not any(line.startswith(b"MAIL") for line in server.lines)  # never tried
+
+
+async def test_a_failing_record_subscriber_does_not_undo_a_delivery(
+    mx: ScriptedMX, engines: MakeEngine, tmp_path: Path
+) -> None:
+    engine = engines(write_policy(tmp_path / "p.lua", [mx.address]))
+    await engine.start()
+
+    def broken(record: dict[str, object]) -> None:
+        raise RuntimeError("subscriber bug")
+
+    engine.subscribe(broken)
+    with capture_logs() as logs:
+        record = await deliver_one(engine)
+    assert record["type"] == "Delivery"
+    assert [r["type"] for r in records(engine)] == ["Reception", "Delivery"]
+    assert len(mx.received) == 1  # not sent again
+    assert any(entry["event"] == "log record listener failed" for entry in logs)
