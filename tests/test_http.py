@@ -298,6 +298,11 @@ BAD_REQUESTS: list[tuple[str, object, str]] = [
         "recipients[1].email: invalid address 'no-at-sign': expected local-part@domain",
     ),
     (
+        "address-with-two-at-signs",
+        request(recipients=[{"email": "a@b@example.net"}]),
+        "recipients[0].email: invalid address 'a@b@example.net': expected local-part@domain",
+    ),
+    (
         "address-with-crlf",
         request(recipients=[{"email": "a@example.net\r\nRCPT TO:<b@x>"}]),
         "recipients[0].email: invalid address",

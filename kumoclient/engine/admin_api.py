@@ -65,7 +65,7 @@ def admin_routes(engine: Engine) -> list[Route]:
             try:
                 duration = parse_duration(body["duration"], what="duration")
             except ConfigError as exc:
-                raise HttpError(400, f"duration: {exc}") from exc
+                raise HttpError(400, str(exc)) from exc  # it names the duration
         return engine.suspend(selector, reason, duration).as_dict()
 
     async def suspensions(body: Mapping[str, object], client: Client) -> object:

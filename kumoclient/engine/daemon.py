@@ -16,7 +16,6 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 
 from kumoclient import logs
 from kumoclient.engine.admin_api import admin_routes
@@ -81,17 +80,11 @@ def layout(options: DaemonOptions, init: InitConfig) -> Layout:
     return Layout(spool_dir, log_dir, segment, listeners, http_listeners)
 
 
-def _metrics_of(engine: object) -> Any:
-    """The engine's `metrics_text()` → (body, content type), when it has one."""
-    metrics_text = getattr(engine, "metrics_text", None)
-    return metrics_text if callable(metrics_text) else None
-
-
 def http_handlers(
     policy: PolicyHolder,
     reception: Reception,
     *,
-    engine: object | None = None,
+    engine: Engine | None = None,
     routes: Sequence[Route] = (),
 ) -> Handlers:
     """What an HTTP listener serves: the inject API on `reception`, Basic auth checked by the
@@ -103,7 +96,7 @@ def http_handlers(
 
     return Handlers(
         inject=InjectService(reception).handle,
-        metrics=_metrics_of(engine),
+        metrics=engine.metrics_text if engine is not None else None,
         validate_auth=validate_auth,
         routes=tuple(routes),
     )

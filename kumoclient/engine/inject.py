@@ -179,7 +179,7 @@ def check_address(address: str, where: str, *, allow_null: bool = False) -> str:
             f"{where}: invalid address {address!r}: it contains a control character, "
             "a space, < or >"
         )
-    local, at, domain = address.rpartition("@")
+    local, at, domain = address.partition("@")
     if not at or not local or not domain or "@" in domain:
         raise BadInjectRequest(f"{where}: invalid address {address!r}: expected local-part@domain")
     return address
