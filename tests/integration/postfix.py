@@ -347,6 +347,8 @@ class PrivatePostfix:
         access: Mapping[str, str] | None = None,
         main_cf: Mapping[str, str] | None = None,
         delivery_user: str = "nobody",
+        milter: bool = True,
+        services: tuple[str, ...] = (),
     ) -> None:
         self.root = root
         self.conf_dir = root / "conf"
@@ -366,6 +368,8 @@ class PrivatePostfix:
                 raise ValueError(f"bad access entry: {address!r} {action!r}")
         self.main_cf_overrides = dict(main_cf or {})
         self.delivery_user = delivery_user
+        self.use_milter = milter  # False: no milter, so `replies` cannot be answered
+        self.extra_services = services  # more master.cf lines (e.g. an smtp client transport)
         self.start_seconds: float | None = None
         self.stop_seconds: float | None = None
         self._reaper: subprocess.Popen[bytes] | None = None
@@ -390,7 +394,7 @@ class PrivatePostfix:
         else:
             self.replies[address] = check_reply(reply)
 
-    def _main_cf(self, milter_port: int) -> dict[str, str]:
+    def _main_cf(self, milter_port: int | None) -> dict[str, str]:
         delivery = pwd.getpwnam(self.delivery_user)
         error = "error:5.7.1 this test MX delivers nothing outside its own mailbox"
         settings = {
@@ -429,7 +433,7 @@ class PrivatePostfix:
             "smtpd_recipient_restrictions": (
                 f"check_recipient_access texthash:{self.conf_dir / 'recipient_access'}, permit"
             ),
-            "smtpd_milters": f"inet:127.0.0.1:{milter_port}",
+            "smtpd_milters": f"inet:127.0.0.1:{milter_port}" if milter_port else "",
             "milter_default_action": "tempfail",
             "milter_connect_timeout": "10s",
             # every domain is ours: one catch-all Maildir, delivered as `delivery_user`
@@ -467,6 +471,7 @@ class PrivatePostfix:
             "anvil unix - - n - 1 anvil",
             "scache unix - - n - 1 scache",
             "postlog unix-dgram n - n - 1 postlogd",
+            *self.extra_services,
         ]
         return "".join(line + "\n" for line in services)
 
@@ -501,8 +506,9 @@ class PrivatePostfix:
         started = time.monotonic()
         try:
             self._make_directories()
-            self._milter = _Milter(self.reply_for)
-            settings = self._main_cf(self._milter.port)
+            if self.use_milter:
+                self._milter = _Milter(self.reply_for)
+            settings = self._main_cf(self._milter.port if self._milter else None)
             (self.conf_dir / "main.cf").write_text(
                 "".join(f"{name} = {value}\n" for name, value in settings.items())
             )
