@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -78,6 +79,15 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="HOST:PORT",
         help="HTTP listener address (inject API, metrics); replaces the listen address of "
         "the policy's first kumo.start_http_listener, or adds a listener",
+    )
+    run.add_argument(
+        "--workers",
+        type=_worker_count,
+        default=0,
+        metavar="N",
+        help="reception worker processes taking SMTP mail in beside the main process, which "
+        "then only delivers (default: 0, everything in one process; 'auto': one per CPU "
+        "beyond the first)",
     )
 
     inject = commands.add_parser("inject", help="put a message into the spool's incoming/ folder")
@@ -167,6 +177,18 @@ def _add_admin_parser(commands: argparse._SubParsersAction[_Parser]) -> None:
     )
     control.add_argument("--user", help="HTTP Basic auth user (clients outside trusted_hosts)")
     control.add_argument("--password", help="HTTP Basic auth password")
+
+
+def _worker_count(text: str) -> int:
+    if text == "auto":
+        return max(0, (os.cpu_count() or 1) - 1)
+    try:
+        count = int(text)
+    except ValueError:
+        count = -1
+    if not 0 <= count <= 64:
+        raise argparse.ArgumentTypeError(f"expected 0..64 or 'auto', got {text!r}")
+    return count
 
 
 def main(argv: Sequence[str] | None = None) -> int:

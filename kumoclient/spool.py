@@ -149,15 +149,19 @@ class Spool:
 
     # --- lifecycle ---------------------------------------------------------------------
 
-    async def start(self) -> None:
-        """Remove temporary files a crash left behind; start the group-commit worker.
-
-        A `.tmp` file was never acknowledged (acknowledgement comes after the rename), so
-        deleting it loses nothing.
-        """
+    def remove_stale(self) -> None:
+        """Remove the temporary files a crash left behind. A `.tmp` file was never
+        acknowledged (acknowledgement comes after the rename), so deleting it loses nothing;
+        but only while no other process is writing to this spool."""
         for folder in (self.data, self.meta, self.incoming):
             for stale in folder.glob(".*.tmp"):
                 stale.unlink(missing_ok=True)
+
+    async def start(self, *, clean: bool = True) -> None:
+        """Start the group-commit worker; first `remove_stale()` unless `clean` is False
+        (a reception worker: the main process owns the spool and cleaned it before)."""
+        if clean:
+            self.remove_stale()
         if _SYNCFS is not None and self._data_fd is None:
             # one descriptor for the spool's life: write-back errors are reported per open
             # descriptor from when it was opened, so a fresh one per sync could miss them
@@ -287,24 +291,26 @@ class Spool:
     def _write_submission(
         self, entries: list[tuple[SpooledMessage, bytes]], *, sync_each: bool = True
     ) -> None:
-        written: list[Path] = []
+        written: list[str] = []  # plain strings: no pathlib objects per message
+        renames: list[tuple[str, str]] = []
         try:
             for message, content in entries:
-                final = self.data / message.id
-                if final.exists():  # re-processing an incoming file: already durable
-                    continue
-                tmp = self.data / f".{message.id}.tmp"
+                final = f"{self._data_prefix}{message.id}"
+                tmp = f"{self._data_prefix}.{message.id}.tmp"
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
                 written.append(tmp)
-                _write_file(tmp, encode_entry(message, content), sync=sync_each)
-            for message, _ in entries:
-                tmp = self.data / f".{message.id}.tmp"
-                if tmp.exists():
-                    os.rename(tmp, self.data / message.id)
-                    written.append(self.data / message.id)
+                _write_fd(fd, encode_entry(message, content), sync=sync_each)
+                renames.append((tmp, final))
+            for tmp, final in renames:
+                if os.path.exists(final):  # re-processing an incoming file: already durable
+                    os.unlink(tmp)
+                    continue
+                os.rename(tmp, final)
+                written.append(final)
         except OSError as exc:
             for path in written:
                 with contextlib.suppress(OSError):
-                    path.unlink()
+                    os.unlink(path)
             raise SpoolError(f"cannot write to the spool: {exc.strerror or exc}") from exc
 
     # --- updating and removing ------------------------------------------------------------
@@ -570,8 +576,12 @@ def _state_blob(message: SpooledMessage) -> bytes:
     ).encode()
 
 
-def _write_file(path: Path, blob: bytes, *, sync: bool = True) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
+def _write_file(path: Path | str, blob: bytes, *, sync: bool = True) -> None:
+    _write_fd(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640), blob, sync=sync)
+
+
+def _write_fd(fd: int, blob: bytes, *, sync: bool) -> None:
+    """Write all of `blob` to `fd` (fsynced when `sync`) and close it."""
     try:
         view = memoryview(blob)
         while view:

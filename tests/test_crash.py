@@ -1,7 +1,9 @@
 """SIGKILL during reception: every message that got a 250 survives, readable, exactly once.
 
 A real daemon process takes 2,000 submissions over SMTP from 4 concurrent clients and is
-killed with SIGKILL at 20 random moments (then restarted). Each submission carries a unique
+killed with SIGKILL at 20 random moments (then restarted). Then, with two reception worker
+processes (`--workers 2`), 600 submissions and 8 SIGKILLs of the main process: its workers die
+with it, wherever they are in a transaction. Each submission carries a unique
 token. Afterwards, every acknowledged message is in the spool under the id its 250 named,
 its content checks out, and no acknowledged token appears twice.
 """
@@ -29,8 +31,9 @@ def content(token: int) -> bytes:
 
 
 class Run:
-    def __init__(self, daemon: DaemonProcess) -> None:
+    def __init__(self, daemon: DaemonProcess, submissions: int) -> None:
         self.daemon = daemon
+        self.submissions = submissions
         self.next_token = 0
         self.acked: dict[int, str] = {}  # token -> id named by the 250
         self.retried: set[int] = set()
@@ -39,7 +42,7 @@ class Run:
 
     async def client(self) -> None:
         connection: Client | None = None
-        while self.next_token < SUBMISSIONS:
+        while self.next_token < self.submissions:
             token = self.next_token
             self.next_token += 1
             while True:
@@ -78,10 +81,18 @@ class Run:
 
 
 @pytest.mark.slow
-def test_acknowledged_mail_survives_sigkill(tmp_path: Path) -> None:
-    daemon = DaemonProcess(tmp_path / "data").start()
-    run = Run(daemon)
-    moments = sorted(random.sample(range(20, SUBMISSIONS - 20), KILLS))
+@pytest.mark.parametrize(
+    ("workers", "submissions", "kills"),
+    [(0, SUBMISSIONS, KILLS), (2, 600, 8)],
+)
+def test_acknowledged_mail_survives_sigkill(
+    tmp_path: Path, workers: int, submissions: int, kills: int
+) -> None:
+    daemon = DaemonProcess(tmp_path / "data")
+    daemon.extra_args = ["--workers", str(workers)]
+    daemon.start()
+    run = Run(daemon, submissions)
+    moments = sorted(random.sample(range(20, submissions - 20), kills))
 
     async def main() -> None:
         await asyncio.gather(run.killer(moments), *(run.client() for _ in range(CLIENTS)))
@@ -93,7 +104,7 @@ def test_acknowledged_mail_survives_sigkill(tmp_path: Path) -> None:
     spool = Spool(tmp_path / "data" / "spool")
     messages = {m.id: m for m in spool.enumerate()}
     assert spool.unreadable == 0
-    assert len(run.acked) == SUBMISSIONS
+    assert len(run.acked) == submissions
     tokens_in_spool: dict[int, list[str]] = {}
     for message_id in messages:
         body = asyncio.run(spool.read_content(message_id))  # checks size and CRC

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import BinaryIO, TextIO
 
 from kumoclient.core.queue_name import queue_name_for
-from kumoclient.engine.daemon import DaemonOptions, run_daemon
+from kumoclient.engine.daemon import Daemon, DaemonOptions, event_loop_factory
 from kumoclient.errors import ConfigError, KumoClientError
 from kumoclient.records import SpooledMessage
 from kumoclient.spool import Spool, Submission
@@ -32,8 +32,12 @@ class BadUsage(KumoClientError):
 
 def run(args: argparse.Namespace) -> int:
     """`kumoclient run`."""
-    options = DaemonOptions(args.policy, args.data_dir, args.listen, args.http)
-    asyncio.run(run_daemon(options))
+    options = DaemonOptions(args.policy, args.data_dir, args.listen, args.http, args.workers)
+    daemon = Daemon(options)
+    loop_factory = event_loop_factory()
+    daemon.start_workers(loop_factory)  # forks: before any event loop or thread exists
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        runner.run(daemon.run())
     return EX_OK
 
 

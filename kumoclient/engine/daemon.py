@@ -11,9 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
+import importlib
+import os
 import signal
+import socket
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -23,17 +27,31 @@ from kumoclient.engine.engine import DEFAULT_DATA_DIR, Engine
 from kumoclient.engine.inject import InjectService
 from kumoclient.engine.reception import Reception
 from kumoclient.engine.route import resolver_for
+from kumoclient.engine.workers import (
+    Worker,
+    WorkerSetup,
+    fork_workers,
+    read_announcements,
+    reap,
+    signal_workers,
+)
 from kumoclient.errors import KumoClientError
 from kumoclient.http import Handlers, HttpServer, Route
-from kumoclient.listener import start_listener
+from kumoclient.listener import bind_listener, start_listener
 from kumoclient.policies import default_policy_path
 from kumoclient.policy.runtime import PolicyHolder
-from kumoclient.records import EsmtpListenerConfig, HttpListenerConfig, InitConfig
+from kumoclient.records import (
+    EsmtpListenerConfig,
+    HttpListenerConfig,
+    InitConfig,
+    SpooledMessage,
+)
 
 log = logs.get_logger(__name__)
 
 STOP_GRACE = 10.0
 DROP_POLL_INTERVAL = 0.25
+BIND_WAIT = 2.0
 
 
 class StartupError(KumoClientError):
@@ -48,6 +66,7 @@ class DaemonOptions:
     data_dir: Path | None = None
     listen: str | None = None
     http: str | None = None
+    workers: int = 0  # reception worker processes (kumoclient/engine/workers.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +142,23 @@ class Daemon:
         self._stop = asyncio.Event()
         self._servers: list[asyncio.Server] = []
         self._http_servers: list[HttpServer] = []
+        self._sockets: list[tuple[EsmtpListenerConfig, socket.socket]] = []
+        self.workers: list[Worker] = []
+        self._readers: list[asyncio.Task[None]] = []
+
+    def start_workers(self, loop_factory: Callable[[], asyncio.AbstractEventLoop] | None) -> None:
+        """Bind the SMTP listeners and fork `options.workers` reception workers onto them.
+        Call before any event loop or thread exists (StartupError when an address cannot be
+        had)."""
+        if self.options.workers <= 0:
+            return
+        for config in self.layout.listeners:
+            self._sockets.append((config, _bind(config)))
+        self.spool.remove_stale()  # before anyone else writes to it
+        setup = WorkerSetup(
+            self.policy, self.layout.spool_dir, self._sockets, STOP_GRACE, loop_factory
+        )
+        self.workers = fork_workers(self.options.workers, setup)
 
     def http_routes(self) -> list[Route]:
         """Extra HTTP endpoints (the admin API) served by every HTTP listener, behind the
@@ -135,20 +171,22 @@ class Daemon:
         self._stop.set()
 
     def reload(self) -> None:
-        """Reload the policy (SIGHUP)."""
+        """Reload the policy (SIGHUP), here and in the reception workers."""
         self.policy.reload()
+        signal_workers(self.workers, signal.SIGHUP)
 
     async def run(self) -> None:
         """Serve until asked to stop."""
-        spooled = await self.engine.start()
+        spooled = await self.engine.start(clean_spool=not self.workers)
         log.info("spool enumerated", messages=spooled, spool=str(self.layout.spool_dir))
         try:
-            for config in self.layout.listeners:
-                try:
-                    server = await start_listener(config, self.reception.accept_smtp)
-                except OSError as exc:
-                    raise StartupError(f"cannot listen on {config.listen}: {exc.strerror}") from exc
-                self._servers.append(server)
+            if self.workers:
+                self._readers = [
+                    asyncio.create_task(self._read_worker(worker), name=f"worker-{worker.index}")
+                    for worker in self.workers
+                ]
+            else:
+                await self._listen()
             await self._start_http()
             self._install_signals()
             log.info(
@@ -166,6 +204,35 @@ class Daemon:
                 await drops
         finally:
             await self._shutdown()
+
+    async def _listen(self) -> None:
+        """Accept SMTP here: on the sockets bound for the workers, or bind them now."""
+        bound = dict((id(config), sock) for config, sock in self._sockets)
+        for config in self.layout.listeners:
+            try:
+                server = await start_listener(
+                    config, self.reception.accept_smtp, sock=bound.get(id(config))
+                )
+            except OSError as exc:
+                raise StartupError(f"cannot listen on {config.listen}: {exc.strerror}") from exc
+            self._servers.append(server)
+
+    def _adopt(self, messages: list[SpooledMessage], content: bytes | None) -> None:
+        self.reception.adopt(messages, content, messages[0].created)
+
+    async def _read_worker(self, worker: Worker) -> None:
+        """Take in what a worker stored until its pipe ends; then reap it. When the last
+        worker is gone while the daemon runs, accept here."""
+        try:
+            await read_announcements(worker, self._adopt)
+        finally:
+            code = await reap(worker, STOP_GRACE)
+        if self._stop.is_set():
+            return
+        log.error("reception worker exited", worker=worker.index, pid=worker.pid, code=code)
+        if all(w.exit_code is not None for w in self.workers) and not self._servers:
+            log.warning("no reception worker left: accepting SMTP in the main process")
+            await self._listen()
 
     async def _start_http(self) -> None:
         handlers = http_handlers(
@@ -199,6 +266,12 @@ class Daemon:
         deadline = time.monotonic() + STOP_GRACE
         for server in self._servers:
             server.close()
+        for _, sock in self._sockets:
+            sock.close()  # (the servers' own descriptors are closed with them)
+        # workers finish their sessions and close their pipes; all they stored is adopted
+        signal_workers(self.workers, signal.SIGTERM)
+        if self._readers:
+            await asyncio.wait(self._readers, timeout=STOP_GRACE + 5.0)
         # each waits for its requests in flight at most STOP_GRACE (its shutdown_timeout)
         await asyncio.gather(*(http.stop() for http in self._http_servers))
         for server in self._servers:
@@ -206,6 +279,33 @@ class Daemon:
                 await asyncio.wait_for(server.wait_closed(), max(0.1, deadline - time.monotonic()))
         await self.engine.stop(grace=max(0.1, deadline - time.monotonic()))
         log.info("stopped", accepted=self.reception.accepted, **self.engine.counts)
+
+
+def _bind(config: EsmtpListenerConfig) -> socket.socket:
+    """bind_listener, waiting up to BIND_WAIT seconds while the address is in use: right
+    after a SIGKILL of a daemon with workers, they may hold it a moment longer (they die
+    with it, but not in the same instant)."""
+    deadline = time.monotonic() + BIND_WAIT
+    while True:
+        try:
+            return bind_listener(config)
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE or time.monotonic() > deadline:
+                raise StartupError(f"cannot listen on {config.listen}: {exc.strerror}") from exc
+            time.sleep(0.05)
+
+
+def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop's event loop when it is installed (the `fast` extra) and not turned off with
+    KUMOCLIENT_EVENT_LOOP=asyncio; None (asyncio's own) otherwise."""
+    if os.environ.get("KUMOCLIENT_EVENT_LOOP", "") == "asyncio":
+        return None
+    try:
+        uvloop = importlib.import_module("uvloop")
+    except ImportError:
+        return None
+    factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
+    return factory
 
 
 async def run_daemon(options: DaemonOptions) -> None:

@@ -136,9 +136,11 @@ class Engine:
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
 
-    async def start(self) -> int:
-        """Open spool and log, schedule every spooled message; returns how many."""
-        await self.spool.start()
+    async def start(self, *, clean_spool: bool = True) -> int:
+        """Open spool and log, schedule every spooled message; returns how many.
+        `clean_spool=False`: the caller removed the spool's stale files already (before
+        reception workers began writing to it)."""
+        await self.spool.start(clean=clean_spool)
         await self.records.open()
         self._tg = asyncio.TaskGroup()
         await self._tg.__aenter__()
@@ -261,7 +263,7 @@ class Engine:
         """Schedule durable messages by their due time (`content`: theirs, when known)."""
         self._enqueue(messages, content, received=False)
 
-    def _on_stored(self, messages: list[SpooledMessage], content: bytes) -> None:
+    def _on_stored(self, messages: list[SpooledMessage], content: bytes | None) -> None:
         """Reception spooled new messages."""
         self._enqueue(messages, content, received=True)
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,6 +28,9 @@ from kumoclient.records import SpooledMessage
 from kumoclient.spool import Spool, SpoolError, Submission
 
 log = logs.get_logger(__name__)
+
+# {content: its durable messages} -> handed to the main process
+Announce = Callable[[dict[bytes, list[SpooledMessage]]], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,13 +49,17 @@ class Reception:
         self,
         policy: PolicyHolder,
         spool: Spool,
-        records: RecordLog,
-        on_stored: Callable[[list[SpooledMessage], bytes], None] | None = None,
+        records: RecordLog | None,
+        on_stored: Callable[[list[SpooledMessage], bytes | None], None] | None = None,
+        announce: Announce | None = None,
     ) -> None:
         self.policy = policy
         self.spool = spool
         self.records = records
         self.on_stored = on_stored  # the engine's queue, told of each durable message
+        # in a reception worker: hands durable messages to the main process instead of
+        # writing records and queueing them here (returns once they are on their way)
+        self.announce = announce
         self.accepted = 0
 
     async def accept_smtp(
@@ -116,6 +123,17 @@ class Reception:
         ids = await self._store(kept, "HTTP") if kept else []
         return HttpAccepted(ids, refused)
 
+    def adopt(self, messages: list[SpooledMessage], content: bytes | None, now: float) -> None:
+        """Durable new messages: their Reception records, the count, the engine's queue.
+        Also called by the main process for messages its reception workers stored."""
+        if self.records is not None:
+            for message in messages:
+                queue = queue_name_for(message.recipient, message.meta)
+                self.records.write(build_record(RecordType.RECEPTION, message, queue, now=now))
+        self.accepted += len(messages)
+        if self.on_stored is not None:
+            self.on_stored(messages, content)
+
     def _run_policy(self, event: str, views: list[MessageView]) -> None:
         for view in views:
             try:
@@ -169,13 +187,13 @@ class Reception:
             raise SubmissionRefused(
                 452, "4.3.1 Insufficient system storage, try again later"
             ) from exc
-        for message in stored:
-            queue = queue_name_for(message.recipient, message.meta)
-            self.records.write(build_record(RecordType.RECEPTION, message, queue, now=now))
-        self.accepted += len(stored)
-        if self.on_stored is not None:
+        if self.announce is not None:
+            # a reception worker: the main process writes the records and queues them
+            await self.announce(groups)
+            self.accepted += len(stored)
+        else:
             for content, messages in groups.items():
-                self.on_stored(messages, content)
+                self.adopt(messages, content, now)
         return [message.id for message in stored]
 
     async def pick_up_drops(self) -> int:
