@@ -299,19 +299,28 @@ def latency_result(paced: Paced, sink: RecordingSink, settings: Settings) -> dic
 
 def run_paced(port: int, sink: RecordingSink, settings: Settings, label: str) -> dict[str, Any]:
     started, cpu = time.monotonic(), resource.getrusage(resource.RUSAGE_SELF)
-    paced = asyncio.run(
-        paced_client(
-            port, settings.latency_rate, settings.latency_seconds, settings.latency_connections
+    try:
+        paced = asyncio.run(
+            paced_client(
+                port, settings.latency_rate, settings.latency_seconds, settings.latency_connections
+            )
         )
-    )
+    except Exception as exc:  # cannot connect, a connection lost for good
+        raise BenchError(f"{label}: the paced client failed: {exc!r}") from exc
     wanted = set(paced.submitted)
-    wait_until(
-        lambda: wanted <= sink.arrivals.keys(),
-        settings.drain_timeout(len(wanted)),
-        f"{label} to deliver {len(wanted)} latency messages "
-        f"(arrived: {len(wanted & sink.arrivals.keys())})",
-        interval=0.05,
-    )
+
+    def arrived() -> int:  # membership only: the sink's thread is adding to the dict
+        return sum(1 for number in wanted if number in sink.arrivals)
+
+    try:
+        wait_until(
+            lambda: arrived() == len(wanted),
+            settings.drain_timeout(len(wanted)),
+            f"{label} to deliver {len(wanted)} latency messages",
+            interval=0.05,
+        )
+    except BenchError as exc:
+        raise BenchError(f"{exc} ({arrived()} arrived)") from None
     result = latency_result(paced, sink, settings)
     # this process (the paced client and the sink) must not be the bottleneck: its share of
     # one CPU while sending and waiting; near 1.0 means the harness limited the rate

@@ -70,9 +70,10 @@ SMOKE: dict[str, Any] = {
     "messages": 200,
     "rounds": 1,
     "latency_seconds": 3.0,
+    "latency_rate": 50.0,  # 150 messages: a busy machine cannot take 200 msg/s
     "queued": 2000,
     "postfix_queued": 200,
-    "memory_seconds": 2.0,
+    "memory_seconds": 1.0,
 }
 PARTS = ("throughput", "latency", "memory")
 
@@ -82,7 +83,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python bench/run.py",
         description=(__doc__ or "").split("\n\n")[0],
-        epilog="--smoke: 200 messages, 3 s latency, 2,000 queued (Postfix 200), 1 round",
+        epilog="--smoke: 200 messages, 3 s latency at 50 msg/s, 2,000 queued (Postfix 200), "
+        "1 round",
     )
     parser.add_argument(
         "--messages", type=int, help=f"throughput run (default {defaults.messages})"
@@ -92,16 +94,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--latency-seconds", type=float, help=f"default {defaults.latency_seconds:g}"
     )
     parser.add_argument(
-        "--latency-rate",
-        type=float,
-        default=defaults.latency_rate,
-        help="msg/s (default %(default)g)",
+        "--latency-rate", type=float, help=f"msg/s offered (default {defaults.latency_rate:g})"
     )
     parser.add_argument(
         "--latency-connections",
         type=int,
-        default=defaults.latency_connections,
-        help="persistent connections of the paced client (default %(default)s)",
+        help=f"persistent connections of the paced client (default {defaults.latency_connections})",
     )
     parser.add_argument("--queued", type=int, help=f"memory test (default {defaults.queued})")
     parser.add_argument(
@@ -142,16 +140,19 @@ def settings_from(args: argparse.Namespace) -> measure.Settings:
     base = replace(measure.Settings(), **SMOKE) if args.smoke else measure.Settings()
     chosen: dict[str, Any] = {
         name: getattr(args, name)
-        for name in ("messages", "rounds", "latency_seconds", "queued", "memory_seconds")
+        for name in (
+            "messages",
+            "rounds",
+            "latency_seconds",
+            "latency_rate",
+            "latency_connections",
+            "queued",
+            "memory_seconds",
+        )
         if getattr(args, name) is not None
     }
     settings = replace(
-        base,
-        **chosen,
-        latency_rate=args.latency_rate,
-        latency_connections=args.latency_connections,
-        kumoclient_args=tuple(args.kumoclient_arg),
-        keep=args.keep_tmp,
+        base, **chosen, kumoclient_args=tuple(args.kumoclient_arg), keep=args.keep_tmp
     )
     postfix_queued = args.postfix_queued
     if postfix_queued is None:

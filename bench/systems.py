@@ -126,6 +126,25 @@ def _stat_fields(pid: int) -> list[str] | None:
     return stat.rsplit(")", 1)[1].split()  # fields from "state" on
 
 
+def group_members(pgid: int) -> list[int]:
+    """Live processes of process group `pgid` (zombies excluded)."""
+    members = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            fields = _stat_fields(int(entry))
+            if fields is not None and int(fields[2]) == pgid and fields[0] != "Z":
+                members.append(int(entry))
+    return members
+
+
+def kill_group(pgid: int) -> None:
+    """SIGKILL, by PID, every live member of a process group we created (a daemon's session:
+    start_new_session=True makes its PID the group's ID)."""
+    for pid in group_members(pgid):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
+
+
 def process_tree(root: int) -> list[int]:
     """`root` and all its live descendants."""
     children: dict[int, list[int]] = {}
@@ -381,17 +400,14 @@ class KumoclientDaemon:
                     proc.send_signal(signal.SIGTERM)
                 reaped = reap(proc.pid, timeout)
                 if reaped is None:
-                    with contextlib.suppress(ProcessLookupError):
-                        os.killpg(proc.pid, signal.SIGKILL)
+                    kill_group(proc.pid)
                     reaped = reap(proc.pid, 10.0)
                 if reaped is not None:
                     proc.returncode = os.waitstatus_to_exitcode(reaped[0])
                     self.usage = reaped[1]
                 else:  # somebody else reaped it
                     proc.wait(10.0)
-            # workers left behind in the daemon's session (it is its own process group)
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(proc.pid, signal.SIGKILL)
+            kill_group(proc.pid)  # workers left behind in the daemon's session
         finally:
             if self._reader is not None:
                 self._reader.join(10.0)
