@@ -32,7 +32,8 @@ from kumoclient.policy.runtime import PolicyHolder
 from kumoclient.spool import Spool, Submission
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.spool import free_port, wait_port
+from bench.systems import wait_port
+from tests.integration.postfix import free_port
 
 SENDER = "bench@example.com"
 
@@ -124,7 +125,7 @@ def start_sink(port: int) -> subprocess.Popen[bytes]:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    wait_port(port)
+    wait_port(port, 30.0)
     return sink
 
 

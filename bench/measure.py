@@ -31,7 +31,6 @@ from bench.systems import (
     Memory,
     RecordingSink,
     SmtpSink,
-    free_port,
     postfix_relay_settings,
     relay_policy,
     rusage_cpu,
@@ -40,6 +39,7 @@ from bench.systems import (
     tree_memory,
     wait_until,
 )
+from tests.integration.postfix import free_port
 
 SENDER = "sender@example.com"
 KUMOCLIENT = "kumoclient"

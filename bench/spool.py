@@ -3,14 +3,16 @@
 Both systems get the same load from Postfix's own generator, `smtp-source -s 20` (20 parallel
 sessions, 2 KB messages), on loopback; each acknowledges a message only once it is on disk
 (kumoclient: write, fsync, rename, directory fsync, grouped; Postfix: cleanup's fsynced queue
-file). Postfix is a private instance (its own config, queue and data directories under a
-temporary directory, a loopback port, mail put on hold so nothing is delivered) started and
-stopped by PID. Rounds alternate between the systems; the median round is reported.
+file). Postfix is the private instance of bench/systems.py (its own config, queue and data
+directories, a loopback port, every accepted message put on hold); kumoclient is `kumoclient
+run` with its deliveries suspended (`kumoclient admin suspend`), extra options passed with
+`--kumoclient-arg` (e.g. `--kumoclient-arg=--workers --kumoclient-arg=2`). Both are started
+and stopped by PID. Rounds alternate between the systems; the median round is reported.
 
 A second table measures the spool alone, in process: 20 concurrent submitters storing 2 KB
 messages with group commit on and off (the choice the spool makes).
 
-    python bench/spool.py [--messages 5000] [--rounds 3] [--json FILE]
+    python bench/spool.py [--messages 5000] [--rounds 3] [--json FILE] [--kumoclient-arg ARG]
 """
 
 from __future__ import annotations
@@ -18,183 +20,81 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.systems import (
+    BenchPostfix,
+    KumoclientDaemon,
+    make_tmp_root,
+    relay_policy,
+    smtp_source,
+)
 from kumoclient.spool import Spool, Submission
+from tests.integration.postfix import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
+# Postfix holds every message it accepts (nothing is delivered)
+HOLD = {
+    "smtpd_end_of_data_restrictions": "check_client_access static:HOLD",
+    "smtpd_recipient_restrictions": "permit",
+    "default_process_limit": "200",
+}
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+def postfix_round(base: Path, messages: int) -> float:
+    postfix = BenchPostfix(base, HOLD)
+    postfix.start()
+    try:
+        started = time.perf_counter()
+        smtp_source(postfix.port, messages)
+        seconds = time.perf_counter() - started
+        time.sleep(0.5)
+        held = postfix.queue_count("hold")
+    finally:
+        postfix.stop()
+    if held < messages:
+        raise RuntimeError(f"postfix holds {held} of {messages} messages")
+    return messages / seconds
 
 
-def wait_port(port: int, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise TimeoutError(f"nothing listening on {port}")
-
-
-def smtp_source(port: int, messages: int) -> float:
-    """Seconds `smtp-source -s 20` takes to send `messages` 2 KB messages."""
-    started = time.perf_counter()
-    subprocess.run(
-        [
-            "smtp-source",
-            "-s",
-            "20",
-            "-m",
-            str(messages),
-            "-l",
-            "2048",
-            "-f",
-            "sender@example.com",
-            "-t",
-            "rcpt@example.net",
-            f"127.0.0.1:{port}",
-        ],
-        check=True,
-        capture_output=True,
-        timeout=600,
-    )
-    return time.perf_counter() - started
-
-
-class PrivatePostfix:
-    """A Postfix instance of its own, holding every accepted message in its queue."""
-
-    def __init__(self, base: Path) -> None:
-        self.base = base
-        self.port = free_port()
-        self.etc = base / "etc"
-
-    def start(self) -> None:
-        for sub in ("etc", "queue", "data"):
-            (self.base / sub).mkdir(parents=True, exist_ok=True)
-        master = Path("/etc/postfix/master.cf").read_text().splitlines()
-        lines = [line for line in master if not line.startswith("smtp      inet")]
-        lines.append(f"127.0.0.1:{self.port} inet n - n - - smtpd")
-        (self.etc / "master.cf").write_text("\n".join(lines) + "\n")
-        (self.etc / "main.cf").write_text(
-            "\n".join(
-                [
-                    "compatibility_level = 3.6",
-                    f"queue_directory = {self.base / 'queue'}",
-                    f"data_directory = {self.base / 'data'}",
-                    "mail_owner = postfix",
-                    "setgid_group = postdrop",
-                    "inet_interfaces = 127.0.0.1",
-                    "inet_protocols = ipv4",
-                    "myhostname = bench.localdomain",
-                    "mydestination =",
-                    "mynetworks = 127.0.0.0/8",
-                    "alias_maps =",
-                    "alias_database =",
-                    "smtpd_recipient_restrictions = permit_mynetworks, reject",
-                    "smtpd_end_of_data_restrictions = check_client_access static:HOLD",
-                    f"maillog_file = {self.base / 'maillog'}",
-                    "default_process_limit = 200",
-                ]
-            )
-            + "\n"
-        )
-        shutil.chown(self.base / "data", user="postfix")
-        subprocess.run(["postfix", "-c", str(self.etc), "check"], check=True, timeout=60)
+def kumoclient_round(base: Path, messages: int, extra_args: list[str]) -> float:
+    """Its deliveries suspended (`kumoclient admin suspend`), as Postfix holds its mail."""
+    http = f"127.0.0.1:{free_port()}"
+    daemon = KumoclientDaemon(base, relay_policy("127.0.0.1:1"), [*extra_args, "--http", http])
+    daemon.start()
+    try:
         subprocess.run(
-            ["postfix", "-c", str(self.etc), "start"], check=True, timeout=60, capture_output=True
-        )
-        wait_port(self.port)
-
-    def stop(self) -> None:
-        pid_file = self.base / "queue" / "pid" / "master.pid"
-        if pid_file.exists():
-            pid = int(pid_file.read_text().split()[0])
-            os.kill(pid, signal.SIGTERM)
-            deadline = time.monotonic() + 20
-            while time.monotonic() < deadline:
-                try:
-                    os.kill(pid, 0)
-                except ProcessLookupError:
-                    return
-                time.sleep(0.1)
-            os.kill(pid, signal.SIGKILL)
-
-    def queued(self) -> int:
-        return sum(1 for p in (self.base / "queue" / "hold").rglob("*") if p.is_file())
-
-
-class Kumoclient:
-    """`kumoclient run` on its default policy with a private data directory."""
-
-    def __init__(self, base: Path) -> None:
-        self.base = base
-        self.port = free_port()
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
             [
-                sys.executable,
-                "-m",
-                "kumoclient",
-                "run",
-                "--data-dir",
-                str(self.base),
-                "--listen",
-                f"127.0.0.1:{self.port}",
+                *(sys.executable, "-m", "kumoclient", "admin", "suspend"),
+                *("--domain", "example.net", "--reason", "bench", "--url", f"http://{http}"),
             ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            check=True,
+            capture_output=True,
+            timeout=60,
         )
-        wait_port(self.port)
+        started = time.perf_counter()
+        smtp_source(daemon.port, messages)
+        seconds = time.perf_counter() - started
+    finally:
+        daemon.stop()
+    if daemon.queued() < messages:
+        raise RuntimeError(f"kumoclient holds {daemon.queued()} of {messages} messages")
+    return messages / seconds
 
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.send_signal(signal.SIGTERM)
-            self.proc.wait(timeout=30)
 
-    def queued(self) -> int:
-        return len(list((self.base / "spool" / "data").iterdir()))
-
-
-def acceptance(messages: int, rounds: int, tmp: Path) -> dict[str, float]:
+def acceptance(messages: int, rounds: int, tmp: Path, extra_args: list[str]) -> dict[str, float]:
     rates: dict[str, list[float]] = {"kumoclient": [], "postfix": []}
-    for round_number in range(rounds):
-        for name, system in (
-            ("postfix", PrivatePostfix(tmp / f"pf{round_number}")),
-            ("kumoclient", Kumoclient(tmp / f"kc{round_number}")),
-        ):
-            system.start()
-            try:
-                seconds = smtp_source(system.port, messages)
-                time.sleep(0.5)
-                stored = system.queued()
-            finally:
-                system.stop()
-            if stored < messages:
-                raise RuntimeError(f"{name} holds {stored} of {messages} messages")
-            rates[name].append(messages / seconds)
-            print(
-                f"  round {round_number + 1}: {name:<10} {messages / seconds:8.0f} msg/s",
-                flush=True,
-            )
+    for number in range(rounds):
+        rates["postfix"].append(postfix_round(tmp / f"pf{number}", messages))
+        rates["kumoclient"].append(kumoclient_round(tmp / f"kc{number}", messages, extra_args))
+        for name in ("postfix", "kumoclient"):
+            print(f"  round {number + 1}: {name:<10} {rates[name][-1]:8.0f} msg/s", flush=True)
     kc, pf = statistics.median(rates["kumoclient"]), statistics.median(rates["postfix"])
     return {"kumoclient_msg_per_s": kc, "postfix_msg_per_s": pf, "ratio": kc / pf}
 
@@ -222,21 +122,30 @@ def main() -> int:
     parser.add_argument("--messages", type=int, default=5000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--json", type=Path, default=ROOT / "bench" / "results" / "spool.json")
+    parser.add_argument(
+        "--kumoclient-arg",
+        action="append",
+        default=[],
+        metavar="ARG",
+        help="extra argument of `kumoclient run` (repeatable: --kumoclient-arg=--workers "
+        "--kumoclient-arg=2)",
+    )
     args = parser.parse_args()
-    for tool in ("smtp-source", "postfix"):
+    for tool in ("smtp-source", "postconf"):
         if shutil.which(tool) is None:
             print(f"{tool} not found: apt-get install postfix", file=sys.stderr)
             return 69
-    with tempfile.TemporaryDirectory(dir="/var/tmp") as name:
-        tmp = Path(name)
-        os.chmod(tmp, 0o755)
+    tmp = make_tmp_root("kumoclient-spool-bench-")
+    try:
         print(f"SMTP acceptance, smtp-source -s 20, {args.messages} x 2 KB, {args.rounds} rounds")
-        smtp = acceptance(args.messages, args.rounds, tmp)
+        smtp = acceptance(args.messages, args.rounds, tmp, args.kumoclient_arg)
         print("spool alone, 20 concurrent submitters, group commit on / off")
         modes = {}
         for mode in (True, False):
             runs = [asyncio.run(spool_only(tmp, mode, 2000)) for _ in range(args.rounds)]
             modes["group_commit" if mode else "per_message_fsync"] = statistics.median(runs)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     print(f"\n{'system':<12} {'msg/s (median)':>15}")
     print(f"{'kumoclient':<12} {smtp['kumoclient_msg_per_s']:>15,.0f}")
     print(f"{'postfix':<12} {smtp['postfix_msg_per_s']:>15,.0f}")

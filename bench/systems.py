@@ -37,7 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from tests.integration.postfix import PrivatePostfix  # noqa: E402
+from tests.integration.postfix import PrivatePostfix, free_port  # noqa: E402
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 # where the daemons started by the benchmarks keep their bytecode (see daemon_environment())
@@ -52,13 +52,6 @@ class BenchError(RuntimeError):
 
 
 # ------------------------------------------------------------------------------ small tools
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def wait_port(port: int, timeout: float, alive: Callable[[], bool] = lambda: True) -> None:
