@@ -207,12 +207,12 @@ class Daemon:
 
     async def _listen(self) -> None:
         """Accept SMTP here: on the sockets bound for the workers, or bind them now."""
-        bound = dict((id(config), sock) for config, sock in self._sockets)
-        for config in self.layout.listeners:
+        listeners: Sequence[tuple[EsmtpListenerConfig, socket.socket | None]] = self._sockets or [
+            (config, None) for config in self.layout.listeners
+        ]
+        for config, sock in listeners:
             try:
-                server = await start_listener(
-                    config, self.reception.accept_smtp, sock=bound.get(id(config))
-                )
+                server = await start_listener(config, self.reception.accept_smtp, sock=sock)
             except OSError as exc:
                 raise StartupError(f"cannot listen on {config.listen}: {exc.strerror}") from exc
             self._servers.append(server)
