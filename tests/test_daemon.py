@@ -17,6 +17,11 @@ from tests.daemon_process import DaemonProcess, kumoclient
 from tests.smtp_client import Client
 
 MESSAGE = b"Subject: hi\r\n\r\nhello\r\n"
+# a reception policy refusing recipients that contain a word: .format(word, word)
+REJECT_RULE = (
+    "kumo.on('smtp_server_message_received', function(msg)\n"
+    "  if msg:recipient():find('{}') then kumo.reject(550, '5.7.1 no {}') end\nend)\n"
+)
 
 
 @pytest.fixture
@@ -168,10 +173,7 @@ def test_inject_refuses_bad_input_with_exit_65(
 
 def test_sighup_reloads_and_a_broken_reload_keeps_the_old_policy(tmp_path: Path) -> None:
     policy = tmp_path / "policy.lua"
-    rule = (
-        "kumo.on('smtp_server_message_received', function(msg)\n"
-        "  if msg:recipient():find('{}') then kumo.reject(550, '5.7.1 no {}') end\nend)\n"
-    )
+    rule = REJECT_RULE
     policy.write_text(rule.format("first", "first"))
     process = DaemonProcess(tmp_path / "data", policy=policy).start()
     try:

@@ -15,7 +15,7 @@ import pytest
 
 from tests.daemon_process import DaemonProcess, kumoclient
 from tests.smtp_client import Client
-from tests.test_daemon import spooled, submit, wait_for
+from tests.test_daemon import REJECT_RULE, spooled, submit, wait_for
 from tests.test_delivery_restart import CountingSink, sink  # noqa: F401 - the fixture
 
 MESSAGE = b"Subject: hi\r\n\r\nhello\r\n"
@@ -185,10 +185,7 @@ def test_sigterm_stops_the_workers_and_keeps_everything_spooled(
 
 def test_sighup_reloads_the_policy_in_the_workers(tmp_path: Path) -> None:
     policy = tmp_path / "policy.lua"
-    rule = (
-        "kumo.on('smtp_server_message_received', function(msg)\n"
-        "  if msg:recipient():find('{}') then kumo.reject(550, '5.7.1 no {}') end\nend)\n"
-    )
+    rule = REJECT_RULE
     policy.write_text(rule.format("first", "first"))
     process = worker_daemon(tmp_path / "data", 2, policy)
     try:
