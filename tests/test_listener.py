@@ -159,7 +159,7 @@ async def test_utf8_header_with_smtputf8_is_accepted(rig: Rig) -> None:
     [
         (b"MAIL FROM:<a\x00b@example.com>\r\n", "553 5.1.7"),
         (b"MAIL FROM:<a\rb@example.com>\r\n", "553 5.1.7"),
-        (b"HELLO there\r\n", '500 Error: command "HELLO" not recognized'),
+        (b"HELLO there\r\n", '500 5.5.1 Error: command "HELLO" not recognized'),
         (b"MAIL FROM:" + b"x" * 2000 + b"\r\n", "500 5.5.2 Command line too long"),
         (b"RCPT TO:<b@example.net>\r\n", "503"),
         (b"DATA\r\n", "503"),

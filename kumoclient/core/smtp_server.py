@@ -1,0 +1,144 @@
+"""SMTP server decisions without I/O: command lines, paths and parameters, message content.
+
+Rules (RFC 5321, RFC 1870 SIZE, RFC 6152 8BITMIME, RFC 6531 SMTPUTF8, SPEC 3 and 8):
+- a command is a verb, then an optional argument after one or more spaces; verbs are
+  case-insensitive;
+- `MAIL FROM:<path> [params]` and `RCPT TO:<path> [params]`; the path may lack its angle
+  brackets (as many clients send it), and a source route (`<@a,@b:user@d>`) is dropped;
+  `<>` is the null sender (MAIL only);
+- a path with CR, LF or NUL is refused (`553 5.1.7` sender, `553 5.1.3` recipient), a non-ASCII
+  path needs the `SMTPUTF8` parameter (`553 5.6.7`);
+- MAIL parameters: `SIZE=n` (over the limit: `552 5.3.4`), `BODY=7BIT|8BITMIME`, `SMTPUTF8`;
+  anything else is `555 5.5.4`; RCPT takes no parameters;
+- content: dot-stuffing is undone; NUL bytes (`554 5.6.0`), a bare LF (`554 5.6.11`, the SMTP
+  smuggling defence), a line over 1,000 octets with its CRLF (`500 5.5.2`), non-ASCII header
+  bytes without SMTPUTF8 or invalid UTF-8 headers with it (`554 5.6.7`) are refused.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+# the longest line, CRLF included (RFC 5321 4.5.3.1.6: 1,000 octets for text lines; command
+# lines may be longer with extensions, and we allow the same)
+MAX_LINE = 1000
+
+_BAD_PATH = re.compile(r"[\r\n\x00]")
+_BARE_LF = re.compile(rb"(?<!\r)\n")
+_HEADER_END = re.compile(rb"\r\n\r\n")
+_SIZE = re.compile(r"[0-9]{1,20}")
+
+
+@dataclass(frozen=True, slots=True)
+class MailFrom:
+    """A parsed `MAIL FROM`: the sender (`""` for `<>`), and what its parameters declared."""
+
+    address: str
+    smtputf8: bool = False
+    size: int | None = None
+
+
+class CommandError(Exception):
+    """A command that gets an error reply; `reply` is the whole reply line."""
+
+    def __init__(self, reply: str) -> None:
+        super().__init__(reply)
+        self.reply = reply
+
+
+def split_command(line: str) -> tuple[str, str]:
+    """The upper-cased verb and its argument (`""` when there is none)."""
+    verb, _, arg = line.partition(" ")
+    return verb.upper(), arg.strip()
+
+
+def _path(arg: str, keyword: str) -> tuple[str, list[str]]:
+    """The address in `KEYWORD:<address> params` and the parameter words."""
+    if arg[: len(keyword)].upper() != keyword:
+        raise CommandError(f"501 5.5.4 Syntax: {keyword} <address>")
+    rest = arg[len(keyword) :].lstrip(" ")
+    if rest.startswith("<"):
+        end = rest.find(">")
+        if end < 0:
+            raise CommandError(f"501 5.5.4 Syntax: {keyword} <address>")
+        address, params = rest[1:end], rest[end + 1 :].split()
+    else:
+        words = rest.split()
+        if not words:
+            raise CommandError(f"501 5.5.4 Syntax: {keyword} <address>")
+        address, params = words[0], words[1:]
+    if address.startswith("@") and ":" in address:  # a source route: RFC 5321 C
+        address = address.partition(":")[2]
+    return address, params
+
+
+def parse_mail(arg: str, *, extended: bool, size_limit: int | None) -> MailFrom:
+    """`MAIL` after its verb; CommandError with the reply when it is refused."""
+    address, params = _path(arg, "FROM:")
+    if params and not extended:
+        raise CommandError("501 5.5.4 Parameters need EHLO")
+    smtputf8, size = False, None
+    for param in params:
+        key, _, value = param.partition("=")
+        key = key.upper()
+        if key == "SIZE" and _SIZE.fullmatch(value):
+            size = int(value)
+            if size_limit is not None and size > size_limit:
+                raise CommandError("552 5.3.4 Message size exceeds the fixed maximum size")
+        elif key == "BODY" and value.upper() in {"7BIT", "8BITMIME"}:
+            pass  # 8-bit content is taken as it is either way
+        elif key == "SMTPUTF8" and not value:
+            smtputf8 = True
+        else:
+            raise CommandError(f"555 5.5.4 MAIL parameter not recognized: {param}")
+    if _BAD_PATH.search(address):
+        raise CommandError("553 5.1.7 Sender address contains CR, LF or NUL")
+    if not smtputf8 and not address.isascii():
+        raise CommandError("553 5.6.7 Non-ASCII sender address requires SMTPUTF8")
+    return MailFrom(address, smtputf8, size)
+
+
+def parse_rcpt(arg: str, *, smtputf8: bool) -> str:
+    """`RCPT` after its verb: the recipient; CommandError with the reply when refused."""
+    address, params = _path(arg, "TO:")
+    if params:
+        raise CommandError(f"555 5.5.4 RCPT parameter not recognized: {params[0]}")
+    if _BAD_PATH.search(address) or "@" not in address:
+        raise CommandError("553 5.1.3 Recipient address is not a valid mailbox")
+    if not smtputf8 and not address.isascii():
+        raise CommandError("553 5.6.7 Non-ASCII recipient address requires SMTPUTF8")
+    return address
+
+
+def has_long_line(data: bytes | bytearray) -> bool:
+    """Whether some line of `data` is over MAX_LINE octets with its line end."""
+    # the LF ends a line: MAX_LINE octets before it, CR included, are one too many
+    return len(data) >= MAX_LINE and max(map(len, data.split(b"\n"))) >= MAX_LINE
+
+
+def unstuff(data: bytes) -> bytes:
+    """The content of a DATA section (terminator removed): a leading dot of each line goes."""
+    if data.startswith(b"."):
+        data = data[1:]
+    if b"\r\n." in data:
+        data = data.replace(b"\r\n.", b"\r\n")
+    return data
+
+
+def content_problem(content: bytes, smtputf8: bool) -> str | None:
+    """The reply for content that must be refused, or None."""
+    if b"\x00" in content:
+        return "554 5.6.0 Message contains NUL bytes"
+    if _BARE_LF.search(content):
+        return "554 5.6.11 Message contains a bare LF (lines must end with CRLF)"
+    end = _HEADER_END.search(content)
+    headers = content[: end.start()] if end else content
+    if not headers.isascii():
+        if not smtputf8:
+            return "554 5.6.7 Non-ASCII header requires SMTPUTF8"
+        try:
+            headers.decode("utf-8")
+        except UnicodeDecodeError:
+            return "554 5.6.7 Header is not valid UTF-8"
+    return None
