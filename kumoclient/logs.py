@@ -62,7 +62,10 @@ def configure_logging(fmt: LogFormat = "json", level: str = "info") -> None:
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(_LEVELS.get(level, logging.INFO)),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        # one write per line (print() writes the line and its newline apart, which with an
+        # unbuffered stderr, PYTHONUNBUFFERED, lets the lines of reception workers and the
+        # main process sharing one stderr run into each other)
+        logger_factory=structlog.WriteLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=False,
     )
 

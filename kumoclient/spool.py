@@ -396,18 +396,31 @@ class Spool:
         """`enumerate`, with the checked content of every message small enough to be read
         whole by the same read that gets its header (None for the others)."""
         self.unreadable = 0
+        yield from self.load_listed(self.listing(quarantine=quarantine), quarantine=quarantine)
+
+    def listing(self, *, quarantine: bool = True) -> list[str]:
+        """The ids in `data/`, oldest first (ids are time-ordered). With `quarantine` (the
+        daemon's own scan) metadata files whose message is gone are removed as stale."""
         with os.scandir(self.data) as entries:
             names = sorted(e.name for e in entries if not e.name.startswith("."))
         with os.scandir(self.meta) as entries:
-            states = {e.name for e in entries if not e.name.startswith(".")}
-        if quarantine:  # the daemon's own scan: metadata whose message is gone is stale
-            for orphan in states - {f"{name}.json" for name in names}:
+            states = {e.name[:-5] for e in entries if e.name.endswith(".json")}
+        if quarantine:
+            for orphan in states.difference(names):
                 with contextlib.suppress(OSError):
-                    os.unlink(f"{self._meta_prefix}{orphan}")
-        self._stated = {name for name in names if f"{name}.json" in states}
+                    os.unlink(f"{self._meta_prefix}{orphan}.json")
+        self._stated = states.intersection(names)
+        return names
+
+    def load_listed(
+        self, names: list[str], *, quarantine: bool = True
+    ) -> Iterator[tuple[SpooledMessage, bytes | None]]:
+        """Read the entries `listing()` named (see `scan`); an unreadable one is counted in
+        `self.unreadable` and, with `quarantine`, moved to quarantine/."""
+        stated = self._stated
         for name in names:
             try:
-                message, content = self._load(name, f"{name}.json" in states)
+                message, content = self._load(name, name in stated)
             except FileNotFoundError:
                 continue  # delivered and removed while we were reading
             except Exception as exc:  # any malformed entry, whatever it breaks: never stop

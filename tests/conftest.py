@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import asyncio
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import uvloop
 
 from tests import redis_server
 from tests.redis_server import RedisServer
@@ -18,3 +20,14 @@ def redis_proc(tmp_path: Path) -> Iterator[RedisServer]:
         pytest.fail("redis-server is not installed: apt-get install redis-server (see .ci/run)")
     with RedisServer(tmp_path / "redis") as server:
         yield server
+
+
+def pytest_asyncio_loop_factories(
+    config: pytest.Config, item: pytest.Item
+) -> dict[str, Callable[[], asyncio.AbstractEventLoop]]:
+    """The SMTP listener's tests run on both event loops: asyncio's, and uvloop's, which
+    `kumoclient run` uses when it is installed (its transports are not asyncio's classes).
+    Every other test runs on asyncio's."""
+    if item.path.name == "test_listener.py":
+        return {"asyncio": asyncio.new_event_loop, "uvloop": uvloop.new_event_loop}
+    return {"asyncio": asyncio.new_event_loop}

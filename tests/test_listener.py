@@ -306,3 +306,123 @@ async def test_starttls_when_a_certificate_is_configured(tmp_path: Path) -> None
 async def test_no_starttls_without_a_certificate(rig: Rig) -> None:
     client = await rig.client()
     assert "STARTTLS" not in await client.cmd("EHLO again")
+
+
+async def test_data_arriving_a_byte_at_a_time_is_stored_intact(rig: Rig) -> None:
+    client = await rig.client()
+    for line in (b"MAIL FROM:<a@example.com>\r\n", b"RCPT TO:<b@example.net>\r\n", b"DATA\r\n"):
+        for byte in line:
+            client.writer.write(bytes([byte]))
+            await client.writer.drain()
+        assert (await client.reply())[:3] in {"250", "354"}
+    for byte in b"Subject: x\r\n\r\n..dot\r\nend\r\n.\r\n":
+        client.writer.write(bytes([byte]))
+        await client.writer.drain()
+    assert (await client.reply()).startswith("250 2.0.0")
+    (message,) = rig.spool.enumerate()
+    assert await rig.spool.read_content(message.id) == b"Subject: x\r\n\r\n.dot\r\nend\r\n"
+
+
+async def test_an_empty_message_split_across_writes_is_accepted(rig: Rig) -> None:
+    client = await rig.client()
+    await client.cmd("MAIL FROM:<a@example.com>")
+    await client.cmd("RCPT TO:<b@example.net>")
+    await client.cmd("DATA")
+    client.writer.write(b".")
+    await client.writer.drain()
+    await asyncio.sleep(0.05)
+    assert (await client.send(b"\r\n")).startswith("250")
+    (message,) = rig.spool.enumerate()
+    assert await rig.spool.read_content(message.id) == b""
+
+
+async def test_a_message_far_over_the_limit_is_refused_and_the_session_goes_on(rig: Rig) -> None:
+    client = await rig.client()
+    await client.cmd("MAIL FROM:<a@example.com>")
+    await client.cmd("RCPT TO:<b@example.net>")
+    await client.cmd("DATA")
+    chunk = b"0123456789" * 100 + b"\r\n"  # 1,002 octets a line, 4,096 allowed in all
+    for _ in range(300):  # 300 kB, streamed: dropped as it comes, not held
+        client.writer.write(chunk[:-4] + b"\r\n")
+    assert (await client.send(b".\r\n")).startswith("552 5.3.4 Message too big")
+    assert rig.spool.ids() == []
+    assert (await client.transaction("a@example.com", ["b@example.net"], MESSAGE)).startswith("250")
+
+
+async def test_a_long_line_in_a_dropped_message_is_named(rig: Rig) -> None:
+    client = await rig.client()
+    await client.cmd("MAIL FROM:<a@example.com>")
+    await client.cmd("RCPT TO:<b@example.net>")
+    await client.cmd("DATA")
+    client.writer.write(b"x" * 50_000 + b"\r\n")
+    assert (await client.send(b".\r\n")).startswith("500 5.5.2 Line too long")
+    assert rig.spool.ids() == []
+
+
+async def test_two_whole_transactions_in_one_write_are_answered_in_order(rig: Rig) -> None:
+    client = await rig.client()
+    one = b"MAIL FROM:<a@example.com>\r\nRCPT TO:<b@example.net>\r\nDATA\r\n" + MESSAGE + b".\r\n"
+    client.writer.write(one + one.replace(b"b@example.net", b"c@example.net") + b"NOOP\r\n")
+    replies = [await client.reply() for _ in range(9)]
+    assert [r[:3] for r in replies] == ["250", "250", "354", "250"] * 2 + ["250"]
+    assert replies[3] != replies[7]  # each its own queued id
+    assert sorted(m.recipient for m in rig.spool.enumerate()) == ["b@example.net", "c@example.net"]
+
+
+async def test_an_idle_client_is_told_421_and_disconnected(tmp_path: Path) -> None:
+    async for rig in make_rig(tmp_path, client_timeout=0.3):
+        client = await rig.client()
+        assert (await client.reply()).startswith("421 4.4.2")
+        assert await asyncio.wait_for(client.reader.read(), 5) == b""
+
+
+@pytest.mark.parametrize(
+    ("raw", "reply"),
+    [
+        (b"STARTTLS\r\n", "454 4.7.0 TLS not available"),
+        (b"NOOP \xff\xfe\r\n", "500 5.5.2 Command is not valid UTF-8"),
+        (b"EHLO\r\n", "501 5.5.4 Syntax: EHLO hostname"),
+        (b"MAIL FROM:<a@example.com> SIZE=5000\r\n", "552 5.3.4"),
+        (b"MAIL FROM:<a@example.com> FOO=1\r\n", "555 5.5.4"),
+        (b"MAIL FROM:<\xc3\xa9@example.com>\r\n", "553 5.6.7"),
+        (b"VRFY someone\r\n", "252"),
+        (b"RSET now\r\n", "501 5.5.4"),
+    ],
+)
+async def test_more_commands_get_specific_replies(rig: Rig, raw: bytes, reply: str) -> None:
+    client = await rig.client()
+    assert (await client.send(raw)).startswith(reply)
+    assert (await client.cmd("NOOP")).startswith("250")
+
+
+async def test_a_long_command_line_split_across_writes_is_refused(rig: Rig) -> None:
+    client = await rig.client()
+    for _ in range(5):
+        client.writer.write(b"MAIL FROM:" + b"x" * 600)
+        await client.writer.drain()
+        await asyncio.sleep(0.01)
+    assert (await client.send(b"\r\n")).startswith("500 5.5.2 Command line too long")
+    assert (await client.transaction("a@example.com", ["b@example.net"], MESSAGE)).startswith("250")
+
+
+async def test_a_client_gone_mid_data_leaves_nothing(rig: Rig) -> None:
+    client = await rig.client()
+    await client.cmd("MAIL FROM:<a@example.com>")
+    await client.cmd("RCPT TO:<b@example.net>")
+    await client.cmd("DATA")
+    client.writer.write(b"Subject: half\r\n\r\nthe first half")
+    await client.writer.drain()
+    client.writer.close()
+    await asyncio.sleep(0.2)
+    assert rig.spool.ids() == []
+
+
+async def test_helo_then_mail_with_parameters_is_refused_and_rset_clears(rig: Rig) -> None:
+    client = await rig.connect()
+    await client.reply()
+    assert (await client.cmd("HELO old.example")).startswith("250 ")
+    assert (await client.cmd("MAIL FROM:<a@example.com> SIZE=10")).startswith("501 5.5.4")
+    assert (await client.cmd("MAIL FROM:<a@example.com>")).startswith("250")
+    assert (await client.cmd("MAIL FROM:<a@example.com>")).startswith("503 5.5.1")
+    assert (await client.cmd("RSET")).startswith("250")
+    assert (await client.cmd("RCPT TO:<b@example.net>")).startswith("503 5.5.1")

@@ -177,8 +177,9 @@ class Daemon:
 
     async def run(self) -> None:
         """Serve until asked to stop."""
-        spooled = await self.engine.start(clean_spool=not self.workers)
-        log.info("spool enumerated", messages=spooled, spool=str(self.layout.spool_dir))
+        # the spool is read in the background: delivery and reception start at once
+        spooled = await self.engine.start(clean_spool=not self.workers, background_scan=True)
+        log.info("spool listed", messages=spooled, spool=str(self.layout.spool_dir))
         try:
             if self.workers:
                 self._readers = [

@@ -66,6 +66,7 @@ _INLINE_READ = 256 * 1024  # smaller contents are read on the loop (page cache, 
 # contents kept in memory between reception (or start-up) and the first attempt, so that a
 # message is not read back from disk; beyond this many bytes they are read when delivered
 CONTENT_BUDGET = 64 * 1024 * 1024
+SCAN_BATCH = 256  # spooled messages read at start between two turns of the event loop
 Record = dict[str, object]
 
 
@@ -111,6 +112,7 @@ class Engine:
         self._cached = 0  # bytes of content held by items
         self._tg: asyncio.TaskGroup | None = None
         self._stopping = False
+        self.scanned = asyncio.Event()  # every spooled message is scheduled (see start())
         self._hostname = socket.getfqdn()  # as make_egress_path's default
         self.dns = resolver if resolver is not None else MxResolver()
         # rate limits and connection limits, shared with other nodes through Redis when
@@ -136,22 +138,51 @@ class Engine:
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
 
-    async def start(self, *, clean_spool: bool = True) -> int:
-        """Open spool and log, schedule every spooled message; returns how many.
+    async def start(self, *, clean_spool: bool = True, background_scan: bool = False) -> int:
+        """Open spool and log, schedule every spooled message; returns how many there are.
         `clean_spool=False`: the caller removed the spool's stale files already (before
-        reception workers began writing to it)."""
+        reception workers began writing to it). `background_scan`: return once the spool is
+        listed, and read and schedule its messages in batches while the engine already
+        delivers (the oldest first); `scanned` is set, and "spool enumerated" logged, when
+        all are read. Otherwise every message is scheduled before start() returns.
+        """
         await self.spool.start(clean=clean_spool)
         await self.records.open()
         self._tg = asyncio.TaskGroup()
         await self._tg.__aenter__()
-        spooled = 0
-        for message, content in self.spool.scan():
-            self.enqueue([message], content)
-            spooled += 1
-        self.metrics.spooled.set(spooled)
+        names = self.spool.listing()
+        self.spool.unreadable = 0
+        self.metrics.spooled.set(len(names))
         self._tg.create_task(self.scheduler.run(), name="scheduler")
         self._tg.create_task(self._state.run(), name="spool-state")
-        return spooled
+        if background_scan:
+            self._tg.create_task(self._scan(names), name="spool-scan")
+            return len(names)
+        for message, content in self.spool.load_listed(names):
+            self.enqueue([message], content)
+        self.scanned.set()
+        return len(names) - self.spool.unreadable
+
+    async def _scan(self, names: list[str]) -> None:
+        """Read and schedule the listed messages, SCAN_BATCH at a time, letting deliveries
+        and receptions run between batches."""
+        started = time.monotonic()
+        scheduled = 0
+        for first in range(0, len(names), SCAN_BATCH):
+            if self._stopping:
+                return
+            for message, content in self.spool.load_listed(names[first : first + SCAN_BATCH]):
+                self.enqueue([message], content)
+                scheduled += 1
+            await asyncio.sleep(0)
+        self.scanned.set()
+        log.info(
+            "spool enumerated",
+            messages=scheduled,
+            quarantined=self.spool.unreadable,
+            seconds=round(time.monotonic() - started, 3),
+            spool=str(self.spool.root),
+        )
 
     async def stop(self, grace: float = STOP_GRACE) -> None:
         """Stop taking messages, let transactions in flight finish for `grace` seconds,
