@@ -67,6 +67,7 @@ class _Listener:
         # stuffed data may be a little larger than the message: past this it is dropped
         self.data_limit = self.size_limit + self.size_limit // 16 + 8192
         self.storing: set[asyncio.Task[None]] = set()
+        self.relay_known: dict[str, bool] = {}  # client address -> may relay (parsed once)
         self.ehlo_reply = self._ehlo(offer_tls=False)
         self.ehlo_reply_tls = self._ehlo(offer_tls=self.tls is not None)
 
@@ -85,8 +86,16 @@ class _Listener:
 
     def may_relay(self, peer: Any) -> bool:
         host = peer[0] if isinstance(peer, tuple) else str(peer)
+        known = self.relay_known.get(host)
+        if known is None:
+            if len(self.relay_known) >= 4096:  # a bound against many distinct clients
+                self.relay_known.clear()
+            known = self.relay_known[host] = self._may_relay(host)
+        return known
+
+    def _may_relay(self, host: str) -> bool:
         try:
-            address = ipaddress.ip_address(host.split("%")[0])
+            address = ipaddress.ip_address(host.partition("%")[0])
         except ValueError:
             return False
         if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:

@@ -435,7 +435,9 @@ class Session:
             raise _TransportError("message content", "connection lost")
         self._note(">", f"<{len(content)} bytes of content>")
         try:
-            protocol.write(_PERIOD.sub(b"..", content) + b".\r\n")
+            if content.startswith(b".") or b"\n." in content:  # a cheap test first
+                content = _PERIOD.sub(b"..", content)
+            protocol.write(content + b".\r\n")
             response = await protocol.read_response(timeout=timeout)
         except aiosmtplib.SMTPTimeoutError as exc:
             raise _TransportError("final dot", "timeout", timeout, ".") from exc

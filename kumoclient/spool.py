@@ -63,9 +63,13 @@ class Submission:
     reception_protocol: str = "ESMTP"
 
 
+_Entries = list[tuple[SpooledMessage, bytes]]
+
+
 @dataclass(slots=True)
 class _Pending:
-    messages: list[tuple[SpooledMessage, bytes]]
+    messages: _Entries
+    fresh: bool
     future: asyncio.Future[None] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
@@ -202,8 +206,12 @@ class Spool:
             for index, recipient in enumerate(submission.recipients)
         ]
 
-    async def store(self, messages: list[SpooledMessage], content: bytes) -> None:
+    async def store(
+        self, messages: list[SpooledMessage], content: bytes, *, fresh: bool = True
+    ) -> None:
         """Write the messages durably; returns only once they would survive a crash.
+        `fresh=False`: some may be in the spool already (an `incoming/` file picked up again
+        after a crash); those are left as they are.
 
         A caller that is cancelled while waiting (the client hung up) does not cancel the
         commit: its messages are written anyway, as after any unacknowledged submission.
@@ -212,9 +220,9 @@ class Spool:
         if self._closed:
             raise SpoolError("the spool is closed")
         if not self.group_commit or self._queue is None:  # per message, or not started
-            await asyncio.to_thread(self._commit_group, [entries])
+            await asyncio.to_thread(self._commit_group, [(entries, fresh)])
             return
-        pending = _Pending(entries)
+        pending = _Pending(entries, fresh)
         await self._queue.put(pending)
         await asyncio.shield(pending.future)
 
@@ -235,7 +243,7 @@ class Spool:
                 continue
             try:
                 errors: list[SpoolError | None] = await asyncio.to_thread(
-                    self._commit_group, [p.messages for p in group], collect_errors=True
+                    self._commit_group, [(p.messages, p.fresh) for p in group], collect_errors=True
                 )
             except Exception as exc:  # a bug of ours: fail this group, keep serving
                 log.exception("spool commit failed")
@@ -249,7 +257,7 @@ class Spool:
                     pending.future.set_exception(error)
 
     def _commit_group(
-        self, group: list[list[tuple[SpooledMessage, bytes]]], collect_errors: bool = False
+        self, group: list[tuple[_Entries, bool]], collect_errors: bool = False
     ) -> list[SpoolError | None]:
         """Write every submission of the group, then make the whole group durable at once.
 
@@ -259,10 +267,10 @@ class Spool:
         """
         batched = self.group_commit and self._data_fd is not None
         errors: list[SpoolError | None] = []
-        written: list[list[tuple[SpooledMessage, bytes]]] = []
-        for entries in group:
+        written: list[_Entries] = []
+        for entries, fresh in group:
             try:
-                self._write_submission(entries, sync_each=not batched)
+                self._write_submission(entries, sync_each=not batched, fresh=fresh)
                 errors.append(None)
                 written.append(entries)
             except SpoolError as exc:
@@ -289,7 +297,7 @@ class Spool:
         return errors
 
     def _write_submission(
-        self, entries: list[tuple[SpooledMessage, bytes]], *, sync_each: bool = True
+        self, entries: _Entries, *, sync_each: bool = True, fresh: bool = True
     ) -> None:
         written: list[str] = []  # plain strings: no pathlib objects per message
         renames: list[tuple[str, str]] = []
@@ -302,7 +310,7 @@ class Spool:
                 _write_fd(fd, encode_entry(message, content), sync=sync_each)
                 renames.append((tmp, final))
             for tmp, final in renames:
-                if os.path.exists(final):  # re-processing an incoming file: already durable
+                if not fresh and os.path.exists(final):  # picked up again: already durable
                     os.unlink(tmp)
                     continue
                 os.rename(tmp, final)

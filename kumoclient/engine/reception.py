@@ -11,7 +11,7 @@ whole request.
 
 from __future__ import annotations
 
-import secrets
+import random
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -28,6 +28,14 @@ from kumoclient.records import SpooledMessage
 from kumoclient.spool import Spool, SpoolError, Submission
 
 log = logs.get_logger(__name__)
+
+
+def _random_bits() -> int:
+    """64 random bits for a submission's ids: the `random` module's generator, seeded from
+    the OS at start and re-seeded in every forked process (reception workers), since
+    `secrets` would cost a system call per submission. Ids need to be unique, not secret."""
+    return random.getrandbits(64)
+
 
 # {content: its durable messages} -> handed to the main process
 Announce = Callable[[dict[bytes, list[SpooledMessage]]], Awaitable[None]]
@@ -66,7 +74,7 @@ class Reception:
         self, sender: str, recipients: list[str], content: bytes, peer: str, smtputf8: bool
     ) -> str:
         """The listener's callback: returns the 250 text or raises SubmissionRefused."""
-        base = msgid.submission_base(time.time(), secrets.randbits(64))
+        base = msgid.submission_base(time.time(), _random_bits())
         views = [
             MessageView(msgid.message_id(base, i), sender, rcpt, content, {})
             for i, rcpt in enumerate(recipients)
@@ -88,7 +96,7 @@ class Reception:
         """`Engine.submit` and generated DSNs: spool the messages as given (no reception
         event); their ids. Raises SubmissionRefused when the spool cannot take them.
         """
-        base = msgid.submission_base(time.time(), secrets.randbits(64))
+        base = msgid.submission_base(time.time(), _random_bits())
         views = [
             MessageView(msgid.message_id(base, i), sender, rcpt, content, dict(meta))
             for i, rcpt in enumerate(recipients)
@@ -106,7 +114,7 @@ class Reception:
         refuse, durably before returning. Raises SubmissionRefused, with nothing spooled,
         when the policy fails (451) or the spool cannot take them (452).
         """
-        base = msgid.submission_base(time.time(), secrets.randbits(64))
+        base = msgid.submission_base(time.time(), _random_bits())
         views = [
             MessageView(msgid.message_id(base, i), sender, rcpt, content, dict(meta))
             for i, (rcpt, content) in enumerate(messages)
@@ -160,6 +168,8 @@ class Reception:
         views: list[MessageView],
         protocol: str,
         created: float | None = None,
+        *,
+        fresh: bool = True,
     ) -> list[str]:
         now = time.time() if created is None else created
         groups: dict[bytes, list[SpooledMessage]] = {}
@@ -178,7 +188,7 @@ class Reception:
         stored: list[SpooledMessage] = []
         try:
             for content, messages in groups.items():
-                await self.spool.store(messages, content)
+                await self.spool.store(messages, content, fresh=fresh)
                 stored.extend(messages)
         except SpoolError as exc:
             log.error("spool cannot take a submission", error=str(exc))
@@ -214,7 +224,7 @@ class Reception:
             return False
         views = self._views(submission)
         try:
-            await self._store(views, submission.reception_protocol, created)
+            await self._store(views, submission.reception_protocol, created, fresh=False)
         except SubmissionRefused:
             return False  # the spool is full or failing: the file stays and is tried again
         self.spool.finish_drop(path)
