@@ -18,7 +18,9 @@ the median of the rounds is reported with the ratio kumoclient / Postfix):
    every Postfix daemon); whole-machine CPU busy % (/proc/stat).
 
 kumoclient is a black box: `python -m kumoclient run --policy P --data-dir D --listen ...`
-plus `--kumoclient-arg=ARG` (repeatable, e.g. --kumoclient-arg=--workers --kumoclient-arg=2).
+plus `--workers auto` (reception in its own process, as Postfix uses several: both systems use
+the machine's cores), or instead the `--kumoclient-arg=ARG`s given (repeatable, e.g.
+--kumoclient-arg=--workers --kumoclient-arg=2); `--single-process` runs it with neither.
 Postfix is tests/integration/postfix.py's private instance (master under a subreaper, its own
 configuration and queue under /var/tmp), never the system one. Needs root and Debian's postfix.
 
@@ -116,9 +118,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--kumoclient-arg",
         action="append",
-        default=[],
         metavar="ARG",
-        help="extra argument of `kumoclient run` (repeatable; --kumoclient-arg=--workers)",
+        help="extra argument of `kumoclient run`, instead of the default "
+        f"{' '.join(DEFAULT_KUMOCLIENT_ARGS)} (repeatable; --kumoclient-arg=--workers)",
+    )
+    parser.add_argument(
+        "--single-process",
+        action="store_true",
+        help="run `kumoclient run` without extra arguments (no reception workers)",
     )
     parser.add_argument(
         "--only", action="append", choices=PARTS, help="run only these parts (repeatable)"
@@ -136,6 +143,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+# reception in a worker process beside the delivering main process: both cores, as Postfix
+DEFAULT_KUMOCLIENT_ARGS = ("--workers", "auto")
+
+
 def settings_from(args: argparse.Namespace) -> measure.Settings:
     base = replace(measure.Settings(), **SMOKE) if args.smoke else measure.Settings()
     chosen: dict[str, Any] = {
@@ -151,9 +162,12 @@ def settings_from(args: argparse.Namespace) -> measure.Settings:
         )
         if getattr(args, name) is not None
     }
-    settings = replace(
-        base, **chosen, kumoclient_args=tuple(args.kumoclient_arg), keep=args.keep_tmp
+    if args.single_process and args.kumoclient_arg:
+        raise SystemExit("--single-process and --kumoclient-arg exclude each other")
+    kumoclient_args: tuple[str, ...] = (
+        () if args.single_process else tuple(args.kumoclient_arg or DEFAULT_KUMOCLIENT_ARGS)
     )
+    settings = replace(base, **chosen, kumoclient_args=kumoclient_args, keep=args.keep_tmp)
     postfix_queued = args.postfix_queued
     if postfix_queued is None:
         postfix_queued = min(settings.queued, base.postfix_queued)
