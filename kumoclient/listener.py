@@ -48,6 +48,8 @@ log = logs.get_logger(__name__)
 # sender, recipients, content, peer address, SMTPUTF8 → the 250 reply
 Accept = Callable[[str, list[str], bytes, str, bool], Awaitable[str]]
 
+# messages being stored (and TLS handshakes) of every listener in this process
+_IN_FLIGHT: set[asyncio.Task[None]] = set()
 _PAUSE_AT = 256 * 1024  # buffered bytes (pipelined while a message is stored) that pause reading
 _END = b"\r\n.\r\n"
 
@@ -66,7 +68,6 @@ class _Listener:
         self.size_limit = config.max_message_size
         # stuffed data may be a little larger than the message: past this it is dropped
         self.data_limit = self.size_limit + self.size_limit // 16 + 8192
-        self.storing: set[asyncio.Task[None]] = set()
         self.relay_known: dict[str, bool] = {}  # client address -> may relay (parsed once)
         self.ehlo_reply = self._ehlo(offer_tls=False)
         self.ehlo_reply_tls = self._ehlo(offer_tls=self.tls is not None)
@@ -395,8 +396,8 @@ class _Session(asyncio.Protocol):
 
     def _spawn(self, work: Awaitable[None]) -> None:
         task = asyncio.ensure_future(work)
-        self.listener.storing.add(task)
-        task.add_done_callback(self.listener.storing.discard)
+        _IN_FLIGHT.add(task)
+        task.add_done_callback(_IN_FLIGHT.discard)
 
 
 _COMMANDS: dict[str, Callable[[_Session, str], None]] = {
@@ -423,6 +424,16 @@ def bind_listener(config: EsmtpListenerConfig) -> socket.socket:
     sock = socket.create_server((host, int(port)), family=family, backlog=1024)
     sock.setblocking(False)
     return sock
+
+
+async def finish_in_flight(timeout: float) -> int:
+    """Wait up to `timeout` seconds for the messages being stored when the listeners were
+    closed, so that each gets its reply before the spool and the log close; returns how many
+    were still unfinished."""
+    if not _IN_FLIGHT:
+        return 0
+    _, pending = await asyncio.wait(set(_IN_FLIGHT), timeout=timeout)
+    return len(pending)
 
 
 async def start_listener(

@@ -426,3 +426,32 @@ async def test_helo_then_mail_with_parameters_is_refused_and_rset_clears(rig: Ri
     assert (await client.cmd("MAIL FROM:<a@example.com>")).startswith("503 5.5.1")
     assert (await client.cmd("RSET")).startswith("250")
     assert (await client.cmd("RCPT TO:<b@example.net>")).startswith("503 5.5.1")
+
+
+async def test_a_message_being_stored_at_close_gets_its_reply() -> None:
+    from kumoclient.listener import finish_in_flight
+
+    release = asyncio.Event()
+
+    async def slow_accept(
+        sender: str, recipients: list[str], content: bytes, peer: str, smtputf8: bool
+    ) -> str:
+        await release.wait()
+        return "250 2.0.0 OK queued as slow"
+
+    server = await start_listener(EsmtpListenerConfig(listen="127.0.0.1:0"), slow_accept)
+    client = await Client.connect(server.sockets[0].getsockname()[1])
+    await client.cmd("MAIL FROM:<a@example.com>")
+    await client.cmd("RCPT TO:<b@example.net>")
+    await client.cmd("DATA")
+    client.writer.write(MESSAGE + b".\r\n")
+    await client.writer.drain()
+    await asyncio.sleep(0.1)
+    server.close()  # the daemon's stop: listeners first ...
+    waiting = asyncio.ensure_future(finish_in_flight(5))
+    await asyncio.sleep(0.1)
+    assert not waiting.done()  # ... then it waits for the message being stored
+    release.set()
+    assert await waiting == 0
+    assert await client.reply() == "250 2.0.0 OK queued as slow"
+    await client.close()

@@ -37,7 +37,7 @@ from kumoclient.engine.workers import (
 )
 from kumoclient.errors import KumoClientError
 from kumoclient.http import Handlers, HttpServer, Route
-from kumoclient.listener import bind_listener, start_listener
+from kumoclient.listener import bind_listener, finish_in_flight, start_listener
 from kumoclient.policies import default_policy_path
 from kumoclient.policy.runtime import PolicyHolder
 from kumoclient.records import (
@@ -278,6 +278,9 @@ class Daemon:
         for server in self._servers:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(server.wait_closed(), max(0.1, deadline - time.monotonic()))
+        unfinished = await finish_in_flight(max(0.1, deadline - time.monotonic()))
+        if unfinished:
+            log.warning("messages still being stored at stop", count=unfinished)
         await self.engine.stop(grace=max(0.1, deadline - time.monotonic()))
         log.info("stopped", accepted=self.reception.accepted, **self.engine.counts)
 

@@ -36,7 +36,7 @@ import orjson
 
 from kumoclient import logs
 from kumoclient.engine.reception import Reception
-from kumoclient.listener import start_listener
+from kumoclient.listener import finish_in_flight, start_listener
 from kumoclient.policy.runtime import PolicyHolder
 from kumoclient.records import EsmtpListenerConfig, SpooledMessage
 from kumoclient.spool import Spool
@@ -155,6 +155,7 @@ async def _serve(index: int, setup: WorkerSetup, write_fd: int) -> None:
         for server in servers:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(server.wait_closed(), setup.grace)
+        await finish_in_flight(setup.grace)
         await spool.close()
         os.close(write_fd)
     log.info("reception worker stopped", worker=index, accepted=reception.accepted)
