@@ -480,7 +480,7 @@ async def test_a_full_spool_is_503_and_nothing_acknowledged(
 ) -> None:
     site = await serve()
 
-    async def full(messages: list[SpooledMessage], content: bytes) -> None:
+    async def full(messages: list[SpooledMessage], content: bytes, *, fresh: bool = True) -> None:
         raise SpoolError("No space left on device")
 
     monkeypatch.setattr(site.spool, "store", full)
