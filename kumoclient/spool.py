@@ -6,6 +6,7 @@ Layout under the spool directory:
   meta/<id>.json   scheduling state written after the first attempt (attempts, due, response)
   incoming/        submissions dropped by `kumoclient inject`, picked up by the daemon
   quarantine/      entries that could not be read, each with a `.reason` file
+  free/            files of delivered messages, kept to be written over by new ones
 
 Durability (SPEC 1): nothing is acknowledged before its file and its directory entry are on
 disk. Concurrent submissions are grouped: one worker thread takes every submission that
@@ -16,6 +17,16 @@ file is fsynced and `data/` once). Without group commit (`group_commit=False`) e
 submission is written, fsynced, renamed and its directory fsynced on its own; `bench/spool.py`
 measures both. A submission is all or nothing: if any of its messages cannot be written, the
 others are removed again and the error is raised to the submitter.
+
+Files are recycled: a message that leaves the spool is renamed into `free/` (up to
+POOL_LIMIT files of at most POOL_FILE_LIMIT bytes; the rest are unlinked), and a new message
+takes one of those files (an atomic rename, so processes sharing the spool never take the same
+one), writes over it and cuts it to length. Allocating and freeing an inode per message costs
+more than the rest of the spool's work together, and on an ext4 without a journal the
+allocator skips every inode freed in the last 30 s, which made each new file cost up to half a
+millisecond of kernel time at 1,000 messages/s (docs/performance.md). What `free/` holds is
+never read: a recycled file counts only once it is renamed into `data/` and synced like any
+other.
 """
 
 from __future__ import annotations
@@ -25,9 +36,11 @@ import contextlib
 import ctypes
 import json
 import os
+import random
 import re
 import secrets
 import sys
+import threading
 import time
 import zlib
 from collections.abc import Callable, Iterator
@@ -137,6 +150,8 @@ class Spool:
         self.meta = root / "meta"
         self.incoming = root / "incoming"
         self.quarantine = root / "quarantine"
+        self.free = root / "free"
+        self._pool = _FilePool(f"{self.free}{os.sep}")
         self.group_commit = group_commit
         self.unreadable = 0
         self._data_fd: int | None = None
@@ -148,7 +163,7 @@ class Spool:
         self._closed = False
         self._queue: asyncio.Queue[_Pending | None] | None = None
         self._committer: asyncio.Task[None] | None = None
-        for folder in (self.data, self.meta, self.incoming, self.quarantine):
+        for folder in (self.data, self.meta, self.incoming, self.quarantine, self.free):
             folder.mkdir(parents=True, exist_ok=True)
 
     # --- lifecycle ---------------------------------------------------------------------
@@ -305,9 +320,11 @@ class Spool:
             for message, content in entries:
                 final = f"{self._data_prefix}{message.id}"
                 tmp = f"{self._data_prefix}.{message.id}.tmp"
-                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
+                recycled = self._pool.take(tmp)
+                flags = os.O_WRONLY if recycled else os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+                fd = os.open(tmp, flags, 0o640)
                 written.append(tmp)
-                _write_fd(fd, encode_entry(message, content), sync=sync_each)
+                _write_fd(fd, encode_entry(message, content), sync=sync_each, cut=recycled)
                 renames.append((tmp, final))
             for tmp, final in renames:
                 if not fresh and os.path.exists(final):  # picked up again: already durable
@@ -357,7 +374,7 @@ class Spool:
                     with contextlib.suppress(FileNotFoundError):
                         os.unlink(f"{self._meta_prefix}{message_id}.json")
                 with contextlib.suppress(FileNotFoundError):
-                    os.unlink(f"{self._data_prefix}{message_id}")
+                    self._pool.give(f"{self._data_prefix}{message_id}", message_id)
             if self._data_fd is not None:
                 _syncfs(self._data_fd)
             else:
@@ -601,13 +618,16 @@ def _write_file(path: Path | str, blob: bytes, *, sync: bool = True) -> None:
     _write_fd(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640), blob, sync=sync)
 
 
-def _write_fd(fd: int, blob: bytes, *, sync: bool) -> None:
-    """Write all of `blob` to `fd` (fsynced when `sync`) and close it."""
+def _write_fd(fd: int, blob: bytes, *, sync: bool, cut: bool = False) -> None:
+    """Write all of `blob` to `fd` (fsynced when `sync`) and close it; `cut`: the file held
+    something before, cut it to the new length."""
     try:
         view = memoryview(blob)
         while view:
             written = os.write(fd, view)
             view = view[written:]
+        if cut:
+            os.ftruncate(fd, len(blob))
         if sync:
             os.fsync(fd)
     finally:
@@ -616,6 +636,72 @@ def _write_fd(fd: int, blob: bytes, *, sync: bool) -> None:
 
 def _write_synced(path: Path, blob: bytes) -> None:
     _write_file(path, blob, sync=True)
+
+
+POOL_LIMIT = 4096  # recycled files kept in free/
+POOL_FILE_LIMIT = 64 * 1024  # larger files are unlinked, not kept
+_POOL_RECOUNT = 1.0  # seconds between two counts of a full free/
+_POOL_RELIST = 0.5  # seconds before an empty free/ is listed again
+
+
+class _FilePool:
+    """The files of free/, shared by every process of a spool (see the module's text).
+
+    Blocking; called from the spool's commit and update threads. Counts are per process and
+    only estimates (other processes take files): a full pool is counted again before it is
+    trusted, an empty one is listed again after a pause.
+    """
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+        self._lock = threading.Lock()  # commits may run in several threads at once
+        self._names: list[str] = []
+        self._listed = -_POOL_RELIST
+        self._size = -1  # unknown until counted
+        self._counted = -_POOL_RECOUNT
+
+    def take(self, path: str) -> bool:
+        """Rename a free file to `path`; False when there is none."""
+        with self._lock:
+            return self._take(path)
+
+    def _take(self, path: str) -> bool:
+        while True:
+            if not self._names:
+                now = time.monotonic()
+                if now - self._listed < _POOL_RELIST:
+                    return False
+                self._listed = now
+                with os.scandir(self.prefix) as entries:
+                    self._names = [e.name for e in entries]
+                random.shuffle(self._names)  # other processes list the same names
+                if not self._names:
+                    return False
+            try:
+                os.rename(f"{self.prefix}{self._names.pop()}", path)
+            except FileNotFoundError:
+                continue  # taken by another process
+            return True
+
+    def give(self, path: str, name: str) -> None:
+        """Keep the file at `path` for a later message, or unlink it (pool full, too large);
+        FileNotFoundError when there is no such file."""
+        with self._lock:
+            self._give(path, name)
+
+    def _give(self, path: str, name: str) -> None:
+        now = time.monotonic()
+        if (self._size < 0 or self._size >= POOL_LIMIT) and now - self._counted > _POOL_RECOUNT:
+            self._counted = now
+            with os.scandir(self.prefix) as entries:
+                self._size = sum(1 for _ in entries)
+        if 0 <= self._size < POOL_LIMIT and os.stat(path).st_size <= POOL_FILE_LIMIT:
+            os.rename(path, f"{self.prefix}{name}")
+            self._size += 1
+            if len(self._names) < POOL_LIMIT:  # (stale when other processes take them)
+                self._names.append(name)  # this process's next take needs no listing
+        else:
+            os.unlink(path)
 
 
 def _load_syncfs() -> Callable[[int], int] | None:
