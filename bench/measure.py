@@ -453,9 +453,9 @@ def fill_kumoclient_spool(data_dir: Path, count: int) -> float:
 
 
 def link_copy(source: Path, target: Path, timeout: float) -> None:
-    """A copy of a spool made of hard links: kumoclient never writes a spooled message's file
-    in place (new files are renamed into place, removal unlinks), so two daemons can each
-    consume their own copy."""
+    """A copy of a spool made of hard links, so that two daemons can each consume their own
+    copy: kumoclient writes over a message's file only after the message left the spool and
+    the file was recycled (spool/free/) for a new message, and these daemons receive none."""
     subprocess.run(["cp", "-al", str(source), str(target)], check=True, timeout=timeout)
 
 
