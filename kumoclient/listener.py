@@ -253,25 +253,27 @@ class _Session(asyncio.Protocol):
         self.mail = parse_mail(arg, extended=self.extended, size_limit=self.listener.size_limit)
         self.out.append("250 2.1.0 OK")
 
-    def smtp_rcpt(self, arg: str) -> None:
+    def _transaction(self) -> MailFrom:
+        """The open transaction's MAIL FROM (CommandError 503 when there is none)."""
         if self.helo is None:
             raise CommandError("503 5.5.1 Error: send HELO first")
         if self.mail is None:
             raise CommandError("503 5.5.1 Error: need MAIL command")
+        return self.mail
+
+    def smtp_rcpt(self, arg: str) -> None:
+        mail = self._transaction()
         if not self.relay:
             log.warning("relaying denied", peer=self.peer, recipient=arg)
             raise CommandError("550 5.7.1 relaying denied")
-        address = parse_rcpt(arg, smtputf8=self.mail.smtputf8)
+        address = parse_rcpt(arg, smtputf8=mail.smtputf8)
         if len(self.rcpts) >= self.listener.config.max_recipients_per_message:
             raise CommandError("452 4.5.3 Too many recipients")
         self.rcpts.append(address)
         self.out.append("250 2.1.5 OK")
 
     def smtp_data(self, arg: str) -> None:
-        if self.helo is None:
-            raise CommandError("503 5.5.1 Error: send HELO first")
-        if self.mail is None:
-            raise CommandError("503 5.5.1 Error: need MAIL command")
+        self._transaction()
         if not self.rcpts:
             raise CommandError("503 5.5.1 Error: need RCPT command")
         if arg:

@@ -27,6 +27,13 @@ from tests.smtp_client import Client
 MESSAGE = b"From: a@example.com\r\nSubject: hi\r\n\r\nhello\r\n"
 
 
+async def open_data(client: Client) -> None:
+    """MAIL, RCPT and DATA of one message from a@example.com to b@example.net."""
+    assert (await client.cmd("MAIL FROM:<a@example.com>")).startswith("250")
+    assert (await client.cmd("RCPT TO:<b@example.net>")).startswith("250")
+    assert (await client.cmd("DATA")).startswith("354")
+
+
 @dataclass
 class Rig:
     port: int
@@ -270,9 +277,7 @@ async def test_disk_full_gives_452_and_the_same_submission_succeeds_later(tmp_pa
 
 async def test_pipelined_quit_after_data_still_gets_both_replies(rig: Rig) -> None:
     client = await rig.client()
-    await client.cmd("MAIL FROM:<a@example.com>")
-    await client.cmd("RCPT TO:<b@example.net>")
-    await client.cmd("DATA")
+    await open_data(client)
     client.writer.write(MESSAGE + b".\r\nQUIT\r\nNOOP\r\n")
     assert (await client.reply()).startswith("250 2.0.0")
     assert (await client.reply()).startswith("221")
@@ -325,9 +330,7 @@ async def test_data_arriving_a_byte_at_a_time_is_stored_intact(rig: Rig) -> None
 
 async def test_an_empty_message_split_across_writes_is_accepted(rig: Rig) -> None:
     client = await rig.client()
-    await client.cmd("MAIL FROM:<a@example.com>")
-    await client.cmd("RCPT TO:<b@example.net>")
-    await client.cmd("DATA")
+    await open_data(client)
     client.writer.write(b".")
     await client.writer.drain()
     await asyncio.sleep(0.05)
@@ -338,9 +341,7 @@ async def test_an_empty_message_split_across_writes_is_accepted(rig: Rig) -> Non
 
 async def test_a_message_far_over_the_limit_is_refused_and_the_session_goes_on(rig: Rig) -> None:
     client = await rig.client()
-    await client.cmd("MAIL FROM:<a@example.com>")
-    await client.cmd("RCPT TO:<b@example.net>")
-    await client.cmd("DATA")
+    await open_data(client)
     chunk = b"0123456789" * 100 + b"\r\n"  # 1,002 octets a line, 4,096 allowed in all
     for _ in range(300):  # 300 kB, streamed: dropped as it comes, not held
         client.writer.write(chunk[:-4] + b"\r\n")
@@ -351,9 +352,7 @@ async def test_a_message_far_over_the_limit_is_refused_and_the_session_goes_on(r
 
 async def test_a_long_line_in_a_dropped_message_is_named(rig: Rig) -> None:
     client = await rig.client()
-    await client.cmd("MAIL FROM:<a@example.com>")
-    await client.cmd("RCPT TO:<b@example.net>")
-    await client.cmd("DATA")
+    await open_data(client)
     client.writer.write(b"x" * 50_000 + b"\r\n")
     assert (await client.send(b".\r\n")).startswith("500 5.5.2 Line too long")
     assert rig.spool.ids() == []
@@ -407,9 +406,7 @@ async def test_a_long_command_line_split_across_writes_is_refused(rig: Rig) -> N
 
 async def test_a_client_gone_mid_data_leaves_nothing(rig: Rig) -> None:
     client = await rig.client()
-    await client.cmd("MAIL FROM:<a@example.com>")
-    await client.cmd("RCPT TO:<b@example.net>")
-    await client.cmd("DATA")
+    await open_data(client)
     client.writer.write(b"Subject: half\r\n\r\nthe first half")
     await client.writer.drain()
     client.writer.close()
@@ -441,9 +438,7 @@ async def test_a_message_being_stored_at_close_gets_its_reply() -> None:
 
     server = await start_listener(EsmtpListenerConfig(listen="127.0.0.1:0"), slow_accept)
     client = await Client.connect(server.sockets[0].getsockname()[1])
-    await client.cmd("MAIL FROM:<a@example.com>")
-    await client.cmd("RCPT TO:<b@example.net>")
-    await client.cmd("DATA")
+    await open_data(client)
     client.writer.write(MESSAGE + b".\r\n")
     await client.writer.drain()
     await asyncio.sleep(0.1)
