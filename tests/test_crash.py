@@ -17,13 +17,28 @@ from pathlib import Path
 
 import pytest
 
-from kumoclient.spool import Spool
+from kumoclient.spool import Spool, Submission
 from tests.daemon_process import DaemonProcess
 from tests.smtp_client import Client
 
 SUBMISSIONS = 2000
 KILLS = 20
 CLIENTS = 4
+RECYCLED = 300  # files of earlier, delivered messages waiting in spool/free/ to be reused
+
+
+async def fill_free_pool(spool_dir: Path, count: int) -> set[int]:
+    """Spool and remove `count` messages, as deliveries do: their files wait in free/ for new
+    messages to be written over them. Returns their inode numbers."""
+    spool = Spool(spool_dir)
+    await spool.start()
+    messages = spool.prepare(Submission("old@example.com", ("gone@example.net",) * count, b"x"))
+    await spool.store(messages, content(-1) * 40)  # longer than what will be written over it
+    await asyncio.to_thread(spool.apply, [], [m.id for m in messages])
+    await spool.close()
+    inodes = {entry.stat().st_ino for entry in spool.free.iterdir()}
+    assert len(inodes) == count
+    return inodes
 
 
 def content(token: int) -> bytes:
@@ -88,6 +103,7 @@ class Run:
 def test_acknowledged_mail_survives_sigkill(
     tmp_path: Path, workers: int, submissions: int, kills: int
 ) -> None:
+    recycled = asyncio.run(fill_free_pool(tmp_path / "data" / "spool", RECYCLED))
     daemon = DaemonProcess(tmp_path / "data")
     daemon.extra_args = ["--workers", str(workers)]
     daemon.start()
@@ -115,3 +131,8 @@ def test_acknowledged_mail_survives_sigkill(
         assert message_id in tokens_in_spool[token]
         if token not in run.retried:
             assert tokens_in_spool[token] == [message_id], f"token {token} stored twice"
+    # the run wrote over files of messages delivered before it (spool/free/), not only new ones
+    written_over = recycled & {
+        (tmp_path / "data" / "spool" / "data" / i).stat().st_ino for i in messages
+    }
+    assert len(written_over) >= RECYCLED // 2
