@@ -67,7 +67,8 @@ class _Listener:
         self.greeting = f"220 {self.hostname} {ident}\r\n".encode()
         self.size_limit = config.max_message_size
         # stuffed data may be a little larger than the message: past this it is dropped
-        self.data_limit = self.size_limit + self.size_limit // 16 + 8192
+        # (dot-stuffing adds at most a third: a line of ".\r\n" travels as "..\r\n")
+        self.data_limit = self.size_limit * 4 // 3 + 8192
         self.relay_known: dict[str, bool] = {}  # client address -> may relay (parsed once)
         self.ehlo_reply = self._ehlo(offer_tls=False)
         self.ehlo_reply_tls = self._ehlo(offer_tls=self.tls is not None)
@@ -124,7 +125,10 @@ class _Session(asyncio.Protocol):
         self.data_error: str | None = None  # the data is being dropped, with this reply
         self.busy = False  # a message is being stored, or TLS being set up
         self.skipping = False  # an over-long command line is being dropped
-        self.paused = False
+        self.paused = False  # reading paused (see _hold_reading)
+        self.write_paused = False  # the client is not reading its replies
+        self.eof = False  # the client will send nothing more
+        self.before_tls = False  # STARTTLS answered, the handshake not begun: bytes are plaintext
         self.closed = False
         self.last_seen = 0.0
         self.timer: asyncio.TimerHandle | None = None
@@ -143,17 +147,37 @@ class _Session(asyncio.Protocol):
         self.timer = loop.call_at(self.last_seen + self.listener.config.client_timeout, self._idle)
 
     def data_received(self, data: bytes) -> None:
+        if self.before_tls:
+            return  # RFC 3207: nothing sent before the handshake counts
         self.buffer += data
         self.last_seen = asyncio.get_running_loop().time()
-        if self.busy:
-            if len(self.buffer) > _PAUSE_AT and not self.paused and self.transport is not None:
-                self.paused = True
-                self.transport.pause_reading()
+        if self.busy or self.write_paused:
+            if len(self.buffer) > _PAUSE_AT:
+                self._hold_reading()
             return
         self._run()
 
     def eof_received(self) -> bool:
-        return False  # close our side too
+        # answer what was sent before the end (a message being stored gets its 250), then
+        # close: see _run
+        self.eof = True
+        if not self.busy and not self.write_paused:
+            self._run()
+        return True
+
+    def pause_writing(self) -> None:
+        # the client does not read its replies: read no more commands from it until it does
+        self.write_paused = True
+        self._hold_reading()
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        self._continue()
+
+    def _hold_reading(self) -> None:
+        if not self.paused and self.transport is not None:
+            self.paused = True
+            self.transport.pause_reading()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -167,6 +191,10 @@ class _Session(asyncio.Protocol):
         if self.busy or remaining > 0:
             self.timer = loop.call_at(loop.time() + max(remaining, 1.0), self._idle)
             return
+        if self.write_paused and self.transport is not None:  # it reads nothing: no goodbye
+            self.closed = True
+            self.transport.abort()
+            return
         self.out.append(f"421 4.4.2 {self.listener.hostname} Error: timeout exceeded")
         self._close()
 
@@ -174,10 +202,14 @@ class _Session(asyncio.Protocol):
 
     def _run(self) -> None:
         """Handle every complete command (or data section) in the buffer, then reply."""
-        while not self.busy and not self.closed:
+        while not self.busy and not self.closed and not self.write_paused:
             if not (self._data_step() if self.in_data else self._line_step()):
                 break
+            if len(self.out) >= 64:  # a long pipeline: let the transport push back
+                self._flush()
         self._flush()
+        if self.eof and not self.busy and not self.write_paused and not self.closed:
+            self._close()  # everything sent before the end is answered
 
     def _flush(self) -> None:
         if self.out and self.transport is not None and not self.closed:
@@ -213,7 +245,8 @@ class _Session(asyncio.Protocol):
         verb, arg = split_command(text)
         command = _COMMANDS.get(verb)
         if command is None:
-            self.out.append(f'500 5.5.1 Error: command "{verb}" not recognized')
+            shown = "".join(c if c.isprintable() else "?" for c in verb[:32])
+            self.out.append(f'500 5.5.1 Error: command "{shown}" not recognized')
             return True
         try:
             command(self, arg)
@@ -313,14 +346,24 @@ class _Session(asyncio.Protocol):
         self.out.append("220 2.0.0 Ready to start TLS")
         self._flush()
         self.buffer.clear()  # RFC 3207: nothing sent before the handshake counts
+        self.before_tls = True
         self.busy = True
         self._spawn(self._start_tls(context))
 
     async def _start_tls(self, context: ssl.SSLContext) -> None:
         assert self.transport is not None
         loop = asyncio.get_running_loop()
+        # start_tls hands the raw transport to its TLS protocol before its first await: from
+        # here on, what reaches data_received came through TLS
+        self.before_tls = False
         try:
-            transport = await loop.start_tls(self.transport, self, context, server_side=True)
+            transport = await loop.start_tls(
+                self.transport,
+                self,
+                context,
+                server_side=True,
+                ssl_handshake_timeout=self.listener.config.client_timeout,
+            )
         except (OSError, ssl.SSLError, ConnectionError, TimeoutError) as exc:
             log.info("STARTTLS handshake failed", peer=self.peer, error=str(exc))
             self._close()
@@ -389,7 +432,11 @@ class _Session(asyncio.Protocol):
 
     def _resume(self) -> None:
         self.busy = False
-        if self.closed:
+        self._continue()
+
+    def _continue(self) -> None:
+        """Read and answer again, unless a message is being stored or replies wait."""
+        if self.closed or self.busy or self.write_paused:
             return
         if self.paused and self.transport is not None:
             self.paused = False

@@ -450,3 +450,90 @@ async def test_a_message_being_stored_at_close_gets_its_reply() -> None:
     assert await waiting == 0
     assert await client.reply() == "250 2.0.0 OK queued as slow"
     await client.close()
+
+
+async def test_a_client_that_reads_no_replies_is_not_read_from_until_it_does(rig: Rig) -> None:
+    """Replies that pile up pause reading, so memory stays bounded; then all are answered."""
+    client = await rig.client()
+    chunk = b"NOOP\r\n" * 10_000  # 60 kB of commands, 140 kB of replies
+    sent, limit = 0, 64 * 1024 * 1024 // 6
+
+    async def send_until_blocked() -> None:
+        nonlocal sent
+        while sent < limit:
+            client.writer.write(chunk)
+            sent += 10_000  # written: on its way, whether or not drain() finishes
+            await asyncio.wait_for(client.writer.drain(), 2)
+
+    with pytest.raises(TimeoutError):
+        await send_until_blocked()
+    assert sent < limit  # the server stopped taking commands
+    replies = b""
+    while len(replies) < sent * len(b"250 2.0.0 OK\r\n"):
+        replies += await asyncio.wait_for(client.reader.read(1 << 20), 10)
+    assert replies == b"250 2.0.0 OK\r\n" * sent  # every one answered, once, in order
+    assert (await client.cmd("RSET")).startswith("250")  # and the session goes on
+
+
+async def test_a_half_closed_client_still_gets_every_reply(rig: Rig) -> None:
+    client = await rig.client()
+    client.writer.write(
+        b"MAIL FROM:<a@example.com>\r\nRCPT TO:<b@example.net>\r\nDATA\r\n"
+        + MESSAGE
+        + b".\r\nQUIT\r\n"
+    )
+    client.writer.write_eof()  # as `nc -N` does
+    replies = (await asyncio.wait_for(client.reader.read(), 10)).decode().splitlines()
+    assert [r[:3] for r in replies] == ["250", "250", "354", "250", "221"]
+    assert len(rig.spool.ids()) == 1
+
+
+async def test_starttls_then_silence_is_closed_after_the_client_timeout(tmp_path: Path) -> None:
+    import trustme
+
+    authority = trustme.CA()
+    server_cert = authority.issue_cert("localhost")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    server_cert.cert_chain_pems[0].write_to_path(str(cert))
+    server_cert.private_key_pem.write_to_path(str(key))
+    async for rig in make_rig(
+        tmp_path, tls_certificate=str(cert), tls_private_key=str(key), client_timeout=0.5
+    ):
+        client = await rig.client()
+        assert (await client.cmd("STARTTLS")).startswith("220")
+        assert await asyncio.wait_for(client.reader.read(), 10) == b""
+
+
+@pytest.mark.parametrize(
+    ("raw", "reply"),
+    [
+        (b"MAIL FROM:<a\tb@example.com>\r\n", "553 5.1.7"),
+        (b"MAIL FROM:<a b@example.com>\r\n", "553 5.1.7"),
+        (b"MAIL FROM:<@relay.example:>\r\n", "501 5.5.4"),
+        (b"FO\x00O bar\r\n", '500 5.5.1 Error: command "FO?O" not recognized'),
+    ],
+)
+async def test_control_characters_and_spaces_are_refused(rig: Rig, raw: bytes, reply: str) -> None:
+    client = await rig.client()
+    assert (await client.send(raw)).startswith(reply)
+
+
+async def test_a_bare_cr_is_refused_so_it_cannot_end_data_at_the_next_hop(rig: Rig) -> None:
+    client = await rig.client()
+    smuggled = b"Subject: x\r\n\r\nbody\r.\rMAIL FROM:<x@example.com>\r\n"
+    answer = await client.transaction("a@example.com", ["b@example.net"], smuggled)
+    assert answer.startswith("554 5.6.11 Message contains a bare CR")
+    assert rig.spool.ids() == []
+
+
+async def test_dot_stuffing_does_not_count_against_the_size_limit(tmp_path: Path) -> None:
+    async for rig in make_rig(tmp_path, max_message_size=200_000):
+        client = await rig.client()
+        content = b"Subject: dots\r\n\r\n" + b"..\r\n" * 66_000  # 198 kB, 264 kB as sent
+        assert (await client.transaction("a@example.com", ["b@example.net"], content)).startswith(
+            "250"
+        )
+        (message,) = rig.spool.enumerate()
+        assert (
+            await rig.spool.read_content(message.id) == b"Subject: dots\r\n\r\n" + b".\r\n" * 66_000
+        )

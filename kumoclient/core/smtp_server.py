@@ -6,13 +6,15 @@ Rules (RFC 5321, RFC 1870 SIZE, RFC 6152 8BITMIME, RFC 6531 SMTPUTF8, SPEC 3 and
 - `MAIL FROM:<path> [params]` and `RCPT TO:<path> [params]`; the path may lack its angle
   brackets (as many clients send it), and a source route (`<@a,@b:user@d>`) is dropped;
   `<>` is the null sender (MAIL only);
-- a path with CR, LF or NUL is refused (`553 5.1.7` sender, `553 5.1.3` recipient), a non-ASCII
+- a path with a control character (CR, LF, NUL, TAB, ...) or a space outside a quoted local
+  part is refused (`553 5.1.7` sender, `553 5.1.3` recipient), a non-ASCII
   path needs the `SMTPUTF8` parameter (`553 5.6.7`);
 - MAIL parameters: `SIZE=n` (over the limit: `552 5.3.4`), `BODY=7BIT|8BITMIME`, `SMTPUTF8`;
   anything else is `555 5.5.4`; RCPT takes no parameters;
-- content: dot-stuffing is undone; NUL bytes (`554 5.6.0`), a bare LF (`554 5.6.11`, the SMTP
-  smuggling defence), a line over 1,000 octets with its CRLF (`500 5.5.2`), non-ASCII header
-  bytes without SMTPUTF8 or invalid UTF-8 headers with it (`554 5.6.7`) are refused.
+- content: dot-stuffing is undone; NUL bytes (`554 5.6.0`), a bare LF or a bare CR
+  (`554 5.6.11`, the SMTP smuggling defence), a line over 1,000 octets with its CRLF
+  (`500 5.5.2`), non-ASCII header bytes without SMTPUTF8 or invalid UTF-8 headers with it
+  (`554 5.6.7`) are refused.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from dataclasses import dataclass
 # lines may be longer with extensions, and we allow the same)
 MAX_LINE = 1000
 
-_BAD_PATH = re.compile(r"[\r\n\x00]")
+_BAD_PATH = re.compile(r"[\x00-\x1f\x7f]")  # control characters (CR, LF, NUL, TAB, ...)
 _SIZE = re.compile(r"[0-9]{1,20}")
 
 
@@ -68,7 +70,14 @@ def _path(arg: str, keyword: str) -> tuple[str, list[str]]:
         address, params = words[0], words[1:]
     if address.startswith("@") and ":" in address:  # a source route: RFC 5321 C
         address = address.partition(":")[2]
+        if not address:
+            raise CommandError(f"501 5.5.4 Syntax: {keyword} <address>")
     return address, params
+
+
+def _bad_path(address: str) -> bool:
+    """Control characters, or a space outside a quoted local part."""
+    return _BAD_PATH.search(address) is not None or (" " in address and not address.startswith('"'))
 
 
 def parse_mail(arg: str, *, extended: bool, size_limit: int | None) -> MailFrom:
@@ -90,8 +99,8 @@ def parse_mail(arg: str, *, extended: bool, size_limit: int | None) -> MailFrom:
             smtputf8 = True
         else:
             raise CommandError(f"555 5.5.4 MAIL parameter not recognized: {param}")
-    if _BAD_PATH.search(address):
-        raise CommandError("553 5.1.7 Sender address contains CR, LF or NUL")
+    if _bad_path(address):
+        raise CommandError("553 5.1.7 Sender address contains a control character or a space")
     if not smtputf8 and not address.isascii():
         raise CommandError("553 5.6.7 Non-ASCII sender address requires SMTPUTF8")
     return MailFrom(address, smtputf8, size)
@@ -102,7 +111,7 @@ def parse_rcpt(arg: str, *, smtputf8: bool) -> str:
     address, params = _path(arg, "TO:")
     if params:
         raise CommandError(f"555 5.5.4 RCPT parameter not recognized: {params[0]}")
-    if _BAD_PATH.search(address) or "@" not in address:
+    if _bad_path(address) or "@" not in address:
         raise CommandError("553 5.1.3 Recipient address is not a valid mailbox")
     if not smtputf8 and not address.isascii():
         raise CommandError("553 5.6.7 Non-ASCII recipient address requires SMTPUTF8")
@@ -128,8 +137,11 @@ def content_problem(content: bytes, smtputf8: bool) -> str | None:
     """The reply for content that must be refused, or None."""
     if b"\x00" in content:
         return "554 5.6.0 Message contains NUL bytes"
-    if content.count(b"\n") != content.count(b"\r\n"):  # a tenth of a look-behind regex
+    line_ends = content.count(b"\r\n")  # counting: a tenth of a look-behind regex's time
+    if content.count(b"\n") != line_ends:
         return "554 5.6.11 Message contains a bare LF (lines must end with CRLF)"
+    if content.count(b"\r") != line_ends:  # "\r.\r" ends data for some receivers
+        return "554 5.6.11 Message contains a bare CR (lines must end with CRLF)"
     end = content.find(b"\r\n\r\n")
     headers = content[:end] if end >= 0 else content
     if not headers.isascii():

@@ -68,6 +68,9 @@ def test_mail_from_is_parsed(arg: str, expected: MailFrom) -> None:
         ("FROM:<a\x00b@example.com>", True, "553 5.1.7"),
         ("FROM:<a\rb@example.com>", True, "553 5.1.7"),
         ("FROM:<é@example.com>", True, "553 5.6.7"),
+        ("FROM:<a\tb@example.com>", True, "553 5.1.7"),
+        ("FROM:<a b@example.com>", True, "553 5.1.7"),
+        ("FROM:<@relay.example:>", True, "501 5.5.4"),
     ],
 )
 def test_mail_from_is_refused(arg: str, extended: bool, reply: str) -> None:
@@ -80,6 +83,7 @@ def test_mail_from_is_refused(arg: str, extended: bool, reply: str) -> None:
     ("arg", "smtputf8", "expected"),
     [
         ("TO:<b@example.net>", False, "b@example.net"),
+        ('TO:<"quoted space"@example.net>', False, '"quoted space"@example.net'),
         ("to: <B@Example.NET>", False, "B@Example.NET"),
         ("TO:b@example.net", False, "b@example.net"),
         ("TO:<ü@example.net>", True, "ü@example.net"),
@@ -132,7 +136,9 @@ def test_a_line_of_1000_octets_with_its_crlf_is_the_longest_allowed() -> None:
         (b"Subject: x\r\n\r\nfine\r\n", False, None),
         (b"Subject: x\r\n\r\n8-bit body \xff\r\n", False, None),
         (b"Subject: x\r\n\r\nnul\x00\r\n", False, "554 5.6.0"),
-        (b"Subject: x\r\n\r\nbare\nlf\r\n", False, "554 5.6.11"),
+        (b"Subject: x\r\n\r\nbare\nlf\r\n", False, "554 5.6.11 Message contains a bare LF"),
+        (b"Subject: x\r\n\r\nbare\rcr\r\n", False, "554 5.6.11 Message contains a bare CR"),
+        (b"Subject: x\r\n\r\nend\r.\rMAIL\r\n", False, "554 5.6.11 Message contains a bare CR"),
         ("Subject: café\r\n\r\nx\r\n".encode(), False, "554 5.6.7 Non-ASCII header"),
         ("Subject: café\r\n\r\nx\r\n".encode(), True, None),
         (b"Subject: \xff\xfe\r\n\r\nx\r\n", True, "554 5.6.7 Header is not valid UTF-8"),
