@@ -29,6 +29,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
 from kumoclient import logs
+from kumoclient.core.networks import address_in
 from kumoclient.core.smtp_server import (
     MAX_LINE,
     CommandError,
@@ -92,17 +93,8 @@ class _Listener:
         if known is None:
             if len(self.relay_known) >= 4096:  # a bound against many distinct clients
                 self.relay_known.clear()
-            known = self.relay_known[host] = self._may_relay(host)
+            known = self.relay_known[host] = address_in(host, self.relay)
         return known
-
-    def _may_relay(self, host: str) -> bool:
-        try:
-            address = ipaddress.ip_address(host.partition("%")[0])
-        except ValueError:
-            return False
-        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
-            address = address.ipv4_mapped
-        return any(address in network for network in self.relay)
 
 
 class _Session(asyncio.Protocol):

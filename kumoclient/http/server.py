@@ -28,6 +28,7 @@ from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler
 
 from kumoclient import logs
+from kumoclient.core.networks import Network, address_in
 from kumoclient.errors import ConfigError, KumoClientError
 from kumoclient.records import HttpListenerConfig
 
@@ -99,7 +100,7 @@ class Handlers:
     routes: Sequence[Route] = field(default_factory=tuple)
 
 
-def _networks(hosts: Sequence[str]) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+def _networks(hosts: Sequence[str]) -> list[Network]:
     networks = []
     for host in hosts:
         try:
@@ -273,13 +274,7 @@ class HttpServer:
 
     def is_trusted(self, address: str) -> bool:
         """True when `address` is in `trusted_hosts` (IPv4-mapped IPv6 counts as IPv4)."""
-        try:
-            ip = ipaddress.ip_address(address.split("%", maxsplit=1)[0])
-        except ValueError:
-            return False
-        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
-            ip = ip.ipv4_mapped
-        return any(ip in network for network in self._trusted)
+        return address_in(address, self._trusted)
 
     def _admit(self, request: web.Request) -> Client:
         peer = request.remote or ""
