@@ -66,3 +66,87 @@ class SubmissionRefused(KumoClientError):
         super().__init__(f"{code} {text}")
         self.code = code
         self.text = text
+
+
+# --- the spool (raised only by kumoclient.spool) -----------------------------------------------
+
+
+class SpoolError(KumoClientError):
+    """The spool could not take, read, update or remove a message; `message_id` names the
+    entry when one is concerned. The spool raises only this class and its subclasses: every
+    OSError of the disk is translated at the spool's boundary."""
+
+    def __init__(self, message: str, *, message_id: str | None = None) -> None:
+        super().__init__(message)
+        self.message_id = message_id
+
+
+class SpoolEntryMissing(SpoolError):
+    """The entry is not in the spool (delivered and removed meanwhile, or never there)."""
+
+
+class SpoolEntryCorrupt(SpoolError):
+    """The entry exists but cannot be used as it is (bad format, checksum, values): it
+    belongs in quarantine/."""
+
+
+class SpoolUnavailable(SpoolError):
+    """The spool cannot do its work now (disk full, I/O error, permissions, closed); trying
+    again later may succeed. `errno` is the operating system's error number when known."""
+
+    def __init__(
+        self, message: str, *, message_id: str | None = None, errno: int | None = None
+    ) -> None:
+        super().__init__(message, message_id=message_id)
+        self.errno = errno
+
+
+# --- routing and delivery ------------------------------------------------------------------------
+
+
+class DnsLookupError(KumoClientError):
+    """A lookup gave no host to connect to (raised only by kumoclient.mx). `name` is the name
+    looked up; `text` says what failed (`MX lookup for x failed: NXDOMAIN`)."""
+
+    def __init__(self, name: str, text: str) -> None:
+        super().__init__(text)
+        self.name = name
+        self.text = text
+
+
+class NullMx(DnsLookupError):
+    """The domain publishes a null MX (RFC 7505): it accepts no mail (a Bounce)."""
+
+    def __init__(self, domain: str) -> None:
+        super().__init__(domain, "Recipient address has a null MX")
+        self.domain = domain
+
+
+class DnsTemporaryFailure(DnsLookupError):
+    """NXDOMAIN, SERVFAIL, a timeout, no usable nameserver (a TransientFailure). `rdtype` is
+    what was asked (`MX`, `A/AAAA`), `reason` the short cause (`NXDOMAIN`)."""
+
+    def __init__(self, name: str, reason: str, rdtype: str = "MX") -> None:
+        super().__init__(name, f"{rdtype} lookup for {name} failed: {reason}")
+        self.rdtype = rdtype
+        self.reason = reason
+
+
+class ConnectFailure(KumoClientError):
+    """One target could not be used (raised only by kumoclient.smtp): `where` names it,
+    `phase` is connect, banner, ehlo, helo or starttls, `reason` what went wrong."""
+
+    def __init__(self, where: str, phase: str, reason: str) -> None:
+        super().__init__(f"{where}: {phase}: {reason}")
+        self.where = where
+        self.phase = phase
+        self.reason = reason
+
+
+class EngineStopped(KumoClientError):
+    """The engine stopped before the awaited message reached a final disposition."""
+
+
+class LogRecordError(KumoClientError):
+    """A log record (a JSON line) does not have the shape of SPEC 6; the message says which
+    field is wrong."""
