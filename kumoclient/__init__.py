@@ -1,7 +1,13 @@
 """kumoclient: an asyncio outbound SMTP delivery daemon whose policy is KumoMTA-style Lua."""
 
-from kumoclient.engine.engine import Engine, EngineStopped
-from kumoclient.errors import ConfigError, KumoClientError, PolicyError, PolicyLoadError
+from kumoclient.engine.engine import Engine
+from kumoclient.errors import (
+    ConfigError,
+    EngineStopped,
+    KumoClientError,
+    PolicyError,
+    PolicyLoadError,
+)
 from kumoclient.policy import PolicyHolder, PolicyRuntime
 from kumoclient.records import Disposition, EnhancedCode, QueueName, Reply, RewriteOutcome
 

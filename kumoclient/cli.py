@@ -26,10 +26,9 @@ from kumoclient.core.reply import (
 )
 from kumoclient.engine import admin, admin_api, send
 from kumoclient.engine.daemon import StartupError
-from kumoclient.errors import KumoClientError, PolicyError, ReplyParseError
+from kumoclient.errors import KumoClientError, PolicyError, ReplyParseError, SpoolError
 from kumoclient.policy.runtime import PolicyRuntime
 from kumoclient.records import EnhancedCode, QueueName, Reply, RewriteOutcome
-from kumoclient.spool import SpoolError
 
 EX_OK = 0
 EX_USAGE = 64

@@ -1,4 +1,5 @@
-"""Logging: operational logs (structlog) and the delivery log records (JSONL segments, SPEC 6).
+"""Logging: operational logs (structlog) and the writer of delivery log records (JSONL segments,
+SPEC 6; their JSON form is `core.log_record`'s).
 
 Operational logs are JSON lines on stderr by default, console rendering on request; modules
 call `get_logger(__name__)` and only the command line calls `configure_logging`.
@@ -9,22 +10,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
-import enum
 import json
 import logging
 import os
 import sys
 import time
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, BinaryIO, Literal
 
 import orjson
 import structlog
 
-from kumoclient.core.reply import flatten
-from kumoclient.records import Reply, SpooledMessage
+from kumoclient.core import log_record
+from kumoclient.records import LogRecord
 
 LogFormat = Literal["json", "console"]
 
@@ -73,97 +72,18 @@ def configure_logging(fmt: LogFormat = "json", level: str = "info") -> None:
 # --- delivery log records (SPEC 6) -----------------------------------------------------------
 
 
-class RecordType(enum.Enum):
-    """The `type` of a log record."""
-
-    RECEPTION = "Reception"
-    DELIVERY = "Delivery"
-    TRANSIENT_FAILURE = "TransientFailure"
-    BOUNCE = "Bounce"
-    EXPIRATION = "Expiration"
-    ADMIN_BOUNCE = "AdminBounce"
+NODE_ID = str(uuid.uuid1())  # this process's `nodeid` in log records
 
 
-NODE_ID = str(uuid.uuid1())
-
-
-_SECONDS: dict[int, str] = {}  # whole seconds already formatted (records come in bursts)
-
-
-def _rfc3339(when: float) -> str:
-    second = int(when)
-    text = _SECONDS.get(second)
-    if text is None:
-        if len(_SECONDS) >= 256:
-            _SECONDS.clear()
-        stamp = datetime.datetime.fromtimestamp(second, datetime.UTC)
-        text = _SECONDS[second] = stamp.strftime("%Y-%m-%dT%H:%M:%S")
-    return f"{text}.{min(int((when - second) * 1e6), 999_999):06d}Z"
-
-
-def encode_record(record: dict[str, object]) -> bytes:
-    """One JSON line. orjson, 40 times faster than json on these records; json for what
-    orjson refuses (text that is not valid UTF-8, e.g. a server's reply decoded with
-    surrogate escapes), escaped so the line stays valid UTF-8."""
+def encode_record(record: LogRecord) -> bytes:
+    """One JSON line (core.log_record's object). orjson, 40 times faster than json on these
+    records; json for what orjson refuses (text that is not valid UTF-8, e.g. a server's reply
+    decoded with surrogate escapes), escaped so the line stays valid UTF-8."""
+    fields = log_record.encode(record)
     try:
-        return orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE)
+        return orjson.dumps(fields, option=orjson.OPT_APPEND_NEWLINE)
     except TypeError:
-        return json.dumps(record, separators=(",", ":")).encode() + b"\n"
-
-
-def build_record(
-    kind: RecordType,
-    message: SpooledMessage,
-    queue: str,
-    *,
-    response: Reply | None = None,
-    site: str = "",
-    peer: tuple[str, str] | None = None,
-    now: float | None = None,
-    egress_pool: str = "unspecified",
-    egress_source: str = "unspecified",
-    tls: tuple[str, str] | None = None,
-) -> dict[str, object]:
-    """One log record with KumoMTA's field names; `content` never holds a line break.
-
-    `tls_protocol_version` and `tls_cipher` are present only when the session used TLS."""
-    when = time.time() if now is None else now
-    reply: dict[str, object] | None = None
-    if response is not None:
-        enhanced = response.enhanced_code
-        reply = {
-            "code": response.code,
-            "enhanced_code": None
-            if enhanced is None
-            else {"class": enhanced.klass, "subject": enhanced.subject, "detail": enhanced.detail},
-            "content": flatten(response.content, " "),
-            "command": response.command,
-        }
-    record: dict[str, object] = {
-        "type": kind.value,
-        "id": message.id,
-        "sender": message.sender,
-        "recipient": message.recipient,
-        "queue": queue,
-        "site": site,
-        "size": message.size,
-        "response": reply,
-        "peer_address": None if peer is None else {"name": peer[0], "addr": peer[1]},
-        "timestamp": int(when),
-        "event_time": _rfc3339(when),
-        "created": int(message.created),
-        "created_time": _rfc3339(message.created),
-        "num_attempts": message.attempts,
-        "egress_pool": egress_pool,
-        "egress_source": egress_source,
-        "meta": message.meta,
-        "delivery_protocol": "ESMTP",
-        "reception_protocol": message.reception_protocol,
-        "nodeid": NODE_ID,
-    }
-    if tls is not None:
-        record["tls_protocol_version"], record["tls_cipher"] = tls
-    return record
+        return json.dumps(fields, separators=(",", ":")).encode() + b"\n"
 
 
 _log = structlog.get_logger(__name__)
@@ -189,8 +109,6 @@ class RecordLog:
         self._lock = asyncio.Lock()
         self._flusher: asyncio.Task[None] | None = None
         self.path: Path | None = None
-        # called with every record written (the engine's waiters and subscribers)
-        self.listeners: list[Callable[[dict[str, object]], None]] = []
 
     async def open(self) -> None:
         """Start a segment and the periodic flush."""
@@ -210,7 +128,7 @@ class RecordLog:
         self._segment_start = now
         self.path = path
 
-    def write(self, record: dict[str, object]) -> None:
+    def write(self, record: LogRecord) -> None:
         """Append one record (buffered; flushed within FLUSH_INTERVAL)."""
         now = time.time()
         if self._file is None or now - self._segment_start >= self.max_segment_duration:
@@ -218,11 +136,6 @@ class RecordLog:
         assert self._file is not None
         self._file.write(encode_record(record))
         self._written += 1
-        for listener in self.listeners:
-            try:
-                listener(record)
-            except Exception:  # a subscriber's bug must not undo the disposition it reports
-                _log.exception("log record listener failed", listener=repr(listener))
 
     async def sync(self) -> None:
         """Make every record written so far durable."""

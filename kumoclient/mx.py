@@ -4,7 +4,10 @@
 preference, shuffled within a preference. A domain without MX records (NODATA) is its own
 implicit MX. A null MX (RFC 7505) raises `NullMx` (a Bounce `556 5.1.10`); NXDOMAIN and every
 DNS failure raise `DnsTemporaryFailure` (a TransientFailure `451 4.4.4`, never a bounce).
-`MxResolver.addresses(host)` gives a host's A then AAAA addresses.
+`MxResolver.addresses(host)` gives a host's A then AAAA addresses; `system_addresses` asks
+the system resolver instead (`mx_list` names). This is the only module that raises resolution
+errors (`errors.DnsLookupError` and its subclasses, which carry data, not replies: the replies
+to log are made by `core.synthesized`).
 
 Answers are cached for their TTL (the smallest TTL of the answer, CNAMEs included; for NODATA
 the SOA's negative TTL); failures for `negative_ttl` seconds. The cache is an LRU bounded by
@@ -16,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import random
+import socket
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -34,8 +38,7 @@ import dns.rdtypes.IN.AAAA
 import dns.resolver
 
 from kumoclient.core.nameserver import parse_nameserver
-from kumoclient.errors import KumoClientError
-from kumoclient.records import EnhancedCode, Reply
+from kumoclient.errors import DnsLookupError, DnsTemporaryFailure, NullMx
 
 __all__ = [
     "DnsLookupError",
@@ -44,61 +47,12 @@ __all__ = [
     "MxResolver",
     "NullMx",
     "parse_nameserver",
+    "system_addresses",
 ]
 
 DEFAULT_TIMEOUT = 5.0
 DEFAULT_NEGATIVE_TTL = 30.0
 DEFAULT_CACHE_SIZE = 10_000
-
-NULL_MX_TEXT = "Recipient address has a null MX"
-
-
-class DnsLookupError(KumoClientError):
-    """A lookup that gives no host to connect to; `reply()` is the SMTP reply to log."""
-
-    code: int
-    enhanced_code: EnhancedCode
-
-    def __init__(self, name: str, text: str) -> None:
-        super().__init__(text)
-        self.name = name
-        self.text = text
-
-    def reply(self) -> Reply:
-        """The synthesized reply: `Reply(code, enhanced_code, text)`, no command."""
-        return Reply(self.code, self.enhanced_code, self.text)
-
-    @property
-    def reply_line(self) -> str:
-        """`<code> <enhanced> <text>`, e.g. `451 4.4.4 MX lookup for x failed: NXDOMAIN`."""
-        return f"{self.code} {self.enhanced_code} {self.text}"
-
-
-class NullMx(DnsLookupError):
-    """The domain publishes a null MX (RFC 7505): it accepts no mail. A Bounce."""
-
-    code = 556
-    enhanced_code = EnhancedCode(5, 1, 10)
-
-    def __init__(self, domain: str) -> None:
-        super().__init__(domain, NULL_MX_TEXT)
-        self.domain = domain
-
-
-class DnsTemporaryFailure(DnsLookupError):
-    """NXDOMAIN, SERVFAIL, a timeout, no usable nameserver...: a TransientFailure.
-
-    `name` is the name looked up, `rdtype` what was asked (`MX` or `A/AAAA`), `reason` the
-    short cause (`NXDOMAIN`, `SERVFAIL from 10.0.0.53:53`, `timed out after 5.0 s`).
-    """
-
-    code = 451
-    enhanced_code = EnhancedCode(4, 4, 4)
-
-    def __init__(self, name: str, reason: str, rdtype: str = "MX") -> None:
-        super().__init__(name, f"{rdtype} lookup for {name} failed: {reason}")
-        self.rdtype = rdtype
-        self.reason = reason
 
 
 @dataclass(frozen=True, slots=True)
@@ -350,3 +304,24 @@ class MxResolver:
                 parts.append(f"{what} from {_server_text(server, port)}")
             return "; ".join(dict.fromkeys(parts))
         return f"{type(exc).__name__}: {exc}"
+
+
+async def system_addresses(name: str, port: int, timeout: float) -> list[str]:
+    """The addresses of a host name through the system resolver (so /etc/hosts works for the
+    `mx_list` names of local setups), IPv4 first. Raises DnsTemporaryFailure."""
+    loop = asyncio.get_running_loop()
+    try:
+        infos = await asyncio.wait_for(
+            loop.getaddrinfo(name, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP),
+            timeout,
+        )
+    except TimeoutError:
+        raise DnsTemporaryFailure(name, "timed out", "address") from None
+    except OSError as exc:
+        raise DnsTemporaryFailure(name, exc.strerror or str(exc), "address") from None
+    addresses: list[str] = []
+    for family, *_, sockaddr in sorted(infos, key=lambda info: info[0] != socket.AF_INET):
+        address = str(sockaddr[0])
+        if family in (socket.AF_INET, socket.AF_INET6) and address not in addresses:
+            addresses.append(address)
+    return addresses

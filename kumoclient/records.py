@@ -6,12 +6,26 @@ import enum
 from dataclasses import dataclass, field
 
 
-class Disposition(enum.Enum):
-    """What happens to a message after an attempt (KumoMTA's log record types)."""
+class RecordType(enum.Enum):
+    """The `type` of a log record (KumoMTA's names): what happened to a message."""
 
+    RECEPTION = "Reception"
     DELIVERY = "Delivery"
     TRANSIENT_FAILURE = "TransientFailure"
     BOUNCE = "Bounce"
+    EXPIRATION = "Expiration"
+    ADMIN_BOUNCE = "AdminBounce"
+
+
+# The record types that end a message's life: it leaves the spool after one of them.
+FINAL_TYPES: frozenset[RecordType] = frozenset(
+    {RecordType.DELIVERY, RecordType.BOUNCE, RecordType.EXPIRATION, RecordType.ADMIN_BOUNCE}
+)
+
+# What a reply code means for a message (`core.classify`): one of Delivery, TransientFailure
+# or Bounce. The same enum as the record types (one owner of the names), kept under this name
+# for the library API and `RewriteOutcome.disposition`.
+Disposition = RecordType
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,3 +251,35 @@ class SpooledMessage:
     due: float = 0.0
     last_response: str | None = None
     reception_protocol: str = "ESMTP"
+
+
+@dataclass(frozen=True, slots=True)
+class LogRecord:
+    """One log record (SPEC 6) as kumoclient writes it; `core.log_record` is its one codec
+    (to and from the JSON object of a log line).
+
+    `when` is the time of the event (Unix seconds; `timestamp` and `event_time` in JSON),
+    `created` the message's creation time, `peer_address` `(name, addr)`, `tls`
+    `(protocol version, cipher)` when the session used TLS. `response.content` may hold line
+    breaks; the codec writes it as one line.
+    """
+
+    type: RecordType
+    id: str
+    sender: str
+    recipient: str
+    queue: str
+    when: float
+    created: float
+    size: int = 0
+    site: str = ""
+    response: Reply | None = None
+    peer_address: tuple[str, str] | None = None
+    num_attempts: int = 0
+    egress_pool: str = "unspecified"
+    egress_source: str = "unspecified"
+    meta: dict[str, str] = field(default_factory=dict)
+    delivery_protocol: str = "ESMTP"
+    reception_protocol: str = "ESMTP"
+    nodeid: str = ""
+    tls: tuple[str, str] | None = None

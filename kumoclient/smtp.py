@@ -8,8 +8,10 @@ for one message and returns an Exchange:
   - `accepted`: the final dot was answered 250;
   - `rejected`: MAIL or RCPT not 2xx, DATA not 354, or the dot not 250 (the reply remembers
     the exact command line it answered); the next transaction starts after RSET;
-  - `transport`: a timeout (`421 4.4.2`) or a dropped or nonsense-talking connection (`400`),
-    synthesized with the phase in the text; the session is broken and must be discarded.
+  - `transport`: a timeout or a dropped or nonsense-talking connection, described by a
+    `TransportFailure` (the reply to log is made by `core.synthesized`); the session is
+    broken and must be discarded;
+  - `smtputf8`: the envelope needs SMTPUTF8 and the server lacks it; nothing was sent.
 Every command has its own timeout (SPEC 5.2). The content is sent as spooled bytes, only
 dot-stuffed, so signatures stay valid. When the server offers PIPELINING (RFC 2920), MAIL FROM,
 RCPT TO and DATA go out in one write and their replies are read in order, each under its own
@@ -37,8 +39,8 @@ from aiosmtplib.response import SMTPResponse
 
 from kumoclient import logs
 from kumoclient.core.reply import parse_reply_lines
-from kumoclient.errors import KumoClientError, ReplyParseError
-from kumoclient.records import EgressPathConfig, EnhancedCode, Reply, TlsMode
+from kumoclient.errors import ConnectFailure, ReplyParseError
+from kumoclient.records import EgressPathConfig, Reply, TlsMode
 
 log = logs.get_logger(__name__)
 
@@ -71,23 +73,26 @@ class Target:
         return f"{self.label} ({self.address})"
 
 
-class ConnectFailure(KumoClientError):
-    """A target could not be used: `phase` is connect, banner, ehlo or starttls."""
+@dataclass(frozen=True, slots=True)
+class TransportFailure:
+    """What broke a transaction: its `phase`, the `reason`, and for a timeout the seconds
+    waited and the command whose reply did not come."""
 
-    def __init__(self, target: Target, phase: str, reason: str) -> None:
-        super().__init__(f"{target.where}: {phase}: {reason}")
-        self.target = target
-        self.phase = phase
-        self.reason = reason
+    phase: str
+    reason: str
+    timeout: float | None = None
+    command: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Exchange:
-    """The outcome of one message's transaction: `kind` is accepted, rejected or transport."""
+    """The outcome of one message's transaction: `kind` is accepted, rejected (with the
+    server's `reply`), transport (with its `failure`) or smtputf8; `phase` where it ended."""
 
     kind: str
-    reply: Reply
     phase: str
+    reply: Reply | None = None
+    failure: TransportFailure | None = None
 
 
 def _reply(response: SMTPResponse, command: str | None) -> Reply:
@@ -259,7 +264,7 @@ class Session:
         if not offered:
             if required:
                 await session.close()
-                raise ConnectFailure(target, "starttls", "STARTTLS is not advertised")
+                raise ConnectFailure(target.where, "starttls", "STARTTLS is not advertised")
             return session
         verify = mode in (TlsMode.OPPORTUNISTIC, TlsMode.REQUIRED)
         try:
@@ -288,15 +293,15 @@ class Session:
             greeting = await smtp.connect(sock=sock, timeout=config.banner_timeout)
         except aiosmtplib.SMTPConnectResponseError as exc:
             smtp.close()
-            raise ConnectFailure(target, "banner", f"{exc.code} {exc.message}") from exc
+            raise ConnectFailure(target.where, "banner", f"{exc.code} {exc.message}") from exc
         except aiosmtplib.SMTPTimeoutError as exc:
             smtp.close()
             raise ConnectFailure(
-                target, "banner", f"timed out after {config.banner_timeout:g}s"
+                target.where, "banner", f"timed out after {config.banner_timeout:g}s"
             ) from exc
         except (aiosmtplib.SMTPException, OSError) as exc:
             smtp.close()
-            raise ConnectFailure(target, "banner", str(exc) or type(exc).__name__) from exc
+            raise ConnectFailure(target.where, "banner", str(exc) or type(exc).__name__) from exc
         session = cls(smtp, target, config, transcript)
         session._note("<", f"{greeting.code} {greeting.message}")
         await session._ehlo(ehlo_domain)
@@ -313,14 +318,14 @@ class Session:
                 return
         self.abort()
         text = " ".join(response.message.split("\n"))
-        raise ConnectFailure(self.target, "ehlo", f"{response.code} {text}")
+        raise ConnectFailure(self.target.where, "ehlo", f"{response.code} {text}")
 
     async def _setup_command(self, line: str, phase: str) -> SMTPResponse:
         try:
             return await self._exchange(line, self.config.ehlo_timeout, phase)
         except _TransportError as exc:
             self.abort()
-            raise ConnectFailure(self.target, phase, exc.describe()) from exc
+            raise ConnectFailure(self.target.where, phase, exc.describe()) from exc
 
     async def _starttls(self, ehlo_domain: str, verify: bool) -> None:
         self._note(">", "STARTTLS")
@@ -331,12 +336,18 @@ class Session:
                 timeout=self.config.starttls_timeout,
             )
         except aiosmtplib.SMTPResponseException as exc:
-            raise ConnectFailure(self.target, "starttls", f"{exc.code} {exc.message}") from exc
+            raise ConnectFailure(
+                self.target.where, "starttls", f"{exc.code} {exc.message}"
+            ) from exc
         except aiosmtplib.SMTPTimeoutError as exc:
             timeout = self.config.starttls_timeout
-            raise ConnectFailure(self.target, "starttls", f"timed out after {timeout:g}s") from exc
+            raise ConnectFailure(
+                self.target.where, "starttls", f"timed out after {timeout:g}s"
+            ) from exc
         except (aiosmtplib.SMTPException, OSError, ssl.SSLError) as exc:
-            raise ConnectFailure(self.target, "starttls", str(exc) or type(exc).__name__) from exc
+            raise ConnectFailure(
+                self.target.where, "starttls", str(exc) or type(exc).__name__
+            ) from exc
         self._note("<", f"{response.code} {response.message}")
         ssl_object = self._smtp.get_transport_info("ssl_object")
         if isinstance(ssl_object, ssl.SSLObject):
@@ -358,8 +369,7 @@ class Session:
         options: list[str] = []
         if needs_smtputf8(sender, recipient):
             if not self._smtp.supports_extension("smtputf8"):
-                text = "KumoMTA internal: the envelope needs SMTPUTF8, which the server lacks"
-                return Exchange("rejected", Reply(554, EnhancedCode(5, 6, 7), text), "mail")
+                return Exchange("smtputf8", "MAIL FROM")
             options.append("SMTPUTF8")
         if not content.isascii() and self._smtp.supports_extension("8bitmime"):
             options.append("BODY=8BITMIME")
@@ -382,16 +392,16 @@ class Session:
             reply = await self._content(content, config.data_dot_timeout)
         except _TransportError as exc:
             self.abort()
-            return Exchange("transport", exc.reply(self.target), exc.phase)
+            return Exchange("transport", exc.phase, failure=exc.failure())
         kind = "accepted" if reply.code == 250 else "rejected"
-        return Exchange(kind, reply, "final dot")
+        return Exchange(kind, "final dot", reply)
 
     async def _lockstep(self, steps: tuple[tuple[str, float, str], ...]) -> Exchange | None:
         """MAIL, RCPT, DATA one at a time; the first rejection ends the transaction."""
         for line, timeout, phase in steps:
             reply = await self._command(line, timeout, phase)
             if not _wanted(phase, reply.code):
-                return Exchange("rejected", reply, phase)
+                return Exchange("rejected", phase, reply)
         return None
 
     async def _pipelined(self, steps: tuple[tuple[str, float, str], ...]) -> Exchange | None:
@@ -418,7 +428,7 @@ class Session:
         for line, timeout, phase in steps:
             reply = _reply(await self._read(protocol, line, timeout, phase), line + "\r\n")
             if rejection is None and not _wanted(phase, reply.code):
-                rejection = Exchange("rejected", reply, phase)
+                rejection = Exchange("rejected", phase, reply)
             elif rejection is not None and phase == "DATA" and reply.code == 354:
                 self._note(">", ".")
                 protocol.write(b".\r\n")
@@ -529,16 +539,9 @@ class _TransportError(Exception):
             return f"timed out after {self.timeout:g}s waiting for the reply to {self.command}"
         return self.reason
 
-    def reply(self, target: Target) -> Reply:
-        """KumoMTA's synthesized replies: `421 4.4.2` for a timeout, `400` otherwise."""
-        if self.timeout is not None:
-            text = (
-                f"KumoMTA internal: failed to send message to {target.where}: "
-                f"Timed Out waiting {self.timeout:g}s for response to {self.command} ({self.phase})"
-            )
-            return Reply(421, EnhancedCode(4, 4, 2), text)
-        text = f"KumoMTA internal: failed to send message: {self.phase}: {self.reason}"
-        return Reply(400, None, text)
+    def failure(self) -> TransportFailure:
+        """The failure as data for the disposition."""
+        return TransportFailure(self.phase, self.reason, self.timeout, self.command)
 
 
 def _wanted(phase: str, code: int) -> bool:
@@ -561,26 +564,12 @@ async def _tcp_connect(
         await asyncio.wait_for(loop.sock_connect(sock, (target.address, target.port)), timeout)
     except TimeoutError as exc:
         sock.close()
-        raise ConnectFailure(target, "connect", f"timed out after {timeout:g}s") from exc
+        raise ConnectFailure(target.where, "connect", f"timed out after {timeout:g}s") from exc
     except OSError as exc:
         sock.close()
         reason = os.strerror(exc.errno) if exc.errno else str(exc)
-        raise ConnectFailure(target, "connect", reason) from exc
+        raise ConnectFailure(target.where, "connect", reason) from exc
     except BaseException:
         sock.close()
         raise
     return sock
-
-
-async def resolve(name: str, port: int, timeout: float) -> list[str]:
-    """The addresses of a host name through the system resolver (IPv4 first)."""
-    loop = asyncio.get_running_loop()
-    infos = await asyncio.wait_for(
-        loop.getaddrinfo(name, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP), timeout
-    )
-    addresses: list[str] = []
-    for family, *_, sockaddr in sorted(infos, key=lambda info: info[0] != socket.AF_INET):
-        address = str(sockaddr[0])
-        if family in (socket.AF_INET, socket.AF_INET6) and address not in addresses:
-            addresses.append(address)
-    return addresses

@@ -50,7 +50,7 @@ from typing import Any
 
 from kumoclient import logs
 from kumoclient.core import msgid
-from kumoclient.errors import KumoClientError
+from kumoclient.errors import SpoolEntryMissing, SpoolError
 from kumoclient.records import SpooledMessage
 
 log = logs.get_logger(__name__)
@@ -58,10 +58,6 @@ log = logs.get_logger(__name__)
 MAGIC = b"KCSPOOL1 "
 _HEADER_LIMIT = 1 << 20
 _WHOLE_READ = 64 * 1024  # entries up to this size are read whole in one call
-
-
-class SpoolError(KumoClientError):
-    """The spool could not take or read a message (disk full, I/O error, corrupt entry)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -392,7 +388,12 @@ class Spool:
         return await asyncio.to_thread(self._read_content, message_id)
 
     def _read_content(self, message_id: str) -> bytes:
-        fd = os.open(self.data / message_id, os.O_RDONLY)
+        try:
+            fd = os.open(self.data / message_id, os.O_RDONLY)
+        except FileNotFoundError as exc:
+            raise SpoolEntryMissing(
+                f"{message_id}: not in the spool", message_id=message_id
+            ) from exc
         try:
             chunks = [os.read(fd, 1 << 20)]
             while len(chunks[-1]) == 1 << 20:
@@ -555,7 +556,10 @@ class Spool:
         """A dropped submission and its creation time; SpoolError when it is malformed."""
         if not re.fullmatch(r"[0-9a-f]{28}", path.stem):
             raise SpoolError(f"{path.name}: not a name `kumoclient inject` writes")
-        blob = path.read_bytes()
+        try:
+            blob = path.read_bytes()
+        except FileNotFoundError as exc:
+            raise SpoolEntryMissing(f"{path.name}: not in incoming/") from exc
         newline = blob.find(b"\n")
         try:
             header = json.loads(blob[:newline])

@@ -9,6 +9,11 @@ from pathlib import Path
 import pytest
 import uvloop
 
+from kumoclient.engine.dispositions import Dispositions
+from kumoclient.engine.metrics import EngineMetrics
+from kumoclient.engine.table import MessageTable
+from kumoclient.logs import RecordLog
+from kumoclient.spool import Spool
 from tests import redis_server
 from tests.redis_server import RedisServer
 
@@ -31,3 +36,11 @@ def pytest_asyncio_loop_factories(
     if item.path.name == "test_listener.py":
         return {"asyncio": asyncio.new_event_loop, "uvloop": uvloop.new_event_loop}
     return {"asyncio": asyncio.new_event_loop}
+
+
+def record_writer(spool: Spool, records: RecordLog) -> Dispositions:
+    """The engine's one record writer, alone: what a Reception outside an engine writes its
+    Reception records with."""
+    return Dispositions(
+        spool, records, MessageTable(lambda item: None), EngineMetrics(), hostname="test"
+    )

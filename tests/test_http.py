@@ -26,13 +26,14 @@ from aiohttp import web
 
 from kumoclient.engine.daemon import DaemonOptions, http_handlers, layout
 from kumoclient.engine.reception import Reception
-from kumoclient.errors import ConfigError
+from kumoclient.errors import ConfigError, SpoolError
 from kumoclient.http import Client, Handlers, HttpError, HttpServer, Route
 from kumoclient.logs import RecordLog
 from kumoclient.policy.memoize import MemoRegistry
 from kumoclient.policy.runtime import PolicyHolder
 from kumoclient.records import HttpListenerConfig, InitConfig, SpooledMessage
-from kumoclient.spool import Spool, SpoolError
+from kumoclient.spool import Spool
+from tests.conftest import record_writer
 from tests.daemon_process import DaemonProcess, free_port
 
 POLICY = """
@@ -90,7 +91,7 @@ async def serve(tmp_path: Path) -> AsyncIterator[Serve]:
     records = RecordLog(tmp_path / "logs")
     await records.open()
     holder = PolicyHolder(policy, memo=MemoRegistry())
-    reception = Reception(holder, spool, records)
+    reception = Reception(holder, spool, record_writer(spool, records))
     servers: list[HttpServer] = []
     sessions: list[aiohttp.ClientSession] = []
 

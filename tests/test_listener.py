@@ -24,6 +24,7 @@ from kumoclient.policy.memoize import MemoRegistry
 from kumoclient.policy.runtime import PolicyHolder
 from kumoclient.records import EsmtpListenerConfig
 from kumoclient.spool import Spool
+from tests.conftest import record_writer
 from tests.smtp_client import Client
 
 MESSAGE = b"From: a@example.com\r\nSubject: hi\r\n\r\nhello\r\n"
@@ -69,7 +70,9 @@ async def make_rig(tmp_path: Path, policy: str = "", **listener: object) -> Asyn
     await spool.start()
     records = RecordLog(tmp_path / "logs")
     await records.open()
-    reception = Reception(PolicyHolder(policy_path, memo=MemoRegistry()), spool, records)
+    reception = Reception(
+        PolicyHolder(policy_path, memo=MemoRegistry()), spool, record_writer(spool, records)
+    )
     config = replace(EsmtpListenerConfig(listen="127.0.0.1:0"), **listener)  # type: ignore[arg-type]
     server = await start_listener(config, reception.accept_smtp)
     port = server.sockets[0].getsockname()[1]

@@ -12,6 +12,7 @@ from kumoclient.logs import RecordLog
 from kumoclient.policy.memoize import MemoRegistry
 from kumoclient.policy.runtime import PolicyHolder
 from kumoclient.spool import Spool, Submission
+from tests.conftest import record_writer
 
 BAD_HEADERS = [
     {"sender": "a@x.com", "recipients": ["b@x.com", "c@x.com"], "meta": [{}], "created": 1},
@@ -32,7 +33,9 @@ async def test_bad_drop_is_quarantined_and_good_ones_are_taken(
     records = RecordLog(tmp_path / "logs")
     await records.open()
     try:
-        reception = Reception(PolicyHolder(policy, memo=MemoRegistry()), spool, records)
+        reception = Reception(
+            PolicyHolder(policy, memo=MemoRegistry()), spool, record_writer(spool, records)
+        )
         bad = spool.incoming / f"{'0' * 28}.msg"
         bad.write_bytes(json.dumps(header).encode() + b"\nSubject: x\r\n\r\nbody\r\n")
         ids = spool.drop(Submission("a@x.com", ("ok@x.com",), b"Subject: y\r\n\r\nfine\r\n"))

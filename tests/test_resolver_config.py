@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from kumoclient.engine.route import resolver_for
+from kumoclient.engine.routing import resolver_for
 from kumoclient.errors import PolicyError
 from kumoclient.policy.runtime import PolicyRuntime
 from kumoclient.records import ResolverConfig

@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 
 from kumoclient.core import msgid
+from kumoclient.errors import SpoolError
 from kumoclient.records import SpooledMessage
-from kumoclient.spool import Spool, SpoolError, Submission
+from kumoclient.spool import Spool, Submission
 
 CONTENT = b"Subject: t\r\n\r\nbody\r\n"
 

@@ -64,3 +64,9 @@ def schedule(
             return delays
         delays.append(delay)
         age += delay
+
+
+def expired(created: float, max_age: float, now: float) -> bool:
+    """True when a message created at `created` has reached `max_age` (it expires when next
+    taken for an attempt, without one)."""
+    return now - created >= max_age

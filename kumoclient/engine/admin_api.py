@@ -21,7 +21,7 @@ import urllib.request
 from collections.abc import Mapping
 
 from kumoclient.core.duration import parse_duration
-from kumoclient.engine.control import Selector
+from kumoclient.core.selector import Selector
 from kumoclient.engine.engine import Engine
 from kumoclient.errors import ConfigError, KumoClientError
 from kumoclient.http import Client, HttpError, Route, json_route

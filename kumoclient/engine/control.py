@@ -35,44 +35,15 @@ import asyncio
 import time
 import uuid
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
-from kumoclient.engine.queues import Item, Scheduler, Site, Stage
-from kumoclient.records import EnhancedCode, QueueName, Reply
-
-ADMIN_BOUNCE_CODE = 551
-ADMIN_BOUNCE_ENHANCED = EnhancedCode(5, 7, 1)
-
-
-def admin_bounce_reply(reason: str) -> Reply:
-    """The response of an AdminBounce record (KumoMTA's: `551 5.7.1 Administrative bounce`)."""
-    text = " ".join(reason.split())  # a record's content has no line break (SPEC 6)
-    return Reply(ADMIN_BOUNCE_CODE, ADMIN_BOUNCE_ENHANCED, f"Administrative bounce: {text}")
-
-
-@dataclass(frozen=True, slots=True)
-class Selector:
-    """Which queues an operation applies to; None parts match anything."""
-
-    domain: str | None = None
-    tenant: str | None = None
-    campaign: str | None = None
-
-    def __post_init__(self) -> None:
-        if self.domain is not None:
-            object.__setattr__(self, "domain", self.domain.lower())
-
-    def matches(self, name: QueueName) -> bool:
-        """True when a queue with these parts is selected."""
-        return (
-            (self.domain is None or name.domain.lower() == self.domain)
-            and (self.tenant is None or name.tenant == self.tenant)
-            and (self.campaign is None or name.campaign == self.campaign)
-        )
-
-    def as_dict(self) -> dict[str, str | None]:
-        """The selector as JSON-ready fields."""
-        return {"domain": self.domain, "tenant": self.tenant, "campaign": self.campaign}
+from kumoclient.core.disposition import admin_bounced, decide
+from kumoclient.core.selector import Selector
+from kumoclient.core.synthesized import admin_bounce
+from kumoclient.engine.dispositions import Dispositions
+from kumoclient.engine.queues import Item, Stage
+from kumoclient.engine.table import MessageTable
+from kumoclient.records import QueueName, Reply
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,40 +117,25 @@ class _Suspension:
     reason: str
     created: float
     expires: float | None
-    held: list[Item] = field(default_factory=list)
     timer: asyncio.TimerHandle | None = None
-
-    def info(self) -> SuspensionInfo:
-        return SuspensionInfo(
-            self.id, self.selector, self.reason, self.created, self.expires, len(self.held)
-        )
 
 
 class Control:
-    """The administrative operations on an engine's in-memory queues.
-
-    It sees the engine's containers (scheduler, sites, MX-lookup waiting lists, live items)
-    and acts through two callbacks: `release(item)` hands a message back as if it came due
-    now, `admin_bounce(item, reply)` writes its AdminBounce record and removes it.
-    """
+    """The administrative operations on an engine's queues, through the message table's
+    public operations. `release(item)` hands a held message back as if it came due now;
+    bounces are decided by `core.disposition` and written by the engine's Dispositions."""
 
     def __init__(
         self,
+        table: MessageTable,
+        dispositions: Dispositions,
         *,
-        scheduler: Scheduler,
-        sites: dict[str, Site],
-        resolving: dict[str, list[Item]],
-        live: dict[str, Item],
         release: Callable[[Item], None],
-        admin_bounce: Callable[[Item, Reply], None],
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self._scheduler = scheduler
-        self._sites = sites
-        self._resolving = resolving
-        self._live = live
+        self._table = table
+        self._dispositions = dispositions
         self._release = release
-        self._admin_bounce = admin_bounce
         self._clock = clock
         self._suspensions: dict[str, _Suspension] = {}
         self._doomed: dict[str, Reply] = {}  # in-flight message id -> its AdminBounce reply
@@ -194,35 +150,34 @@ class Control:
         if duration is not None and duration <= 0:
             raise ValueError("duration must be positive")
         now = self._clock()
-        suspension = _Suspension(
-            uuid.uuid4().hex,
-            selector,
-            reason,
-            now,
-            None if duration is None else now + duration,
-        )
+        expires = None if duration is None else now + duration
+        suspension = _Suspension(uuid.uuid4().hex, selector, reason, now, expires)
         self._suspensions[suspension.id] = suspension
         if duration is not None:
             loop = asyncio.get_running_loop()
             suspension.timer = loop.call_later(duration, self._lapse, suspension.id)
-        for site in list(self._sites.values()):
-            for item in site.remove(lambda item: selector.matches(item.name)):
-                self._hold(suspension, item)
-        return suspension.info()
+        for item in self._table.take_ready(lambda item: selector.matches(item.name)):
+            self._table.hold(suspension.id, item)
+        return self._info(suspension)
+
+    def _info(self, suspension: _Suspension) -> SuspensionInfo:
+        held = self._table.held(suspension.id)
+        return SuspensionInfo(
+            suspension.id,
+            suspension.selector,
+            suspension.reason,
+            suspension.created,
+            suspension.expires,
+            held,
+        )
 
     def hold(self, item: Item) -> bool:
         """Hold `item` when a suspension selects it; False when it may go."""
-        if not self._suspensions:
-            return False
         for suspension in self._suspensions.values():
             if suspension.selector.matches(item.name):
-                self._hold(suspension, item)
+                self._table.hold(suspension.id, item)
                 return True
         return False
-
-    def _hold(self, suspension: _Suspension, item: Item) -> None:
-        item.stage = Stage.HELD
-        suspension.held.append(item)
 
     def suspended(self, name: QueueName) -> bool:
         """True when a suspension selects the queue."""
@@ -233,9 +188,8 @@ class Control:
         `selector`, else (neither given) all. Their held messages go now (unless another
         suspension still selects them). Returns how many suspensions were lifted."""
         if suspension_id is not None:
-            lifted = (
-                [self._suspensions[suspension_id]] if suspension_id in self._suspensions else []
-            )
+            found = self._suspensions.get(suspension_id)
+            lifted = [found] if found is not None else []
         elif selector is not None:
             lifted = [s for s in self._suspensions.values() if s.selector == selector]
         else:
@@ -255,47 +209,40 @@ class Control:
             del self._suspensions[suspension.id]
             if suspension.timer is not None:
                 suspension.timer.cancel()
-            released.extend(suspension.held)
-            suspension.held = []
+            released.extend(self._table.release(suspension.id))
         for item in released:
-            if self._live.get(item.message.id) is item:  # not bounced meanwhile
-                self._release(item)
+            self._release(item)
 
     def list_suspensions(self) -> list[SuspensionInfo]:
         """The active suspensions, oldest first."""
-        return [s.info() for s in self._suspensions.values()]
+        return [self._info(s) for s in self._suspensions.values()]
 
     # --- bounce and retry -----------------------------------------------------------------
 
     def bounce(self, selector: Selector, reason: str) -> int:
         """AdminBounce every selected message; returns how many (in-flight ones included:
         they are bounced when their transaction ends, unless it delivered them)."""
-        picked = selector.matches
 
         def chosen(item: Item) -> bool:
-            return picked(item.name)
+            return selector.matches(item.name)
 
-        reply = admin_bounce_reply(reason)
-        taken = self._scheduler.remove(chosen)
-        for site in list(self._sites.values()):
-            taken.extend(site.remove(chosen))
-        for waiting in self._resolving.values():
-            taken.extend(item for item in waiting if chosen(item))
-            waiting[:] = [item for item in waiting if not chosen(item)]
-        for suspension in self._suspensions.values():
-            taken.extend(item for item in suspension.held if chosen(item))
-            suspension.held = [item for item in suspension.held if not chosen(item)]
-        flying = [
-            item for item in self._live.values() if item.stage is Stage.IN_FLIGHT and chosen(item)
-        ]
+        reply = admin_bounce(reason)
+        flying = self._table.in_flight(chosen)
         for item in flying:
             self._doomed[item.message.id] = reply
-        bounced = 0
+        taken = self._table.take_waiting(chosen)
+        now = self._clock()
         for item in taken:
-            if self._live.get(item.message.id) is item:
-                self._admin_bounce(item, reply)
-                bounced += 1
-        return bounced + len(flying)
+            message = item.message
+            decision = decide(
+                admin_bounced(reply),
+                attempts=message.attempts,
+                created=message.created,
+                config=item.config,
+                now=now,
+            )
+            self._dispositions.apply(item, decision, site=item.site)
+        return len(taken) + len(flying)
 
     def doomed(self, message_id: str) -> Reply | None:
         """The AdminBounce reply for an in-flight message bounced meanwhile (taken once)."""
@@ -303,18 +250,12 @@ class Control:
             return None
         return self._doomed.pop(message_id, None)
 
-    def forget(self, message_id: str) -> None:
-        """A message reached its final disposition: no bounce is pending for it."""
-        if self._doomed:
-            self._doomed.pop(message_id, None)
-
     def retry_now(self, selector: Selector) -> int:
         """Make the selected scheduled messages due now; returns how many."""
-        taken = self._scheduler.remove(lambda item: selector.matches(item.name))
+        taken = self._table.take_scheduled(lambda item: selector.matches(item.name))
         now = self._clock()
         for item in taken:
-            item.message = replace(item.message, due=now)
-            self._scheduler.add(item)
+            self._table.schedule(item, replace(item.message, due=now))
         return len(taken)
 
     # --- states ---------------------------------------------------------------------------
@@ -323,7 +264,7 @@ class Control:
         """Every queue with messages in memory, by name."""
         states: dict[str, QueueState] = {}
         failed_due: dict[str, float] = {}
-        for item in self._live.values():
+        for item in self._table.items():
             state = states.get(item.queue)
             if state is None:
                 name = item.name
@@ -335,23 +276,8 @@ class Control:
                     name.routing_domain,
                     suspended=self.suspended(name),
                 )
+            _count(state, item)
             message = item.message
-            state.count += 1
-            stage = item.stage
-            if stage is Stage.SCHEDULED:
-                state.scheduled += 1
-                if state.next_due is None or message.due < state.next_due:
-                    state.next_due = message.due
-            elif stage is Stage.ROUTING:
-                state.routing += 1
-            elif stage is Stage.READY:
-                state.ready += 1
-            elif stage is Stage.HELD:
-                state.held += 1
-            else:
-                state.in_flight += 1
-            if state.oldest_created is None or message.created < state.oldest_created:
-                state.oldest_created = message.created
             # the latest stored due time among failed messages marks the latest failure
             if message.last_response is not None and message.due >= failed_due.get(
                 item.queue, float("-inf")
@@ -366,3 +292,23 @@ class Control:
             if suspension.timer is not None:
                 suspension.timer.cancel()
                 suspension.timer = None
+
+
+_STAGE_FIELDS = {
+    Stage.SCHEDULED: "scheduled",
+    Stage.ROUTING: "routing",
+    Stage.READY: "ready",
+    Stage.HELD: "held",
+    Stage.IN_FLIGHT: "in_flight",
+}
+
+
+def _count(state: QueueState, item: Item) -> None:
+    message = item.message
+    state.count += 1
+    field_name = _STAGE_FIELDS[item.stage]
+    setattr(state, field_name, getattr(state, field_name) + 1)
+    if item.stage is Stage.SCHEDULED and (state.next_due is None or message.due < state.next_due):
+        state.next_due = message.due
+    if state.oldest_created is None or message.created < state.oldest_created:
+        state.oldest_created = message.created

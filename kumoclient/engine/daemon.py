@@ -26,7 +26,7 @@ from kumoclient.engine.admin_api import admin_routes
 from kumoclient.engine.engine import DEFAULT_DATA_DIR, Engine
 from kumoclient.engine.inject import InjectService
 from kumoclient.engine.reception import Reception
-from kumoclient.engine.route import resolver_for
+from kumoclient.engine.routing import resolver_for
 from kumoclient.engine.workers import (
     Worker,
     WorkerSetup,

@@ -24,8 +24,6 @@ decided before a site was known (DNS failures, policy errors, expiry while sched
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -34,6 +32,8 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+
+from kumoclient.records import RecordType
 
 # Lua handlers usually take microseconds; SPEC 4.1 warns from 100 ms on
 HOOK_BUCKETS = (
@@ -143,16 +143,14 @@ class EngineMetrics:
         """A message left the spool (final disposition, or quarantined)."""
         self.spooled.dec()
 
-    def record(self, record: Mapping[str, object]) -> None:
-        """Count a log record by its type (Reception records are counted at enqueue)."""
-        kind = record["type"]
-        queue = str(record["queue"])
-        if kind == "AdminBounce":
+    def count(self, kind: RecordType, queue: str, site: str) -> None:
+        """Count a disposition by its record type (Reception is counted by received_message)."""
+        if kind is RecordType.ADMIN_BOUNCE:
             self.admin_bounces.labels(queue=queue).inc()
             return
-        counter = self._by_type.get(str(kind))
+        counter = self._by_type.get(kind.value)
         if counter is not None:
-            counter.labels(queue=queue, site=str(record["site"])).inc()
+            counter.labels(queue=queue, site=site).inc()
 
     def hook(self, queue: str, seconds: float, rewritten: bool) -> None:
         """One call of the rewrite hook."""

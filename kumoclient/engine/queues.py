@@ -19,11 +19,21 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from kumoclient.engine.route import Route
-from kumoclient.records import EgressPathConfig, QueueConfig, QueueName, SpooledMessage
+from kumoclient.records import EgressPathConfig, MxHost, QueueConfig, QueueName, SpooledMessage
 from kumoclient.throttles import AsyncThrottle, SharedThrottles
 
 PENALTY_SECONDS = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """The destination of a queue: `site` is the ready-queue name used in records."""
+
+    site: str
+    site_name: str
+    routing_domain: str
+    hosts: tuple[MxHost, ...]
+    from_dns: bool = False  # MX hosts: addresses come from the DNS resolver
 
 
 class Stage(enum.Enum):

@@ -19,13 +19,18 @@ from pathlib import Path
 
 from kumoclient import logs
 from kumoclient.core import msgid
-from kumoclient.core.queue_name import queue_name_for
-from kumoclient.errors import PolicyError, PolicyReject, SubmissionRefused
-from kumoclient.logs import RecordLog, RecordType, build_record
+from kumoclient.engine.dispositions import Dispositions
+from kumoclient.errors import (
+    PolicyError,
+    PolicyReject,
+    SpoolEntryMissing,
+    SpoolError,
+    SubmissionRefused,
+)
 from kumoclient.policy.message import MessageView
 from kumoclient.policy.runtime import PolicyHolder
 from kumoclient.records import SpooledMessage
-from kumoclient.spool import Spool, SpoolError, Submission
+from kumoclient.spool import Spool, Submission
 
 log = logs.get_logger(__name__)
 
@@ -57,13 +62,13 @@ class Reception:
         self,
         policy: PolicyHolder,
         spool: Spool,
-        records: RecordLog | None,
+        dispositions: Dispositions | None,
         on_stored: Callable[[list[SpooledMessage], bytes | None], None] | None = None,
         announce: Announce | None = None,
     ) -> None:
         self.policy = policy
         self.spool = spool
-        self.records = records
+        self.dispositions = dispositions  # None in a reception worker (it announces)
         self.on_stored = on_stored  # the engine's queue, told of each durable message
         # in a reception worker: hands durable messages to the main process instead of
         # writing records and queueing them here (returns once they are on their way)
@@ -134,10 +139,8 @@ class Reception:
     def adopt(self, messages: list[SpooledMessage], content: bytes | None, now: float) -> None:
         """Durable new messages: their Reception records, the count, the engine's queue.
         Also called by the main process for messages its reception workers stored."""
-        if self.records is not None:
-            for message in messages:
-                queue = queue_name_for(message.recipient, message.meta)
-                self.records.write(build_record(RecordType.RECEPTION, message, queue, now=now))
+        if self.dispositions is not None:
+            self.dispositions.received(messages, now)
         self.accepted += len(messages)
         if self.on_stored is not None:
             self.on_stored(messages, content)
@@ -217,7 +220,7 @@ class Reception:
     async def _pick_up(self, path: Path) -> bool:
         try:
             submission, created = self.spool.read_drop(path)
-        except FileNotFoundError:
+        except SpoolEntryMissing:
             return False
         except Exception as exc:  # whatever is wrong with it, it must not stop the pick-up
             self.spool.quarantine_drop(path, f"{type(exc).__name__}: {exc}")

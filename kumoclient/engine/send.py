@@ -11,26 +11,37 @@ from __future__ import annotations
 import argparse
 import asyncio
 import socket
+import time
 from dataclasses import replace
 from typing import BinaryIO, TextIO
 
+from kumoclient.core.disposition import (
+    Attempt,
+    Decision,
+    HookAnswer,
+    Result,
+    decide,
+    failed,
+)
 from kumoclient.core.queue_name import parse_queue_name, queue_name_for
 from kumoclient.core.reply import single_line
+from kumoclient.core.synthesized import Synthesized, synthesize
 from kumoclient.engine.admin import BadInput, check_address, read_message
-from kumoclient.engine.attempt import Outcome, failed_outcome, judge, open_session
-from kumoclient.engine.route import (
+from kumoclient.engine.dispatch import attempt_of, open_session
+from kumoclient.engine.queues import Site
+from kumoclient.engine.routing import (
     EGRESS_SOURCE,
     dns_route,
     resolver_for,
     route_for,
     routing_domain,
 )
-from kumoclient.errors import ConfigError
-from kumoclient.logs import RecordType
-from kumoclient.mx import DnsLookupError
+from kumoclient.errors import ConfigError, DnsLookupError, NullMx
 from kumoclient.policies import default_policy_path
 from kumoclient.policy.config import parse_mx_entry
 from kumoclient.policy.runtime import PolicyRuntime
+from kumoclient.records import RecordType
+from kumoclient.smtp import Session
 
 EXIT_CODES = {
     RecordType.DELIVERY: 0,
@@ -45,14 +56,15 @@ def send(args: argparse.Namespace, stdin: BinaryIO, out: TextIO) -> int:
     recipient = check_address(args.recipient, mailbox=True)
     content = read_message(args.file, stdin)
     runtime = PolicyRuntime(args.policy or default_policy_path())
-    outcome = asyncio.run(
+    decision = asyncio.run(
         _attempt(runtime, sender=sender, recipient=recipient, content=content, mx=args.mx, out=out)
     )
-    out.write(f"disposition: {outcome.kind.value}\n")
-    out.write(f"response: {single_line(outcome.reply, ' ')}\n")
-    if outcome.rewrite is not None and outcome.rewrite.rewritten:
-        out.write(f"rewritten by the policy from {outcome.rewrite.original_code}\n")
-    return EXIT_CODES[outcome.kind]
+    first = decision.records[0]
+    out.write(f"disposition: {first.type.value}\n")
+    out.write(f"response: {single_line(first.reply, ' ')}\n")
+    if decision.rewrite is not None and decision.rewrite.rewritten:
+        out.write(f"rewritten by the policy from {decision.rewrite.original_code}\n")
+    return EXIT_CODES.get(first.type, 75)
 
 
 async def _attempt(
@@ -63,10 +75,15 @@ async def _attempt(
     content: bytes,
     mx: str | None,
     out: TextIO,
-) -> Outcome:
+) -> Decision:
     queue = queue_name_for(recipient, {})
     name = parse_queue_name(queue)
     config = runtime.get_queue_config(name)
+    now = time.time()
+
+    def decided(attempt: Attempt, hook: HookAnswer | None = None) -> Decision:
+        return decide(attempt, attempts=0, created=now, config=config, now=now, hook=hook)
+
     if mx is not None:
         try:
             config = replace(config, mx_list=(parse_mx_entry(mx),))
@@ -78,8 +95,11 @@ async def _attempt(
     else:
         try:
             route = await dns_route(routing_domain(name), dns)
-        except DnsLookupError as exc:  # null MX: Bounce; else TransientFailure
-            return failed_outcome(exc.reply())
+        except NullMx:
+            return decided(failed(synthesize(Synthesized.NULL_MX)))
+        except DnsLookupError as exc:
+            reply = synthesize(Synthesized.DNS_FAILURE, queue=queue, reason=exc.text)
+            return decided(failed(reply))
     egress = runtime.get_egress_path_config(route.routing_domain, EGRESS_SOURCE, route.site_name)
     if mx is not None:
         egress = replace(egress, prohibited_hosts=())
@@ -90,11 +110,16 @@ async def _attempt(
 
     out.write(f"queue: {queue}\nsite: {route.site}\n")
     ehlo = egress.ehlo_domain or socket.getfqdn()
-    session = await open_session(route, egress, ehlo, None, transcript=transcript, dns=dns)
-    if isinstance(session, Outcome):
-        return session
+    site = Site(route, egress, 0)
+    session = await open_session(site, ehlo, dns, transcript=transcript, penalize=False)
+    if not isinstance(session, Session):
+        return decided(session)
     try:
         exchange = await session.send(sender, recipient, content)
-        return judge(exchange, session.target, name, runtime, egress)
+        attempt = attempt_of(exchange, session.target)
+        hook = None
+        if attempt.result is Result.REJECTED and attempt.reply is not None:
+            hook = runtime.rewrite_hook(attempt.reply, name, egress.response_line_break)
+        return decided(attempt, hook)
     finally:
         await session.close()

@@ -12,9 +12,10 @@ from __future__ import annotations
 import asyncio
 
 from kumoclient import logs
+from kumoclient.errors import SpoolError
 from kumoclient.logs import RecordLog
 from kumoclient.records import SpooledMessage
-from kumoclient.spool import Spool, SpoolError
+from kumoclient.spool import Spool
 
 log = logs.get_logger(__name__)
 

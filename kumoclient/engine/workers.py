@@ -141,7 +141,7 @@ async def _serve(index: int, setup: WorkerSetup, write_fd: int) -> None:
 
     spool = Spool(setup.spool_dir)
     await spool.start(clean=False)  # the main process cleaned it before forking
-    reception = Reception(setup.policy, spool, records=None, announce=announce)
+    reception = Reception(setup.policy, spool, dispositions=None, announce=announce)
     servers = [
         await start_listener(config, reception.accept_smtp, sock=sock)
         for config, sock in setup.listeners

@@ -18,8 +18,8 @@ from typing import Any, NoReturn, TypeVar
 from lupa import lua54
 
 from kumoclient import logs
-from kumoclient.core.classify import classify
-from kumoclient.core.reply import LITERAL_CRLF, apply_rewrite, single_line
+from kumoclient.core.disposition import HookAnswer, rewrite
+from kumoclient.core.reply import LITERAL_CRLF, single_line
 from kumoclient.errors import PolicyError, PolicyLoadError, PolicyReject
 from kumoclient.policy.events import EVENTS, Result
 from kumoclient.policy.host import Host, answers
@@ -186,13 +186,17 @@ class PolicyRuntime:
     def rewrite_delivery_status(
         self, reply: Reply, queue: QueueName, line_break: str = LITERAL_CRLF
     ) -> RewriteOutcome:
-        """SPEC 2.3: hand the one-line reply to the hook, apply its code, classify the result.
+        """SPEC 2.3: the hook's answer applied to the reply and classified (core.disposition)."""
+        return rewrite(reply, self.rewrite_hook(reply, queue, line_break))
 
-        A failing or garbage-returning hook keeps the original reply and logs one error line.
-        """
-        original = reply.code
+    def rewrite_hook(
+        self, reply: Reply, queue: QueueName, line_break: str = LITERAL_CRLF
+    ) -> HookAnswer | None:
+        """Hand the one-line reply to `smtp_client_rewrite_delivery_status`; its answer, or
+        None when the policy has no handler. A failing or garbage-returning hook answers
+        with `error` set (the original reply stands) and logs one error line."""
         if REWRITE_EVENT not in self._handlers:
-            return RewriteOutcome(reply, original, False, classify(original))
+            return None
         response = single_line(reply, line_break)
         routing = queue.routing_domain or queue.domain
         fired = self._fire(
@@ -209,19 +213,16 @@ class PolicyRuntime:
         elif fired.status == "reject":
             call = f"kumo.reject({fired.value}, {fired.detail!r})"
             problem = f"{fired.where}: {call} is not allowed in this event"
-        if problem is not None:
-            log.error(
-                f"{REWRITE_EVENT} event failed: {problem}. Preserving original response",
-                policy=self.display_path,
-                policy_location=_location(problem) or fired.where,
-                response=response,
-                lua_traceback=fired.detail if fired.status == "error" else None,
-            )
-            return RewriteOutcome(reply, original, False, classify(original), error=problem)
-        if new_code is None or new_code == original:
-            return RewriteOutcome(reply, original, False, classify(original))
-        rewritten = apply_rewrite(reply, new_code)
-        return RewriteOutcome(rewritten, original, True, classify(new_code))
+        if problem is None:
+            return HookAnswer(new_code)
+        log.error(
+            f"{REWRITE_EVENT} event failed: {problem}. Preserving original response",
+            policy=self.display_path,
+            policy_location=_location(problem) or fired.where,
+            response=response,
+            lua_traceback=fired.detail if fired.status == "error" else None,
+        )
+        return HookAnswer(error=problem)
 
     def message_event(self, event: str, view: MessageView) -> None:
         """Fire a reception event (`smtp_server_message_received`, `http_message_generated`).

@@ -257,4 +257,4 @@ async def next_record(
         async with asyncio.timeout(timeout):
             return await future
     finally:
-        engine.records.listeners.remove(seen)
+        engine.unsubscribe(seen)

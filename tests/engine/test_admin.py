@@ -181,7 +181,7 @@ async def test_admin_bounce_writes_records_and_empties_the_spool(
         "c9:t1@bounce.example",
     ]
     assert [r["num_attempts"] for r in finals] == [1, 1, 0]
-    await engine._state.flush()
+    await engine.flush()
     assert engine.spool.ids() == [keep]
     on_disk = [r["id"] for r in records(engine) if r["type"] == "AdminBounce"]
     assert sorted(on_disk) == sorted([*scheduled, held])
@@ -212,7 +212,7 @@ async def test_admin_bounce_of_a_message_in_flight_is_not_requeued(
     [record] = await outcomes(engine, [second])
     assert record["type"] == "AdminBounce"
     assert engine.queue_states() == []
-    await engine._state.flush()
+    await engine.flush()
     assert engine.spool.ids() == []
     assert [rcpts for _, rcpts, _ in mx.received] == [["ok@example.net"]]
 

@@ -66,7 +66,7 @@ async def test_a_rewritten_bounce_sends_the_sender_a_delivery_status_report(
     headers = next(p for p in report.walk() if p.get_content_type() == "text/rfc822-headers")
     assert "Message-ID: <1@example.com>" in headers.as_string()
     # the original left the spool only after its report was spooled
-    await engine._state.flush()
+    await engine.flush()
     assert engine.spool.ids() == []
 
 
@@ -103,7 +103,7 @@ async def test_no_report_for_the_null_sender_or_without_generate_dsn(
     assert (await deliver_one(without, recipient="gone@example.net"))["type"] == "Bounce"
     await asyncio.sleep(0.5)  # a report would have been spooled by now
     for each in (engine, without):
-        await each._state.flush()
+        await each.flush()
         assert [r["type"] for r in records(each)] == ["Reception", "Bounce"]
         assert each.spool.ids() == []
     assert mx.received == []

@@ -94,6 +94,6 @@ async def test_a_source_address_that_is_not_ours_is_a_transient_failure_naming_i
     failure = await next_record(engine, "TransientFailure", message_id)
     assert failure["response"]["code"] == 400
     assert "connect: Cannot assign requested address" in failure["response"]["content"]
-    await engine._state.flush()
+    await engine.flush()
     assert engine.spool.ids() == [message_id]
     assert mx.connections == 0

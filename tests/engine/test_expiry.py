@@ -43,7 +43,7 @@ async def test_a_recipient_that_always_gets_451_is_retried_with_doubling_gaps_th
     assert first >= 1.0 - jitter
     assert second >= 2.0 - jitter
     assert final["num_attempts"] == 3
-    await engine._state.flush()
+    await engine.flush()
     assert engine.spool.ids() == []
 
 
@@ -66,7 +66,7 @@ async def test_a_message_older_than_max_age_expires_without_an_attempt(
     async with asyncio.timeout(10):
         while not seen:
             await asyncio.sleep(0.05)
-    await engine._state.flush()
+    await engine.flush()
     assert [r["type"] for r in seen] == ["Expiration"]
     assert "older than the expiry time" in str(seen[0]["response"])
     assert mx.connections == 0

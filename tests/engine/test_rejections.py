@@ -122,7 +122,7 @@ async def test_the_hook_turns_over_quota_into_a_bounce_with_the_rewrite_note(
         "The email account that you tried to reach is over quota."
         " (kumomta: status was rewritten from 452 -> 500)"
     )
-    await engine._state.flush()
+    await engine.flush()
     assert engine.spool.ids() == []
 
 
@@ -156,7 +156,7 @@ async def test_a_5xx_rewritten_to_4xx_is_retried(
     record = await next_record(engine, "TransientFailure", message_id)
     assert record["response"]["code"] == 450
     assert record["response"]["content"].endswith("(kumomta: status was rewritten from 550 -> 450)")
-    await engine._state.flush()
+    await engine.flush()
     requeued = engine.spool.load(message_id)
     assert requeued.attempts == 1
     assert requeued.due > record["timestamp"] + 3000  # retry_interval is 1 hour

@@ -84,10 +84,10 @@ async def test_domains_with_the_same_mx_hosts_share_one_site(
     second = await deliver_one(engine, recipient="b@blog.test")
     assert first["queue"] != second["queue"]
     assert first["site"] == second["site"]
-    assert len(engine._sites) == 1
+    assert len(engine.table.sites()) == 1
     other = await deliver_one(engine, recipient="c@elsewhere.test")
     assert other["site"] == "unspecified->mx.other.test@smtp_client"
-    assert len(engine._sites) == 2
+    assert len(engine.table.sites()) == 2
 
 
 async def test_a_domain_without_mx_records_is_its_own_mail_exchanger(
@@ -114,7 +114,7 @@ async def test_a_null_mx_bounces_without_the_hook(
     assert record["response"]["command"] is None
     assert hook_calls(policy) == []
     assert mx.connections == 0
-    await engine._state.flush()
+    await engine.flush()
     assert engine.spool.ids() == []
 
 
@@ -143,7 +143,7 @@ async def test_nxdomain_and_dns_failures_are_transient_never_a_bounce(
     assert response["content"].startswith(f"KumoMTA internal: failed to resolve queue {domain}: ")
     assert f"MX lookup for {domain} failed: {reason}" in response["content"]
     assert hook_calls(policy) == []
-    await engine._state.flush()
+    await engine.flush()
     assert engine.spool.ids() == [message_id]  # still spooled, for the retry
     assert [r["type"] for r in records(engine)] == ["Reception", "TransientFailure"]
 

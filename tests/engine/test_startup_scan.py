@@ -45,7 +45,7 @@ async def test_background_scan_returns_once_listed_then_schedules_every_message(
 
     assert listed == count + 1  # listed, not yet read: the bad entry is still counted
     assert not engine.scanned.is_set()
-    assert len(engine._live) == 0  # nothing read before start() returned
+    assert len(engine.table) == 0  # nothing read before start() returned
     await asyncio.wait_for(engine.scanned.wait(), 30)
     assert (tmp_path / "data" / "spool" / "quarantine" / ("f" * 32)).exists()
     for _ in range(300):
@@ -81,4 +81,4 @@ async def test_without_background_scan_start_schedules_everything_first(
     engine = engines(write_policy(tmp_path / "p.lua", [mx.address]))
     assert await engine.start() == 10
     assert engine.scanned.is_set()
-    assert sorted(engine._live) == sorted(ids)
+    assert sorted(item.message.id for item in engine.table.items()) == sorted(ids)
