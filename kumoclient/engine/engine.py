@@ -52,7 +52,7 @@ from kumoclient.records import (
     SpooledMessage,
 )
 from kumoclient.smtp import Session
-from kumoclient.spool import Spool, SpoolError
+from kumoclient.spool import Spool, SpoolEntryMissing, SpoolError
 from kumoclient.throttles import AsyncThrottle, Lease, SharedThrottles
 
 log = logs.get_logger(__name__)
@@ -560,9 +560,9 @@ class Engine:
             if item.message.size < _INLINE_READ:
                 return self.spool.content(message_id)
             return await self.spool.read_content(message_id)
-        except FileNotFoundError:
+        except SpoolEntryMissing:
             log.warning("message left the spool before delivery", id=message_id)
-        except (SpoolError, OSError) as exc:
+        except SpoolError as exc:
             self.spool.quarantine_entry(message_id, f"{type(exc).__name__}: {exc}")
         self._forget(message_id)
         self.metrics.left_spool()

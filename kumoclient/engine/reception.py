@@ -25,7 +25,14 @@ from kumoclient.logs import RecordLog, RecordType, build_record
 from kumoclient.policy.message import MessageView
 from kumoclient.policy.runtime import PolicyHolder
 from kumoclient.records import SpooledMessage
-from kumoclient.spool import Spool, SpoolError, Submission
+from kumoclient.spool import (
+    Spool,
+    SpoolEntryCorrupt,
+    SpoolEntryMissing,
+    SpoolError,
+    SpoolUnavailable,
+    Submission,
+)
 
 log = logs.get_logger(__name__)
 
@@ -216,10 +223,10 @@ class Reception:
 
     async def _pick_up(self, path: Path) -> bool:
         try:
-            submission, created = self.spool.read_drop(path)
-        except FileNotFoundError:
-            return False
-        except Exception as exc:  # whatever is wrong with it, it must not stop the pick-up
+            submission, created = await self.spool.read_drop(path)
+        except (SpoolEntryMissing, SpoolUnavailable):
+            return False  # gone, or the disk is failing: the file stays and is tried again
+        except SpoolEntryCorrupt as exc:  # it must not stop the pick-up
             self.spool.quarantine_drop(path, f"{type(exc).__name__}: {exc}")
             return False
         views = self._views(submission)
