@@ -22,12 +22,13 @@ from kumoclient.spool.entry import Submission, check_drop_name, decode_drop, dro
 
 log = logs.get_logger(__name__)
 
-# Drop files up to this size are read on the loop: there a read costs the loop less than the
-# hand-offs of any off-loop read (bench/files.py: 2 KB 6 µs on the loop against 26 µs with
-# asyncio.to_thread and 70 µs with aiofiles; 256 KB 30 µs against 34 and 78; 1 MB 106-118 µs
-# against 21-63 and 49-93). Larger ones are read with aiofiles, which there ties with one
-# asyncio.to_thread (20 MB: 0.86-1.05x its throughput) and keeps the loop free (166-291 µs of
-# loop time for 20 MB, against 2,250-2,400 µs read on the loop).
+# Drop files up to this size are read on the loop, where the read costs about what one
+# hand-off to a thread does (bench/files.py, loop time per read: 2 KB 6 µs against 20-27 µs
+# with asyncio.to_thread and 31-70 µs with aiofiles; 256 KB 30-37 µs against 17-34 and 40-78).
+# Larger ones are read with aiofiles: at 20 MB its throughput ties with one asyncio.to_thread
+# (0.86-1.05x; 1 MB 0.61-0.91x) and the loop's share is a tenth of reading on it (166-307 µs
+# against 2,250-2,830; 1 MB 49-93 against 106-128), tens of µs above to_thread's (141-268;
+# 21-63), once per dropped file.
 READ_ON_LOOP = 256 * 1024
 
 
