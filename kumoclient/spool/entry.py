@@ -44,6 +44,15 @@ class Submission:
     reception_protocol: str = "ESMTP"
 
 
+def check_submission(submission: Submission) -> None:
+    """SpoolError for a submission the spool cannot take: more recipients than ids can number,
+    or meta that is not one mapping per recipient."""
+    if len(submission.recipients) > msgid.MAX_RECIPIENTS:
+        raise SpoolError(f"a submission has at most {msgid.MAX_RECIPIENTS} recipients")
+    if submission.meta and len(submission.meta) != len(submission.recipients):
+        raise SpoolError("a submission's meta must be one mapping per recipient")
+
+
 # --- data/<id> ---------------------------------------------------------------------------------
 
 

@@ -88,8 +88,7 @@ class Spool:
 
     def prepare(self, submission: Submission, now: float | None = None) -> list[SpooledMessage]:
         """The per-recipient messages of a submission (ids assigned, nothing written)."""
-        if len(submission.recipients) > msgid.MAX_RECIPIENTS:
-            raise SpoolError(f"a submission has at most {msgid.MAX_RECIPIENTS} recipients")
+        entry.check_submission(submission)
         created = time.time() if now is None else now
         base = submission.base or msgid.submission_base(created, secrets.randbits(64))
         metas = submission.meta or tuple({} for _ in submission.recipients)

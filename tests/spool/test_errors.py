@@ -144,6 +144,16 @@ def test_a_submission_for_more_recipients_than_ids_can_number_is_refused(
         spool.drop(Submission("s@x.com", too_many, CONTENT))
 
 
+def test_a_submission_with_meta_for_fewer_recipients_is_refused(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "spool")
+    uneven = Submission("s@x.com", ("a@x.com", "b@x.com"), CONTENT, ({"tenant": "t"},))
+    with pytest.raises(SpoolError, match="one mapping per recipient"):
+        spool.prepare(uneven)
+    with pytest.raises(SpoolError, match="meta does not match the recipients"):
+        spool.drop(uneven)
+    assert list(spool.incoming.iterdir()) == []
+
+
 # --- unavailable -----------------------------------------------------------------------------
 
 
