@@ -23,8 +23,10 @@ from kumoclient.engine.dispositions import Dispositions
 from kumoclient.errors import (
     PolicyError,
     PolicyReject,
+    SpoolEntryCorrupt,
     SpoolEntryMissing,
     SpoolError,
+    SpoolUnavailable,
     SubmissionRefused,
 )
 from kumoclient.policy.message import MessageView
@@ -219,10 +221,10 @@ class Reception:
 
     async def _pick_up(self, path: Path) -> bool:
         try:
-            submission, created = self.spool.read_drop(path)
-        except SpoolEntryMissing:
-            return False
-        except Exception as exc:  # whatever is wrong with it, it must not stop the pick-up
+            submission, created = await self.spool.read_drop(path)
+        except (SpoolEntryMissing, SpoolUnavailable):
+            return False  # gone, or the disk is failing: the file stays and is tried again
+        except SpoolEntryCorrupt as exc:  # it must not stop the pick-up
             self.spool.quarantine_drop(path, f"{type(exc).__name__}: {exc}")
             return False
         views = self._views(submission)

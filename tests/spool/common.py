@@ -1,0 +1,73 @@
+"""What the spool's tests share: a submission, storing it, real spool directories, a full disk."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from kumoclient.records import SpooledMessage
+from kumoclient.spool import Spool, Submission
+
+CONTENT = b"Subject: t\r\n\r\nbody\r\n"
+
+
+def submission(*recipients: str, content: bytes = CONTENT) -> Submission:
+    return Submission("s@example.com", recipients, content)
+
+
+async def stored(spool: Spool, *recipients: str, content: bytes = CONTENT) -> list[SpooledMessage]:
+    messages = spool.prepare(submission(*recipients, content=content))
+    await spool.store(messages, content)
+    return messages
+
+
+@contextlib.contextmanager
+def small_tmpfs(mount: Path, size: str = "64k") -> Iterator[Path]:
+    """A real tmpfs of `size` at `mount` (root only: skips the test otherwise)."""
+    mount.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mount)],
+        stderr=subprocess.DEVNULL,
+        check=False,
+    )
+    if done.returncode != 0:
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def fill(folder: Path) -> Path:
+    """Write a file in `folder` until its filesystem is full; the file's path."""
+    filler = folder / "filler"
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        while True:
+            try:
+                os.write(fd, b"\0" * 4096)
+            except OSError as exc:
+                if exc.errno != errno.ENOSPC:
+                    raise
+                return filler
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def immutable(folder: Path) -> Iterator[Path]:
+    """`chattr +i folder`: no entry can be added, renamed or removed, even by root (skips
+    the test where the filesystem has no such attribute)."""
+    done = subprocess.run(["chattr", "+i", str(folder)], capture_output=True, check=False)
+    if done.returncode != 0:
+        pytest.skip(f"chattr +i not supported here: {done.stderr.decode().strip()}")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["chattr", "-i", str(folder)], check=True)
