@@ -2,7 +2,8 @@
 
 Rules (SPEC 3, 8; the decisions are in core/smtp_server.py):
 - RCPT from a client outside `relay_hosts` → `550 5.7.1 relaying denied` (never an open relay);
-- addresses with CR, LF or NUL → `553 5.1.7` (MAIL) / `553 5.1.3` (RCPT);
+- addresses that are not mailboxes (core/address.py: CR, LF, NUL, spaces, no domain ...) →
+  `553 5.1.7` (MAIL) / `553 5.1.3` (RCPT);
 - more than `max_recipients_per_message` → `452 4.5.3`;
 - content over `max_message_size` → `552 5.3.4`; a line over 1,000 octets → `500 5.5.2`;
 - NUL bytes in the content → `554 5.6.0`; a bare LF → `554 5.6.11` (SMTP smuggling defence);
@@ -32,7 +33,6 @@ from kumoclient import logs
 from kumoclient.core.networks import address_in
 from kumoclient.core.smtp_server import (
     MAX_LINE,
-    CommandError,
     MailFrom,
     content_problem,
     has_long_line,
@@ -41,7 +41,7 @@ from kumoclient.core.smtp_server import (
     split_command,
     unstuff,
 )
-from kumoclient.errors import SubmissionRefused
+from kumoclient.errors import CommandError, SubmissionRefused
 from kumoclient.records import EsmtpListenerConfig
 
 log = logs.get_logger(__name__)
