@@ -30,6 +30,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
 from kumoclient import logs
+from kumoclient.core.listen import show_address, split_listen
 from kumoclient.core.networks import address_in
 from kumoclient.core.smtp_server import (
     MAX_LINE,
@@ -457,12 +458,11 @@ def _tls_context(config: EsmtpListenerConfig) -> ssl.SSLContext | None:
 
 
 def bind_listener(config: EsmtpListenerConfig) -> socket.socket:
-    """A listening socket on `config.listen` (OSError when the address cannot be had), to
-    share between the processes that accept on it."""
-    host, _, port = config.listen.rpartition(":")
-    host = host.strip("[]")
+    """A listening socket on `config.listen` (OSError when the address cannot be had,
+    ConfigError when it is not HOST:PORT), to share between the processes that accept on it."""
+    host, port = split_listen(config.listen)
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.create_server((host, int(port)), family=family, backlog=1024)
+    sock = socket.create_server((host, port), family=family, backlog=1024)
     sock.setblocking(False)
     return sock
 
@@ -480,15 +480,19 @@ async def finish_in_flight(timeout: float) -> int:
 async def start_listener(
     config: EsmtpListenerConfig, accept: Accept, sock: socket.socket | None = None
 ) -> asyncio.Server:
-    """Listen on `config.listen`, or accept on `sock` (from bind_listener)."""
+    """Listen on `config.listen` (OSError when the address cannot be had, ConfigError when it
+    is not HOST:PORT), or accept on `sock` (from bind_listener)."""
     listener = _Listener(config, accept)
     loop = asyncio.get_running_loop()
     if sock is not None:
         server = await loop.create_server(lambda: _Session(listener), sock=sock)
     else:
-        host, _, port = config.listen.rpartition(":")
-        server = await loop.create_server(
-            lambda: _Session(listener), host.strip("[]"), int(port), backlog=1024
-        )
-    log.info("esmtp listener started", listen=config.listen, relay_hosts=config.relay_hosts)
+        host, port = split_listen(config.listen)
+        server = await loop.create_server(lambda: _Session(listener), host, port, backlog=1024)
+    log.info(
+        "esmtp listener started",
+        listen=config.listen,
+        bound=[show_address(sock.getsockname()) for sock in server.sockets],
+        relay_hosts=config.relay_hosts,
+    )
     return server

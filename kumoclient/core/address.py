@@ -6,7 +6,11 @@ inject` and `send`, and the HTTP inject API (envelope sender, recipients, builde
 `reply_to`). Rules (RFC 5321 4.1.2, RFC 6531):
 - a mailbox is `local-part@domain`, both parts non-empty, split at the last `@`; the local part
   is either unquoted (no `@`) or one quoted string (`"john doe"@example.com`, `\\` escapes the
-  next character), which may hold spaces and `@`; the domain holds no `@`;
+  next character), which may hold spaces and `@` (the local part is otherwise the receiving
+  server's business: sloppy real-world local parts such as `a..b` pass);
+- the domain is a host name (labels of letters, digits, `-`, `_` or non-ASCII characters,
+  joined by single dots) or an address literal (`[192.0.2.1]`, `[IPv6:2001:db8::1]`): no `@`,
+  `!`, `%` or other punctuation, which would also break the queue name made from it (SPEC 1);
 - refused everywhere: control characters (CR, LF, NUL, TAB, DEL, C1 controls), lone
   surrogates (bytes that were not UTF-8), white space other than the space;
 - refused outside the quoted local part: the space, `<` and `>`;
@@ -31,19 +35,26 @@ SPACE = "it contains a space outside a quoted local part"
 OTHER_SPACE = "it contains white space other than a space"
 ANGLE = "it contains < or >"
 NOT_MAILBOX = "expected local-part@domain"
+DOMAIN = "the domain is neither a host name nor an address literal such as [192.0.2.1]"
 
-# the common case, decided by one regular expression: no quote, no white space, no control,
-# no surrogate, no angle bracket, exactly one `@` with something on both sides
-_ORDINARY = r"<>\s\x00-\x1f\x7f-\x9f\ud800-\udfff"  # what neither part may hold
-_PLAIN = re.compile(rf"[^\"@{_ORDINARY}]+@[^@{_ORDINARY}]+")
+_NON_ASCII = r"[^\x00-\x9f\s\ud800-\udfff]"  # printable, not white space, not a surrogate
+_LABEL = rf"(?:[A-Za-z0-9_-]|{_NON_ASCII})+"
+_DOMAIN = re.compile(rf"{_LABEL}(?:\.{_LABEL})*|\[[^\[\]\\]+\]")
+# the common case, decided by one regular expression: an unquoted local part without white
+# space, controls, surrogates, angle brackets or `@`, then `@` and a host name
+_LOCAL = r"[^\"@<>\s\x00-\x1f\x7f-\x9f\ud800-\udfff]+"
+_PLAIN = re.compile(rf"{_LOCAL}@{_LABEL}(?:\.{_LABEL})*")
 
 
 def check_mailbox(address: str) -> str:
     """`address` when it is a mailbox (a recipient, a header address); else AddressError."""
     if _PLAIN.fullmatch(address) is None:
         _refuse_characters(address)
-        if _split(address) is None:
+        parts = _split(address)
+        if parts is None:
             raise AddressError(address, NOT_MAILBOX)
+        if _DOMAIN.fullmatch(parts[1]) is None:
+            raise AddressError(address, DOMAIN)
     return address
 
 

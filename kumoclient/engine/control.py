@@ -37,6 +37,7 @@ import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 
+from kumoclient.core.selector import Selector
 from kumoclient.engine.queues import Item, Scheduler, Site, Stage
 from kumoclient.records import EnhancedCode, QueueName, Reply
 
@@ -48,31 +49,6 @@ def admin_bounce_reply(reason: str) -> Reply:
     """The response of an AdminBounce record (KumoMTA's: `551 5.7.1 Administrative bounce`)."""
     text = " ".join(reason.split())  # a record's content has no line break (SPEC 6)
     return Reply(ADMIN_BOUNCE_CODE, ADMIN_BOUNCE_ENHANCED, f"Administrative bounce: {text}")
-
-
-@dataclass(frozen=True, slots=True)
-class Selector:
-    """Which queues an operation applies to; None parts match anything."""
-
-    domain: str | None = None
-    tenant: str | None = None
-    campaign: str | None = None
-
-    def __post_init__(self) -> None:
-        if self.domain is not None:
-            object.__setattr__(self, "domain", self.domain.lower())
-
-    def matches(self, name: QueueName) -> bool:
-        """True when a queue with these parts is selected."""
-        return (
-            (self.domain is None or name.domain.lower() == self.domain)
-            and (self.tenant is None or name.tenant == self.tenant)
-            and (self.campaign is None or name.campaign == self.campaign)
-        )
-
-    def as_dict(self) -> dict[str, str | None]:
-        """The selector as JSON-ready fields."""
-        return {"domain": self.domain, "tenant": self.tenant, "campaign": self.campaign}
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,8 +32,9 @@ from kumoclient.core.dsn import build_dsn, should_generate
 from kumoclient.core.queue_name import parse_queue_name, queue_name_for
 from kumoclient.core.reply import single_line
 from kumoclient.core.retry import expires, next_delay
+from kumoclient.core.selector import Selector
 from kumoclient.engine.attempt import Outcome, failed_outcome, judge, open_session
-from kumoclient.engine.control import Control, QueueState, Selector, SuspensionInfo
+from kumoclient.engine.control import Control, QueueState, SuspensionInfo
 from kumoclient.engine.metrics import EngineMetrics
 from kumoclient.engine.queues import Item, Scheduler, Site, Stage
 from kumoclient.engine.reception import Reception

@@ -8,6 +8,7 @@ import pytest
 from kumoclient.core.address import (
     ANGLE,
     CONTROL,
+    DOMAIN,
     NOT_MAILBOX,
     NOT_UTF8,
     OTHER_SPACE,
@@ -30,6 +31,12 @@ MAILBOXES = [
     ("jürgen@example.de", ("jürgen", "example.de")),  # SMTPUTF8 is the protocol's question
     ("user@[192.0.2.1]", ("user", "[192.0.2.1]")),
     ("user@[IPv6:2001:db8::1]", ("user", "[IPv6:2001:db8::1]")),
+    ("user@bücher.de", ("user", "bücher.de")),
+    ("user@xn--bcher-kva.de", ("user", "xn--bcher-kva.de")),
+    ("user@_dmarc-style_.example", ("user", "_dmarc-style_.example")),
+    ("localhost-user@localhost", ("localhost-user", "localhost")),
+    ("sloppy..dots.@example.jp", ("sloppy..dots.", "example.jp")),  # the MX's business
+    ("user%relay@example.com", ("user%relay", "example.com")),
 ]
 
 
@@ -67,6 +74,15 @@ REFUSED = [
     ("bounces at example.com", SPACE),
     ("a\u00a0b@example.com", OTHER_SPACE),
     ('"a\u2003b"@example.com', OTHER_SPACE),
+    ("a@b!c.example", DOMAIN),
+    ("a@exa%mple.com", DOMAIN),
+    ("a@.example.com", DOMAIN),
+    ("a@example..com", DOMAIN),
+    ("a@example.com.", DOMAIN),
+    ("a@exa/mple.com", DOMAIN),
+    ('a@"example".com', DOMAIN),
+    ("a@[]", DOMAIN),
+    ("a@[192.0.2.1", DOMAIN),
     ("a<b@example.com", ANGLE),
     ("<a@example.com>", ANGLE),
     ("a@example.com>", ANGLE),
