@@ -11,13 +11,15 @@ temporary failure, 78 configuration error. Errors are one line on stderr, never 
 from __future__ import annotations
 
 import argparse
+import errno
+import io
 import os
 import sys
 import traceback
 from collections.abc import Callable, Sequence
 from importlib import metadata
 from pathlib import Path
-from typing import NoReturn, TypeAlias
+from typing import BinaryIO, NoReturn, TextIO, TypeAlias
 
 from kumoclient import logs
 from kumoclient.commands.admin import ACTIONS, DEFAULT_URL, AdminOptions, admin
@@ -263,7 +265,7 @@ def _worker_count(text: str) -> int:
 
 def command(args: argparse.Namespace) -> Command:
     """The parsed command line as a call of one command with its options."""
-    out, stdin = sys.stdout, sys.stdin.buffer
+    out, stdin = _streams()
     if args.command == "run":
         options = DaemonOptions(args.policy, args.data_dir, args.listen, args.http, args.workers)
         return lambda: run(options)
@@ -326,7 +328,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `kumoclient` console script."""
     try:
         code = _main(argv)
-        sys.stdout.flush()  # a reader that went away is found here, not at the exit
+        if sys.stdout is not None:
+            sys.stdout.flush()  # a reader that went away is found here, not at the exit
     except BrokenPipeError:  # `kumoclient queue list | head`: not an error to report
         _silence_stdout()
         return EX_BROKEN_PIPE
@@ -373,6 +376,21 @@ def error_line(exc: KumoClientError) -> str:
             return f"{exc.location}: {text}"
         return text
     return f"kumoclient: {exc}"
+
+
+class _ClosedStdin(io.BytesIO):
+    """Standard input of a process started with it closed (`kumoclient inject - <&-`)."""
+
+    def read(self, size: int | None = -1) -> bytes:
+        raise OSError(errno.EBADF, "standard input is closed")
+
+
+def _streams() -> tuple[TextIO, BinaryIO]:
+    """stdout and stdin, also when the process was started with them closed (Python then
+    has None): output goes nowhere, input fails as a closed file does."""
+    out = sys.stdout if sys.stdout is not None else open(os.devnull, "w")  # noqa: SIM115
+    stdin = sys.stdin.buffer if sys.stdin is not None else _ClosedStdin()
+    return out, stdin
 
 
 def _silence_stdout() -> None:

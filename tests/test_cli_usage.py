@@ -362,3 +362,16 @@ def test_a_data_directory_nobody_may_write_is_73(tmp_path: Path, files: Files) -
         assert f"cannot write to {locked}/spool: the directory is not writable" in (
             one_error_line(result)
         )
+
+
+def test_a_closed_stdin_is_no_input(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "kumoclient", *INJECT, "--data-dir", str(tmp_path), "-"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        preexec_fn=lambda: os.close(0),  # started as `kumoclient inject ... - <&-`
+    )
+    assert done.returncode == 66
+    assert one_error_line(done) == "kumoclient: cannot read stdin: standard input is closed"
