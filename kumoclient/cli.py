@@ -1,5 +1,6 @@
-"""Command line: argument parsing, the options of each command, exit codes; the work is in
-commands/.
+"""Command line: argparse, each command's options, one line per error, the exit codes.
+
+The work is in commands/.
 
 Exit codes follow sysexits: 0 ok, 64 usage, 65 bad input data, 66 an input file missing or
 unreadable, 69 unavailable, 70 an internal error, 73 a directory that cannot be written, 75
@@ -103,7 +104,7 @@ Subcommands: TypeAlias = "argparse._SubParsersAction[_Parser]"  # generic only w
 
 
 def _subcommand(commands: Subcommands, name: str, text: str) -> _Parser:
-    parser = commands.add_parser(name, help=text, description=text)
+    parser = commands.add_parser(name, help=text)
     _add_global_options(parser, top=False)
     return parser
 

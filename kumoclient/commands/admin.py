@@ -1,5 +1,7 @@
-"""`kumoclient admin ACTION`: one call to a running daemon's admin API (http/admin.py) over
-its HTTP listener; the answer printed as JSON.
+"""`kumoclient admin ACTION`: one call to a running daemon's admin API, the answer printed.
+
+The call goes to the admin API (http/admin.py) over the daemon's HTTP listener; its answer is
+printed as JSON.
 
 Rules: `suspend` and `bounce` need `--reason`; `--user` and `--password` go together; the URL
 must be an http(s) URL with a host (admin_client.check_url). Each is UsageError (exit 64).

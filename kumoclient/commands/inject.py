@@ -1,5 +1,7 @@
-"""`kumoclient inject`: check a message and its envelope, then drop it into the spool's
-`incoming/` folder atomically (the daemon picks it up; it works while the daemon is stopped).
+"""`kumoclient inject`: check a message and its envelope, then drop it into `incoming/`.
+
+The drop into the spool's `incoming/` folder is atomic; the daemon picks it up (it works while
+the daemon is stopped too).
 
 Rules: the addresses follow core/address.py (`--from ''` is the null sender); `--meta` items
 are `KEY=VALUE`; `--tenant`, `--campaign` and `--routing-domain` must keep the queue name

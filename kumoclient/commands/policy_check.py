@@ -1,5 +1,7 @@
-"""`kumoclient policy check FILE`: load a policy, run its `init`, list its event handlers and
-what `init` configured. A load or `init` error is PolicyError (exit 78, `file:line: message`).
+"""`kumoclient policy check FILE`: load a policy, run `init`, list what it registered.
+
+The event handlers and what `init` configured are printed. A load or `init` error is
+PolicyError (exit 78, `file:line: message`).
 """
 
 from __future__ import annotations

@@ -1,6 +1,8 @@
-"""`kumoclient policy rewrite FILE --response TEXT | --replay LOGFILE...`: run the policy's
-`smtp_client_rewrite_delivery_status` on one reply, or on every TransientFailure and Bounce
-record of existing delivery logs, and print what it decides (or would change).
+"""`kumoclient policy rewrite`: the rewrite hook on one reply, or replayed over log files.
+
+`--response TEXT` runs the policy's `smtp_client_rewrite_delivery_status` on one reply and
+prints what it decides; `--replay LOGFILE...` runs it on every TransientFailure and Bounce
+record of existing delivery logs and prints what would change.
 
 A response that is not an SMTP reply is ReplyParseError (exit 65); a log file that cannot be
 read is NoInput (66); one that holds something other than log records, or records without the

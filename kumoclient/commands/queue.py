@@ -1,5 +1,7 @@
-"""`kumoclient queue summary|list`: the spooled messages per queue or one by one; read-only,
-safe beside a running daemon."""
+"""`kumoclient queue summary|list`: the spooled messages, per queue or one by one.
+
+Read-only, safe beside a running daemon.
+"""
 
 from __future__ import annotations
 

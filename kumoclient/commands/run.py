@@ -1,5 +1,6 @@
-"""`kumoclient run`: check the options, build the daemon, fork its reception workers, serve
-until SIGTERM/SIGINT.
+"""`kumoclient run`: check the options, then run the daemon in the foreground.
+
+It builds the daemon, forks its reception workers and serves until SIGTERM/SIGINT.
 
 The options are the daemon's own (`DaemonOptions`). A listen address that is not HOST:PORT
 (port 0 to 65535) is UsageError (exit 64); a policy error PolicyError (78); a data directory

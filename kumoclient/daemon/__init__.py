@@ -1,2 +1,1 @@
-"""The daemon (`kumoclient run`): an engine, its listeners, the drop folder, signals, and the
-reception worker processes."""
+"""The daemon (`kumoclient run`): an engine, its listeners, drop folder, signals, workers."""

@@ -1,5 +1,7 @@
-"""Where the daemon keeps things: command-line options over the policy's `init`, over defaults;
-and the directories it writes to, made ready before anything else opens them."""
+"""Where the daemon keeps things, and its directories made ready before anything opens them.
+
+Command-line options override what the policy's `init` configured, which overrides defaults.
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
-"""The inject API's messages: a checked InjectRequest in, one RFC 5322 message (bytes, CRLF)
-per recipient out, with no I/O.
+"""The inject API's messages: one RFC 5322 message per recipient, with no I/O.
+
+A checked InjectRequest in, one message (bytes, CRLF line ends) per recipient out.
 
 `generate` compiles the templates once (Jinja in a sandbox, or `Static`: no templating), then
 renders and builds one message per recipient. Template variables: the request's

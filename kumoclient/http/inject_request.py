@@ -1,5 +1,6 @@
-"""The inject API's request (`POST /api/inject/v1`, KumoMTA's shape): JSON in, a checked,
-typed InjectRequest out, with no I/O.
+"""The inject API's request: JSON in, a checked and typed InjectRequest out, with no I/O.
+
+The request is KumoMTA's (`POST /api/inject/v1`).
 
 `parse_request` checks the shape, the types and every address (core/address.py); a problem is
 BadInjectRequest naming the field (`recipients[2].email: ...`). Request fields:
