@@ -375,3 +375,19 @@ def test_a_closed_stdin_is_no_input(tmp_path: Path) -> None:
     )
     assert done.returncode == 66
     assert one_error_line(done) == "kumoclient: cannot read stdin: standard input is closed"
+
+
+def test_a_log_directory_the_policy_names_that_cannot_be_made_is_73(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("in the way\n")
+    policy = tmp_path / "policy.lua"
+    policy.write_text(
+        "kumo.on('init', function()\n"
+        f"  kumo.configure_local_logs {{ log_dir = '{blocker}/logs' }}\n"
+        "end)\n"
+    )
+    done = kumoclient("run", "--policy", policy, "--listen", "127.0.0.1:0", cwd=tmp_path)
+    assert done.returncode == 73
+    assert one_error_line(done) == (
+        f"kumoclient: cannot write to {blocker}/logs: a part of the path is a file, not a directory"
+    )
