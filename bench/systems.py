@@ -42,7 +42,7 @@ from tests.integration.postfix import PrivatePostfix, free_port  # noqa: E402
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 # where the daemons started by the benchmarks keep their bytecode (see daemon_environment())
 PYCACHE = Path("/var/tmp/kumoclient-bench-pycache")
-# what the daemon logs once the spool is enumerated (kumoclient/engine/daemon.py)
+# what the daemon logs once the spool is enumerated (kumoclient/daemon/daemon.py)
 ENUMERATED_EVENT = "spool enumerated"
 BENCH_ID = re.compile(rb"^X-Bench-Id: *(\d+)\r?$", re.MULTILINE | re.IGNORECASE)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 
 class KumoClientError(Exception):
     """Base of every error kumoclient raises on purpose."""
@@ -150,3 +152,97 @@ class EngineStopped(KumoClientError):
 class LogRecordError(KumoClientError):
     """A log record (a JSON line) does not have the shape of SPEC 6; the message says which
     field is wrong."""
+
+
+# --- envelope addresses (core/address.py) --------------------------------------------------
+
+
+class AddressError(KumoClientError):
+    """An envelope address that cannot be one: `address` as given, `reason` in words
+    (`it contains CR, LF, NUL or another control character`, `expected local-part@domain`)."""
+
+    def __init__(self, address: str, reason: str) -> None:
+        super().__init__(f"invalid address {address!r}: {reason}")
+        self.address = address
+        self.reason = reason
+
+
+# --- the SMTP listener (core/smtp_server.py) -----------------------------------------------
+
+
+class CommandError(KumoClientError):
+    """An SMTP command that gets an error reply; `reply` is the whole reply line."""
+
+    def __init__(self, reply: str) -> None:
+        super().__init__(reply)
+        self.reply = reply
+
+
+# --- command line and HTTP ----------------------------------------------------------------
+
+
+class UsageError(KumoClientError):
+    """Bad command-line usage: an unknown option, a missing or malformed value (exit 64)."""
+
+
+class BadInput(KumoClientError):
+    """Input data that cannot be accepted: an address, a message, a log record (exit 65)."""
+
+
+class NoInput(KumoClientError):
+    """An input file that does not exist or cannot be read (exit 66); `path`, `reason`."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(f"cannot read {path}: {reason}")
+        self.path = path
+        self.reason = reason
+
+
+class CannotCreate(KumoClientError):
+    """A directory kumoclient writes to cannot be created or written (exit 73); `path`,
+    `reason`."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(f"cannot write to {path}: {reason}")
+        self.path = path
+        self.reason = reason
+
+
+class StartupError(KumoClientError):
+    """The daemon cannot start: a listen address in use or not available (exit 69)."""
+
+
+class AdminUnavailable(KumoClientError):
+    """The daemon's HTTP listener could not be reached, or what answered is not one (exit 69);
+    `url`, `reason`."""
+
+    def __init__(self, url: str, reason: str) -> None:
+        super().__init__(f"cannot reach the daemon at {url}: {reason}")
+        self.url = url
+        self.reason = reason
+
+
+class AdminRefused(KumoClientError):
+    """The daemon answered an admin call with an error: `status`, its `message` (exit 65 for
+    4xx, 69 otherwise)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"the daemon refused: {status} {message}")
+        self.status = status
+        self.message = message
+
+
+class BadInjectRequest(KumoClientError):
+    """An inject API request that cannot be accepted as it is; the message names the field
+    (HTTP 400)."""
+
+
+class HttpError(KumoClientError):
+    """An HTTP answer other than 200: `status`, the `message` of the JSON body, extra
+    `headers`."""
+
+    def __init__(self, status: int, message: str, headers: Mapping[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.headers = dict(headers or {})

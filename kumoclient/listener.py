@@ -2,7 +2,8 @@
 
 Rules (SPEC 3, 8; the decisions are in core/smtp_server.py):
 - RCPT from a client outside `relay_hosts` → `550 5.7.1 relaying denied` (never an open relay);
-- addresses with CR, LF or NUL → `553 5.1.7` (MAIL) / `553 5.1.3` (RCPT);
+- addresses that are not mailboxes (core/address.py: CR, LF, NUL, spaces, no domain ...) →
+  `553 5.1.7` (MAIL) / `553 5.1.3` (RCPT);
 - more than `max_recipients_per_message` → `452 4.5.3`;
 - content over `max_message_size` → `552 5.3.4`; a line over 1,000 octets → `500 5.5.2`;
 - NUL bytes in the content → `554 5.6.0`; a bare LF → `554 5.6.11` (SMTP smuggling defence);
@@ -29,10 +30,10 @@ from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
 from kumoclient import logs
+from kumoclient.core.listen import show_address, split_listen
 from kumoclient.core.networks import address_in
 from kumoclient.core.smtp_server import (
     MAX_LINE,
-    CommandError,
     MailFrom,
     content_problem,
     has_long_line,
@@ -41,7 +42,7 @@ from kumoclient.core.smtp_server import (
     split_command,
     unstuff,
 )
-from kumoclient.errors import SubmissionRefused
+from kumoclient.errors import CommandError, SubmissionRefused
 from kumoclient.records import EsmtpListenerConfig
 
 log = logs.get_logger(__name__)
@@ -457,12 +458,11 @@ def _tls_context(config: EsmtpListenerConfig) -> ssl.SSLContext | None:
 
 
 def bind_listener(config: EsmtpListenerConfig) -> socket.socket:
-    """A listening socket on `config.listen` (OSError when the address cannot be had), to
-    share between the processes that accept on it."""
-    host, _, port = config.listen.rpartition(":")
-    host = host.strip("[]")
+    """A listening socket on `config.listen` (OSError when the address cannot be had,
+    ConfigError when it is not HOST:PORT), to share between the processes that accept on it."""
+    host, port = split_listen(config.listen)
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.create_server((host, int(port)), family=family, backlog=1024)
+    sock = socket.create_server((host, port), family=family, backlog=1024)
     sock.setblocking(False)
     return sock
 
@@ -480,15 +480,19 @@ async def finish_in_flight(timeout: float) -> int:
 async def start_listener(
     config: EsmtpListenerConfig, accept: Accept, sock: socket.socket | None = None
 ) -> asyncio.Server:
-    """Listen on `config.listen`, or accept on `sock` (from bind_listener)."""
+    """Listen on `config.listen` (OSError when the address cannot be had, ConfigError when it
+    is not HOST:PORT), or accept on `sock` (from bind_listener)."""
     listener = _Listener(config, accept)
     loop = asyncio.get_running_loop()
     if sock is not None:
         server = await loop.create_server(lambda: _Session(listener), sock=sock)
     else:
-        host, _, port = config.listen.rpartition(":")
-        server = await loop.create_server(
-            lambda: _Session(listener), host.strip("[]"), int(port), backlog=1024
-        )
-    log.info("esmtp listener started", listen=config.listen, relay_hosts=config.relay_hosts)
+        host, port = split_listen(config.listen)
+        server = await loop.create_server(lambda: _Session(listener), host, port, backlog=1024)
+    log.info(
+        "esmtp listener started",
+        listen=config.listen,
+        bound=[show_address(sock.getsockname()) for sock in server.sockets],
+        relay_hosts=config.relay_hosts,
+    )
     return server

@@ -24,10 +24,11 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from kumoclient.engine.daemon import DaemonOptions, http_handlers, layout
+from kumoclient.daemon.daemon import http_handlers
+from kumoclient.daemon.layout import DaemonOptions, layout
 from kumoclient.engine.reception import Reception
-from kumoclient.errors import ConfigError, SpoolError
-from kumoclient.http import Client, Handlers, HttpError, HttpServer, Route
+from kumoclient.errors import ConfigError, HttpError, SpoolError
+from kumoclient.http import Client, Handlers, HttpServer, Route
 from kumoclient.logs import RecordLog
 from kumoclient.policy.memoize import MemoRegistry
 from kumoclient.policy.runtime import PolicyHolder

@@ -1,7 +1,7 @@
 """The one-way import rule of DESIGN.md, enforced by parsing every module's imports.
 
-cli → engine → {spool, smtp, mx, policy, listener, http, throttles} → logs → core →
-{records, errors}.
+cli → commands → daemon → engine → {spool, smtp, mx, policy, listener, http, throttles} →
+logs → core → {records, errors}.
 A module may import its own component and the components below it, never above or beside.
 Foreign libraries stay at their boundary: lupa only in policy/, aiosmtplib only in smtp.py,
 aiosmtpd only in testing.py (the scripted MX), redis only in throttles.py.
@@ -28,8 +28,10 @@ ALLOWED: dict[str, set[str]] = {
     "logs": _CORE,
     **{adapter: _LOGGED | {adapter} for adapter in _ADAPTERS},
     "engine": _LOGGED | _ADAPTERS | {"engine", "policies"},
+    "daemon": _LOGGED | _ADAPTERS | {"engine", "daemon", "policies"},
+    "commands": _LOGGED | _ADAPTERS | {"engine", "daemon", "commands", "policies"},
     "testing": _LOGGED | _ADAPTERS | {"engine", "testing", "policies"},
-    "cli": _LOGGED | _ADAPTERS | {"engine", "cli", "policies"},
+    "cli": _LOGGED | _ADAPTERS | {"engine", "daemon", "commands", "cli", "policies"},
     "__main__": {"cli"},
     "__init__": _LOGGED | _ADAPTERS | {"engine", "policies"},
 }
@@ -91,3 +93,21 @@ def test_the_rule_catches_a_violation(tmp_path: Path) -> None:
     assert "kumoclient.policy" in names
     assert "policy" not in ALLOWED["core"]
     assert "core" not in BOUNDARIES["lupa"]
+
+
+@pytest.mark.parametrize(
+    ("lower", "upper"),
+    [
+        ("engine", "daemon"),
+        ("engine", "commands"),
+        ("daemon", "commands"),
+        ("commands", "cli"),
+        ("http", "engine"),
+        ("http", "policy"),
+        ("http", "daemon"),
+    ],
+)
+def test_the_order_runs_one_way(lower: str, upper: str) -> None:
+    """cli → commands → daemon → engine → adapters: never back up, and the HTTP adapter
+    knows nothing of the engine or the policy (it gets what it needs passed in)."""
+    assert upper not in ALLOWED[lower]

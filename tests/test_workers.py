@@ -1,5 +1,5 @@
 """`kumoclient run --workers N`: reception worker processes beside the delivering main process,
-as real processes (kumoclient/engine/workers.py)."""
+as real processes (kumoclient/daemon/workers.py)."""
 
 from __future__ import annotations
 

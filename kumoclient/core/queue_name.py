@@ -6,6 +6,8 @@ Parse: split on the first `@`; the prefix splits on the first `:` into campaign 
 (tenant may be the empty string), a prefix without `:` is the tenant; the rest (or the whole
 name when there is no `@`) splits on the first `!` into domain and routing domain. Ports
 (`foo.com:2025`) survive because `:` is only looked for before the `@`.
+So that a name parses back into the parts it was made of, a tenant or campaign holds no `@`
+or `:`, and a routing domain no `@` (`check_part`).
 """
 
 from __future__ import annotations
@@ -53,3 +55,21 @@ def queue_name_for(recipient: str, meta: dict[str, str]) -> str:
     return format_queue_name(
         QueueName(domain, meta.get("tenant"), meta.get("campaign"), meta.get("routing_domain"))
     )
+
+
+_SEPARATORS = {"tenant": "@:", "campaign": "@:", "routing_domain": "@"}
+
+
+def check_part(part: str, value: str) -> str:
+    """`value` when it can be the `part` (tenant, campaign, routing_domain) of a queue name
+    that parses back into the same parts; QueueNameError naming the part otherwise."""
+    name = part.replace("_", " ")
+    if not value:
+        raise QueueNameError(f"a {name} must not be empty")
+    bad = sorted({char for char in value if char in _SEPARATORS[part]})
+    if bad:
+        shown = " or ".join(repr(char) for char in bad)
+        raise QueueNameError(
+            f"a {name} must not contain {shown} (they separate the parts of a queue name)"
+        )
+    return value

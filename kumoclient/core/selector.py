@@ -1,5 +1,9 @@
-"""Which queues an administrative operation applies to: a domain, tenant and campaign to match
-against the parts of a queue name (SPEC 1); parts left out match anything."""
+"""Which queues a queue-administration operation applies to: domain, tenant, campaign.
+
+A `Selector` matches the parts of a queue name (SPEC 1, `parse_queue_name`): `domain` against
+the queue's domain, case-insensitively; `tenant` and `campaign` exactly; a part that is None
+matches anything, so the empty selector matches every queue.
+"""
 
 from __future__ import annotations
 
@@ -27,6 +31,11 @@ class Selector:
             and (self.tenant is None or name.tenant == self.tenant)
             and (self.campaign is None or name.campaign == self.campaign)
         )
+
+    @property
+    def everything(self) -> bool:
+        """True when no part is given: every queue is selected."""
+        return self.domain is None and self.tenant is None and self.campaign is None
 
     def as_dict(self) -> dict[str, str | None]:
         """The selector as JSON-ready fields."""

@@ -6,8 +6,8 @@ Rules (RFC 5321, RFC 1870 SIZE, RFC 6152 8BITMIME, RFC 6531 SMTPUTF8, SPEC 3 and
 - `MAIL FROM:<path> [params]` and `RCPT TO:<path> [params]`; the path may lack its angle
   brackets (as many clients send it), and a source route (`<@a,@b:user@d>`) is dropped;
   `<>` is the null sender (MAIL only);
-- a path with a control character (CR, LF, NUL, TAB, ...) or a space outside a quoted local
-  part is refused (`553 5.1.7` sender, `553 5.1.3` recipient), a non-ASCII
+- the address in the path follows core/address.py (a mailbox, or `<>` as the sender); one that
+  does not is refused with the reason (`553 5.1.7` sender, `553 5.1.3` recipient); a non-ASCII
   path needs the `SMTPUTF8` parameter (`553 5.6.7`);
 - MAIL parameters: `SIZE=n` (over the limit: `552 5.3.4`), `BODY=7BIT|8BITMIME`, `SMTPUTF8`;
   anything else is `555 5.5.4`; RCPT takes no parameters;
@@ -22,11 +22,13 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from kumoclient.core.address import check_mailbox, check_sender
+from kumoclient.errors import AddressError, CommandError
+
 # the longest line, CRLF included (RFC 5321 4.5.3.1.6: 1,000 octets for text lines; command
 # lines may be longer with extensions, and we allow the same)
 MAX_LINE = 1000
 
-_BAD_PATH = re.compile(r"[\x00-\x1f\x7f]")  # control characters (CR, LF, NUL, TAB, ...)
 _SIZE = re.compile(r"[0-9]{1,20}")
 
 
@@ -37,14 +39,6 @@ class MailFrom:
     address: str
     smtputf8: bool = False
     size: int | None = None
-
-
-class CommandError(Exception):
-    """A command that gets an error reply; `reply` is the whole reply line."""
-
-    def __init__(self, reply: str) -> None:
-        super().__init__(reply)
-        self.reply = reply
 
 
 def split_command(line: str) -> tuple[str, str]:
@@ -75,11 +69,6 @@ def _path(arg: str, keyword: str) -> tuple[str, list[str]]:
     return address, params
 
 
-def _bad_path(address: str) -> bool:
-    """Control characters, or a space outside a quoted local part."""
-    return _BAD_PATH.search(address) is not None or (" " in address and not address.startswith('"'))
-
-
 def parse_mail(arg: str, *, extended: bool, size_limit: int | None) -> MailFrom:
     """`MAIL` after its verb; CommandError with the reply when it is refused."""
     address, params = _path(arg, "FROM:")
@@ -99,8 +88,10 @@ def parse_mail(arg: str, *, extended: bool, size_limit: int | None) -> MailFrom:
             smtputf8 = True
         else:
             raise CommandError(f"555 5.5.4 MAIL parameter not recognized: {param}")
-    if _bad_path(address):
-        raise CommandError("553 5.1.7 Sender address contains a control character or a space")
+    try:
+        check_sender(address)
+    except AddressError as exc:
+        raise CommandError(f"553 5.1.7 Sender address is not valid: {exc.reason}") from exc
     if not smtputf8 and not address.isascii():
         raise CommandError("553 5.6.7 Non-ASCII sender address requires SMTPUTF8")
     return MailFrom(address, smtputf8, size)
@@ -111,8 +102,12 @@ def parse_rcpt(arg: str, *, smtputf8: bool) -> str:
     address, params = _path(arg, "TO:")
     if params:
         raise CommandError(f"555 5.5.4 RCPT parameter not recognized: {params[0]}")
-    if _bad_path(address) or "@" not in address:
-        raise CommandError("553 5.1.3 Recipient address is not a valid mailbox")
+    try:
+        check_mailbox(address)
+    except AddressError as exc:
+        raise CommandError(
+            f"553 5.1.3 Recipient address is not a valid mailbox: {exc.reason}"
+        ) from exc
     if not smtputf8 and not address.isascii():
         raise CommandError("553 5.6.7 Non-ASCII recipient address requires SMTPUTF8")
     return address

@@ -28,8 +28,9 @@ from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler
 
 from kumoclient import logs
+from kumoclient.core.listen import split_listen as listen_address
 from kumoclient.core.networks import Network, address_in
-from kumoclient.errors import ConfigError, KumoClientError
+from kumoclient.errors import ConfigError, HttpError
 from kumoclient.records import HttpListenerConfig
 
 log = logs.get_logger(__name__)
@@ -39,16 +40,6 @@ CHALLENGE: dict[str, str] = {"WWW-Authenticate": f'Basic realm="{REALM}"'}
 LIVENESS_PATH = "/api/check-liveness/v1"
 INJECT_PATH = "/api/inject/v1"
 METRICS_PATH = "/metrics"
-
-
-class HttpError(KumoClientError):
-    """An answer other than 200: `status`, the `message` of the JSON body, extra headers."""
-
-    def __init__(self, status: int, message: str, headers: Mapping[str, str] | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.headers = dict(headers or {})
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,16 +107,10 @@ def _networks(hosts: Sequence[str]) -> list[Network]:
 
 def split_listen(listen: str) -> tuple[str, int]:
     """`host:port` or `[v6]:port` → (host, port); ConfigError when it is neither."""
-    host, _, port = listen.rpartition(":")
-    host = host.strip("[]")
-    if not host or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ConfigError(
-            f"http listener address {listen!r}: expected HOST:PORT, e.g. '127.0.0.1:8000' "
-            "or '[::1]:8000'",
-            key="listen",
-            value=listen,
-        )
-    return host, int(port)
+    try:
+        return listen_address(listen)
+    except ConfigError as exc:
+        raise ConfigError(f"http listener address {exc}", key="listen", value=listen) from exc
 
 
 def _tls_context(config: HttpListenerConfig) -> ssl.SSLContext | None:

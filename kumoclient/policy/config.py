@@ -15,6 +15,7 @@ from dataclasses import replace
 from typing import Any, TypeVar
 
 from kumoclient.core.duration import UNITS, parse_duration
+from kumoclient.core.listen import split_listen
 from kumoclient.core.nameserver import parse_nameserver
 from kumoclient.core.reply import LINE_BREAKS
 from kumoclient.errors import ConfigError
@@ -113,9 +114,10 @@ def _cidr_list(value: Any) -> tuple[str, ...]:
 
 def _host_port(value: Any) -> str:
     text = _str(value)
-    host, _, port = text.rpartition(":")
-    if not host or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise _Bad("expected 'address:port', e.g. '127.0.0.1:2025' or '[::1]:2025'")
+    try:
+        split_listen(text)
+    except ConfigError as exc:
+        raise _Bad("expected 'address:port', e.g. '127.0.0.1:2025' or '[::1]:2025'") from exc
     return text
 
 
@@ -158,12 +160,20 @@ def parse_rate(value: Any) -> Rate:
 
 
 def parse_mx_entry(entry: Any) -> MxHost:
-    """One `mx_list` entry (SPEC 2.1): 'host', 'host:port', '[addr]', '[addr]:port', or a table."""
+    """One `mx_list` entry (SPEC 2.1): 'host', 'host:port', '[addr]', '[addr]:port', or a table;
+    ConfigError (with `value`) when it is none of these."""
+    try:
+        return _mx_entry(entry)
+    except _Bad as exc:
+        raise ConfigError(str(exc), value=entry) from exc
+
+
+def _mx_entry(entry: Any) -> MxHost:
     if isinstance(entry, dict):
         unknown = set(entry) - {"name", "addr"}
         if unknown or "name" not in entry or "addr" not in entry:
             raise _Bad("a table entry needs exactly the keys 'name' and 'addr'")
-        target = parse_mx_entry(_str(entry["addr"]))
+        target = _mx_entry(_str(entry["addr"]))
         return MxHost(_str(entry["name"]), target.host, target.port, is_literal=True)
     text = _str(entry)
     if text.startswith("["):
@@ -223,7 +233,7 @@ def _protocol(value: Any) -> tuple[MxHost, ...] | None:
         return None
     if not isinstance(mx_list, list) or not mx_list:
         raise _Bad("mx_list must be a non-empty list of hosts")
-    return tuple(parse_mx_entry(entry) for entry in mx_list)
+    return tuple(_mx_entry(entry) for entry in mx_list)
 
 
 # --- makers -----------------------------------------------------------------------------

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from kumoclient.core.queue_name import format_queue_name, parse_queue_name
+from kumoclient.core.queue_name import check_part, format_queue_name, parse_queue_name
 from kumoclient.errors import QueueNameError
 from kumoclient.records import QueueName as Q
 
@@ -40,3 +40,29 @@ def test_parse_splits_on_first_separators() -> None:
 def test_format_needs_a_domain() -> None:
     with pytest.raises(QueueNameError):
         format_queue_name(Q(""))
+
+
+@pytest.mark.parametrize(
+    ("part", "value"),
+    [("tenant", "acme"), ("campaign", "spring-2026!x"), ("routing_domain", "relay.example:2525")],
+)
+def test_a_part_without_separators_round_trips(part: str, value: str) -> None:
+    assert check_part(part, value) == value
+    parts = {"tenant": "t", "campaign": "c", "routing_domain": "rd.example", part: value}
+    name = Q("example.com", parts["tenant"], parts["campaign"], parts["routing_domain"])
+    assert parse_queue_name(format_queue_name(name)) == name
+
+
+@pytest.mark.parametrize(
+    ("part", "value", "error"),
+    [
+        ("tenant", "", "a tenant must not be empty"),
+        ("tenant", "a@b", "a tenant must not contain '@' \\(they separate"),
+        ("tenant", "a:b", "a tenant must not contain ':'"),
+        ("campaign", "c:@d", "a campaign must not contain ':' or '@'"),
+        ("routing_domain", "x@y", "a routing domain must not contain '@'"),
+    ],
+)
+def test_a_part_with_a_separator_is_refused(part: str, value: str, error: str) -> None:
+    with pytest.raises(QueueNameError, match=error):
+        check_part(part, value)

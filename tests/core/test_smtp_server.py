@@ -6,7 +6,6 @@ import pytest
 
 from kumoclient.core.smtp_server import (
     MAX_LINE,
-    CommandError,
     MailFrom,
     content_problem,
     has_long_line,
@@ -15,6 +14,7 @@ from kumoclient.core.smtp_server import (
     split_command,
     unstuff,
 )
+from kumoclient.errors import CommandError
 
 
 @pytest.mark.parametrize(
@@ -71,6 +71,15 @@ def test_mail_from_is_parsed(arg: str, expected: MailFrom) -> None:
         ("FROM:<a\tb@example.com>", True, "553 5.1.7"),
         ("FROM:<a b@example.com>", True, "553 5.1.7"),
         ("FROM:<@relay.example:>", True, "501 5.5.4"),
+        # the rules of core/address.py: a sender is a mailbox or <>
+        ("FROM:<postmaster>", True, "553 5.1.7 Sender address is not valid: expected local-part@"),
+        ("FROM:<a@b@example.com>", True, "553 5.1.7 Sender address is not valid: expected"),
+        ("FROM:<a<b@example.com>", True, "553 5.1.7 Sender address is not valid: it contains <"),
+        (
+            "FROM:<a\x01b@example.com>",
+            True,
+            "553 5.1.7 Sender address is not valid: it contains CR",
+        ),
     ],
 )
 def test_mail_from_is_refused(arg: str, extended: bool, reply: str) -> None:
@@ -87,6 +96,7 @@ def test_mail_from_is_refused(arg: str, extended: bool, reply: str) -> None:
         ("to: <B@Example.NET>", False, "B@Example.NET"),
         ("TO:b@example.net", False, "b@example.net"),
         ("TO:<ü@example.net>", True, "ü@example.net"),
+        ('TO:<"at@inside"@example.net>', False, '"at@inside"@example.net'),
     ],
 )
 def test_rcpt_to_is_parsed(arg: str, smtputf8: bool, expected: str) -> None:
@@ -102,6 +112,9 @@ def test_rcpt_to_is_parsed(arg: str, smtputf8: bool, expected: str) -> None:
         ("TO:<b\x00@example.net>", "553 5.1.3"),
         ("TO:<b@example.net> NOTIFY=NEVER", "555 5.5.4 RCPT parameter not recognized"),
         ("TO:<ü@example.net>", "553 5.6.7"),
+        ("TO:<b@c@example.net>", "553 5.1.3 Recipient address is not a valid mailbox: expected"),
+        ('TO:<"quoted"@exa mple.net>', "553 5.1.3 Recipient address is not a valid mailbox: it"),
+        ("TO:<b\u00a0@example.net>", "553 5.1.3"),
     ],
 )
 def test_rcpt_to_is_refused(arg: str, reply: str) -> None:

@@ -7,7 +7,8 @@ import asyncio
 from collections.abc import Callable
 from pathlib import Path
 
-from kumoclient.engine.control import QueueState, Selector
+from kumoclient.core.selector import Selector
+from kumoclient.engine.control import QueueState
 from kumoclient.engine.engine import Engine
 from tests.engine.conftest import MESSAGE, MakeEngine, ScriptedMX, records, write_policy
 

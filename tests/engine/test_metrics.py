@@ -9,7 +9,7 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from kumoclient.engine.control import Selector
+from kumoclient.core.selector import Selector
 from kumoclient.engine.engine import Engine
 from tests.engine.conftest import (
     MESSAGE,

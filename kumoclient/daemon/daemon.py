@@ -18,16 +18,11 @@ import signal
 import socket
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
-from pathlib import Path
 
 from kumoclient import logs
-from kumoclient.engine.admin_api import admin_routes
-from kumoclient.engine.engine import DEFAULT_DATA_DIR, Engine
-from kumoclient.engine.inject import InjectService
-from kumoclient.engine.reception import Reception
-from kumoclient.engine.routing import resolver_for
-from kumoclient.engine.workers import (
+from kumoclient.core.listen import show_address
+from kumoclient.daemon.layout import DaemonOptions, layout, ready_directory
+from kumoclient.daemon.workers import (
     Worker,
     WorkerSetup,
     fork_workers,
@@ -35,68 +30,23 @@ from kumoclient.engine.workers import (
     reap,
     signal_workers,
 )
-from kumoclient.errors import KumoClientError
+from kumoclient.engine.engine import Engine
+from kumoclient.engine.reception import Reception
+from kumoclient.engine.routing import resolver_for
+from kumoclient.errors import StartupError
 from kumoclient.http import Handlers, HttpServer, Route
+from kumoclient.http.admin import admin_routes
+from kumoclient.http.inject import InjectService
 from kumoclient.listener import bind_listener, finish_in_flight, start_listener
 from kumoclient.policies import default_policy_path
 from kumoclient.policy.runtime import PolicyHolder
-from kumoclient.records import (
-    EsmtpListenerConfig,
-    HttpListenerConfig,
-    InitConfig,
-    SpooledMessage,
-)
+from kumoclient.records import EsmtpListenerConfig, SpooledMessage
 
 log = logs.get_logger(__name__)
 
 STOP_GRACE = 10.0
 DROP_POLL_INTERVAL = 0.25
 BIND_WAIT = 2.0
-
-
-class StartupError(KumoClientError):
-    """The daemon cannot start (a port in use, an unwritable directory)."""
-
-
-@dataclass(frozen=True, slots=True)
-class DaemonOptions:
-    """What the command line gave; None means "as the policy says, else the default"."""
-
-    policy: Path | None = None
-    data_dir: Path | None = None
-    listen: str | None = None
-    http: str | None = None
-    workers: int = 0  # reception worker processes (kumoclient/engine/workers.py)
-
-
-@dataclass(frozen=True, slots=True)
-class Layout:
-    """Where the daemon keeps things, after options have overridden the policy."""
-
-    spool_dir: Path
-    log_dir: Path
-    max_segment_duration: float
-    listeners: tuple[EsmtpListenerConfig, ...]
-    http_listeners: tuple[HttpListenerConfig, ...] = ()
-
-
-def layout(options: DaemonOptions, init: InitConfig) -> Layout:
-    """Options override what `init` configured; the rest falls back to the defaults."""
-    spools = {s.name: Path(s.path) for s in init.spools}
-    if options.data_dir is not None:
-        spool_dir, log_dir = options.data_dir / "spool", options.data_dir / "logs"
-    else:
-        spool_dir = spools.get("data", DEFAULT_DATA_DIR / "spool")
-        log_dir = Path(init.local_logs.log_dir) if init.local_logs else DEFAULT_DATA_DIR / "logs"
-    listeners = init.esmtp_listeners or (EsmtpListenerConfig(),)
-    if options.listen is not None:
-        listeners = (replace(listeners[0], listen=options.listen),)
-    http_listeners = init.http_listeners
-    if options.http is not None:  # --http moves the first HTTP listener, or adds one
-        first = http_listeners[0] if http_listeners else HttpListenerConfig()
-        http_listeners = (replace(first, listen=options.http), *http_listeners[1:])
-    segment = init.local_logs.max_segment_duration if init.local_logs else 3600.0
-    return Layout(spool_dir, log_dir, segment, listeners, http_listeners)
 
 
 def http_handlers(
@@ -129,6 +79,8 @@ class Daemon:
         self.policy = PolicyHolder(options.policy or default_policy_path())
         init = self.policy.current.run_init()
         self.layout = layout(options, init)
+        ready_directory(self.layout.spool_dir)  # CannotCreate: before the engine opens them
+        ready_directory(self.layout.log_dir)
         self.engine = Engine(
             self.policy,
             spool_dir=self.layout.spool_dir,
@@ -196,7 +148,9 @@ class Daemon:
                 data=str(self.layout.spool_dir),
                 logs=str(self.layout.log_dir),
                 listen=[c.listen for c in self.layout.listeners],
+                bound=self.smtp_addresses(),  # the ports chosen for a port 0
                 http=[c.listen for c in self.layout.http_listeners],
+                http_bound=[f"{h}:{p}" for s in self._http_servers for h, p in s.addresses],
             )
             drops = asyncio.create_task(self._drop_loop(), name="incoming")
             await self._stop.wait()
@@ -217,6 +171,14 @@ class Daemon:
             except OSError as exc:
                 raise StartupError(f"cannot listen on {config.listen}: {exc.strerror}") from exc
             self._servers.append(server)
+
+    def smtp_addresses(self) -> list[str]:
+        """The `host:port` addresses the SMTP listeners are bound to (a port 0 in the options
+        is a free port the system chose)."""
+        sockets = [sock for _, sock in self._sockets] or [
+            sock for server in self._servers for sock in server.sockets
+        ]
+        return [show_address(sock.getsockname()) for sock in sockets]
 
     def _adopt(self, messages: list[SpooledMessage], content: bytes | None) -> None:
         self.reception.adopt(messages, content, messages[0].created)

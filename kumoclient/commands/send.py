@@ -3,18 +3,22 @@
 The policy decides the queue config and egress path exactly as in the daemon; `--mx`
 replaces the queue's `mx_list` (and, since the operator named the host, lifts
 `prohibited_hosts`). The SMTP conversation is printed as it happens, then the disposition.
-Nothing is spooled and no log record is written. Exit 0 delivered, 75 transient, 69 bounced.
+Nothing is spooled and no log record is written. Exit 0 delivered, 75 transient, 69 bounced;
+a bad address or message is BadInput (65), a missing message file NoInput (66), an `--mx`
+that is not a host UsageError (64).
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import socket
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import BinaryIO, TextIO
 
+from kumoclient.commands.inputs import read_message
+from kumoclient.core.address import check_mailbox, check_sender
 from kumoclient.core.disposition import (
     Attempt,
     Decision,
@@ -26,7 +30,6 @@ from kumoclient.core.disposition import (
 from kumoclient.core.queue_name import parse_queue_name, queue_name_for
 from kumoclient.core.reply import single_line
 from kumoclient.core.synthesized import Synthesized, synthesize
-from kumoclient.engine.admin import BadInput, check_address, read_message
 from kumoclient.engine.dispatch import attempt_of, open_session
 from kumoclient.engine.queues import Site
 from kumoclient.engine.routing import (
@@ -36,11 +39,11 @@ from kumoclient.engine.routing import (
     route_for,
     routing_domain,
 )
-from kumoclient.errors import ConfigError, DnsLookupError, NullMx
+from kumoclient.errors import ConfigError, DnsLookupError, NullMx, UsageError
 from kumoclient.policies import default_policy_path
 from kumoclient.policy.config import parse_mx_entry
 from kumoclient.policy.runtime import PolicyRuntime
-from kumoclient.records import RecordType
+from kumoclient.records import MxHost, RecordType
 from kumoclient.smtp import Session
 
 EXIT_CODES = {
@@ -50,14 +53,26 @@ EXIT_CODES = {
 }
 
 
-def send(args: argparse.Namespace, stdin: BinaryIO, out: TextIO) -> int:
+@dataclass(frozen=True, slots=True)
+class SendOptions:
+    """`send --from ADDR --to ADDR [--policy FILE] [--mx HOST:PORT] FILE|-`."""
+
+    sender: str
+    recipient: str
+    file: str  # a path, or "-" for stdin
+    policy: Path | None = None
+    mx: str | None = None
+
+
+def send(options: SendOptions, stdin: BinaryIO, out: TextIO) -> int:
     """Run one attempt; print the conversation and the disposition; the exit code."""
-    sender = check_address(args.sender, mailbox=bool(args.sender))
-    recipient = check_address(args.recipient, mailbox=True)
-    content = read_message(args.file, stdin)
-    runtime = PolicyRuntime(args.policy or default_policy_path())
+    mx = _mx_host(options.mx)
+    sender = check_sender(options.sender)
+    recipient = check_mailbox(options.recipient)
+    content = read_message(options.file, stdin)
+    runtime = PolicyRuntime(options.policy or default_policy_path())
     decision = asyncio.run(
-        _attempt(runtime, sender=sender, recipient=recipient, content=content, mx=args.mx, out=out)
+        _attempt(runtime, sender=sender, recipient=recipient, content=content, mx=mx, out=out)
     )
     first = decision.records[0]
     out.write(f"disposition: {first.type.value}\n")
@@ -67,13 +82,22 @@ def send(args: argparse.Namespace, stdin: BinaryIO, out: TextIO) -> int:
     return EXIT_CODES.get(first.type, 75)
 
 
+def _mx_host(mx: str | None) -> MxHost | None:
+    if mx is None:
+        return None
+    try:
+        return parse_mx_entry(mx)
+    except ConfigError as exc:
+        raise UsageError(f"--mx: {exc}") from exc  # the message names the value
+
+
 async def _attempt(
     runtime: PolicyRuntime,
     *,
     sender: str,
     recipient: str,
     content: bytes,
-    mx: str | None,
+    mx: MxHost | None,
     out: TextIO,
 ) -> Decision:
     queue = queue_name_for(recipient, {})
@@ -85,10 +109,7 @@ async def _attempt(
         return decide(attempt, attempts=0, created=now, config=config, now=now, hook=hook)
 
     if mx is not None:
-        try:
-            config = replace(config, mx_list=(parse_mx_entry(mx),))
-        except ConfigError as exc:
-            raise BadInput(f"--mx {mx!r}: {exc}") from exc
+        config = replace(config, mx_list=(mx,))
     dns = resolver_for(runtime.run_init().resolver)
     if config.mx_list is not None:
         route = route_for(name, config)

@@ -1,0 +1,1 @@
+"""The daemon (`kumoclient run`): an engine, its listeners, drop folder, signals, workers."""

@@ -1,0 +1,87 @@
+"""The inject API's handler (`POST /api/inject/v1`): request → messages → the receiver.
+
+It validates the request (inject_request.py) and builds every message (inject_message.py)
+before anything is stored, so a bad request leaves nothing behind; then the receiver (the
+daemon's Reception) runs `http_message_generated` per message and spools the ones the policy
+did not refuse. Answer: `{success_count, fail_count, failed_recipients, errors}` (KumoMTA's);
+400 for a bad request, 500 when the policy fails, 503 when the spool cannot take the messages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping, Sequence
+from typing import Protocol
+
+from kumoclient import logs
+from kumoclient.errors import BadInjectRequest, HttpError, SubmissionRefused
+from kumoclient.http.inject_message import generate
+from kumoclient.http.inject_request import parse_request
+from kumoclient.http.server import Client
+
+log = logs.get_logger(__name__)
+
+
+class Accepted(Protocol):
+    """What the receiver took: the new message ids, and (recipient, reason) per refusal."""
+
+    @property
+    def ids(self) -> Sequence[str]: ...
+
+    @property
+    def refused(self) -> Sequence[tuple[str, str]]: ...
+
+
+class Receiver(Protocol):
+    """Where built messages go (the daemon's Reception)."""
+
+    async def accept_http(
+        self, sender: str, messages: Sequence[tuple[str, bytes]], meta: Mapping[str, str]
+    ) -> Accepted:
+        """Run the policy per `(recipient, content)`, spool what it accepts durably; raise
+        SubmissionRefused (452: the spool cannot take them; else the policy failed) with
+        nothing spooled."""
+        ...
+
+
+class InjectService:
+    """`POST /api/inject/v1` on a Receiver: parse, build all, then run policy and spool."""
+
+    def __init__(self, receiver: Receiver) -> None:
+        self.receiver = receiver
+
+    async def handle(self, body: object, client: Client) -> dict[str, object]:
+        """The response object, or HttpError: 400 for a bad request, 500 when the policy
+        fails, 503 when the spool cannot take the messages (nothing spooled in each case)."""
+        try:
+            request = parse_request(body)
+            # rendering and MIME building are CPU work: off the event loop
+            messages = await asyncio.to_thread(generate, request)
+        except BadInjectRequest as exc:
+            log.info("inject request refused", peer=client.address, error=str(exc))
+            raise HttpError(400, str(exc)) from exc
+        meta = {"received_from": client.address}
+        if client.user is not None:
+            meta["http_auth"] = client.user
+        try:
+            accepted = await self.receiver.accept_http(
+                request.envelope_sender,
+                [(m.recipient, m.content) for m in messages],
+                meta,
+            )
+        except SubmissionRefused as exc:
+            if exc.code == 452:
+                raise HttpError(
+                    503,
+                    f"the spool cannot take the messages ({exc.text}); nothing was spooled",
+                ) from exc
+            raise HttpError(
+                500,
+                f"http_message_generated failed ({exc.text}); nothing was spooled",
+            ) from exc
+        return {
+            "success_count": len(accepted.ids),
+            "fail_count": len(accepted.refused),
+            "failed_recipients": [recipient for recipient, _ in accepted.refused],
+            "errors": [f"{recipient}: {reason}" for recipient, reason in accepted.refused],
+        }
