@@ -54,6 +54,7 @@ import pytest
 from tests.system_packages import NotInstalled, missing_message, require
 
 DEBIAN_PACKAGE = "postfix"
+NEEDS_ROOT = "a private Postfix instance needs root (master, chown)"
 
 # Ready-made replies (for `replies`, i.e. exactly these lines on the wire).
 OVER_QUOTA = "452 4.2.2 The email account that you tried to reach is over quota."
@@ -148,12 +149,16 @@ def postfix_daemon_directory() -> Path:
 
 
 def require_postfix() -> Path:
-    """postfix_daemon_directory(), or fail the test with the one-line message naming the package
-    (never skip: `scripts/test` installs Postfix, so a missing one must not go unnoticed)."""
+    """postfix_daemon_directory(), or fail the test with one line naming the package, or saying
+    that it needs root (never skip: `scripts/test` installs Postfix, so a missing one must not go
+    unnoticed)."""
     try:
-        return postfix_daemon_directory()
+        daemon_directory = postfix_daemon_directory()
     except PostfixNotInstalled as exc:
         pytest.fail(str(exc), pytrace=False)
+    if os.geteuid() != 0:
+        pytest.fail(f"{NEEDS_ROOT}: run the tests as root", pytrace=False)
+    return daemon_directory
 
 
 def free_port() -> int:
@@ -503,7 +508,7 @@ class PrivatePostfix:
             raise PostfixError("already started")
         master = postfix_daemon_directory() / "master"
         if os.geteuid() != 0:
-            raise PostfixError("a private Postfix instance needs root (master, chown)")
+            raise PostfixError(NEEDS_ROOT)
         started = time.monotonic()
         try:
             self._make_directories()

@@ -324,3 +324,9 @@ def test_missing_postfix_fails_instead_of_skipping(monkeypatch: pytest.MonkeyPat
     message = r"postconf is not installed \(Debian package postfix\): `\./scripts/test` installs"
     with pytest.raises(pytest.fail.Exception, match=message):
         postfix_module.require_postfix()
+
+
+def test_without_root_the_postfix_tests_fail_saying_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    with pytest.raises(pytest.fail.Exception, match=r"needs root .*: run the tests as root$"):
+        postfix_module.require_postfix()
