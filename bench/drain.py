@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import shutil
 import statistics
 import subprocess
 import sys
@@ -32,7 +31,7 @@ from kumoclient.policy.runtime import PolicyHolder
 from kumoclient.spool import Spool, Submission
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.systems import wait_port
+from bench.systems import BenchError, postfix_tool, wait_port
 from tests.integration.postfix import free_port
 
 SENDER = "bench@example.com"
@@ -118,10 +117,12 @@ async def run_bare(port: int, messages: int, connections: int) -> float:
 
 
 def start_sink(port: int) -> subprocess.Popen[bytes]:
-    if shutil.which("smtp-sink") is None:
-        raise SystemExit("smtp-sink not found: apt-get install postfix")
+    try:
+        program = postfix_tool("smtp-sink")
+    except BenchError as exc:
+        raise SystemExit(str(exc)) from None
     sink = subprocess.Popen(
-        ["smtp-sink", "-u", "nobody", f"127.0.0.1:{port}", "1024"],
+        [program, "-u", "nobody", f"127.0.0.1:{port}", "1024"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

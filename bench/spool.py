@@ -29,10 +29,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.systems import (
+    BenchError,
     BenchPostfix,
     KumoclientDaemon,
     make_tmp_root,
     relay_policy,
+    require_tools,
     smtp_source,
 )
 from kumoclient.spool import Spool, Submission
@@ -131,10 +133,11 @@ def main() -> int:
         "--kumoclient-arg=2)",
     )
     args = parser.parse_args()
-    for tool in ("smtp-source", "postconf"):
-        if shutil.which(tool) is None:
-            print(f"{tool} not found: apt-get install postfix", file=sys.stderr)
-            return 69
+    try:
+        require_tools("smtp-source", "postconf")
+    except BenchError as exc:
+        print(exc, file=sys.stderr)
+        return 69
     tmp = make_tmp_root("kumoclient-spool-bench-")
     try:
         print(f"SMTP acceptance, smtp-source -s 20, {args.messages} x 2 KB, {args.rounds} rounds")

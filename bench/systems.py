@@ -21,7 +21,6 @@ import json
 import os
 import re
 import resource
-import shutil
 import signal
 import socket
 import subprocess
@@ -38,6 +37,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from tests.integration.postfix import PrivatePostfix, free_port  # noqa: E402
+from tests.system_packages import NotInstalled, require  # noqa: E402
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 # where the daemons started by the benchmarks keep their bytecode (see daemon_environment())
@@ -68,10 +68,17 @@ def wait_port(port: int, timeout: float, alive: Callable[[], bool] = lambda: Tru
     raise BenchError(f"nothing listening on 127.0.0.1:{port} after {timeout:.0f} s")
 
 
+def postfix_tool(name: str) -> str:
+    """The absolute path of one of Postfix's programs; BenchError naming the package if missing."""
+    try:
+        return require(name, package="postfix")
+    except NotInstalled as exc:
+        raise BenchError(str(exc)) from None
+
+
 def require_tools(*names: str) -> None:
-    missing = [name for name in names if shutil.which(name) is None]
-    if missing:
-        raise BenchError(f"not found: {', '.join(missing)} (apt-get install postfix)")
+    for name in names:
+        postfix_tool(name)
 
 
 def count_files(*folders: Path) -> int:
@@ -508,10 +515,10 @@ class SmtpSink:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 20.0) -> SmtpSink:
-        require_tools("smtp-sink")
+        sink = postfix_tool("smtp-sink")
         self.port = free_port()
         self.proc = subprocess.Popen(
-            ["smtp-sink", "-u", "nobody", f"127.0.0.1:{self.port}", "1024"],
+            [sink, "-u", "nobody", f"127.0.0.1:{self.port}", "1024"],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -600,9 +607,8 @@ class RecordingSink:
 
 def smtp_source(port: int, messages: int, sessions: int = 20, timeout: float = 900.0) -> None:
     """Postfix's load generator: `messages` 2 KB messages over `sessions` parallel sessions."""
-    require_tools("smtp-source")
     command = [
-        "smtp-source",
+        postfix_tool("smtp-source"),
         "-s",
         str(sessions),
         "-m",

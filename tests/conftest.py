@@ -16,13 +16,13 @@ from kumoclient.logs import RecordLog
 from kumoclient.spool import Spool
 from tests import redis_server
 from tests.redis_server import RedisServer
+from tests.system_packages import require_or_fail
 
 
 @pytest.fixture
 def redis_proc(tmp_path: Path) -> Iterator[RedisServer]:
     """A private redis-server on a loopback port (fails, never skips, when not installed)."""
-    if not redis_server.available():
-        pytest.fail("redis-server is not installed: apt-get install redis-server (see .ci/run)")
+    require_or_fail(redis_server.REDIS_SERVER, package=redis_server.DEBIAN_PACKAGE)
     with RedisServer(tmp_path / "redis") as server:
         yield server
 

@@ -6,12 +6,11 @@
         server.start()                          # again, on the same port, empty
 
 No persistence (`--save ''`, `--appendonly no`); the working directory and log file are in
-`directory`. `available()` tells whether the binary is installed, for skipping.
+`directory`. `start` raises `NotInstalled` (naming the package) when redis-server is missing.
 """
 
 from __future__ import annotations
 
-import shutil
 import signal
 import socket
 import subprocess
@@ -19,13 +18,12 @@ import time
 from pathlib import Path
 from types import TracebackType
 
+from tests.system_packages import require
+
 REDIS_SERVER = "redis-server"
+DEBIAN_PACKAGE = "redis-server"
 START_TIMEOUT = 10.0
 STOP_TIMEOUT = 10.0
-
-
-def available() -> bool:
-    return shutil.which(REDIS_SERVER) is not None
 
 
 def free_port() -> int:
@@ -61,10 +59,11 @@ class RedisServer:
     def start(self) -> None:
         if self.process is not None:
             raise RuntimeError("redis-server is already running")
+        program = require(REDIS_SERVER, package=DEBIAN_PACKAGE)
         self.directory.mkdir(parents=True, exist_ok=True)
         self.process = subprocess.Popen(
             [
-                REDIS_SERVER,
+                program,
                 "--port",
                 str(self.port),
                 "--bind",

@@ -37,7 +37,6 @@ import grp
 import os
 import pwd
 import re
-import shutil
 import signal
 import socket
 import struct
@@ -52,7 +51,10 @@ from types import TracebackType
 
 import pytest
 
-INSTALL_HINT = "install postfix (see .ci/run)"
+from tests.system_packages import NotInstalled, missing_message, require
+
+DEBIAN_PACKAGE = "postfix"
+NEEDS_ROOT = "a private Postfix instance needs root (master, chown)"
 
 # Ready-made replies (for `replies`, i.e. exactly these lines on the wire).
 OVER_QUOTA = "452 4.2.2 The email account that you tried to reach is over quota."
@@ -108,7 +110,7 @@ sys.exit(status if status >= 0 else 128 - status)
 """
 
 
-class PostfixNotInstalled(RuntimeError):
+class PostfixNotInstalled(NotInstalled):
     """Postfix (postconf, master) is missing from this machine."""
 
 
@@ -127,10 +129,10 @@ class ProcessInfo:
 
 def postfix_daemon_directory() -> Path:
     """Where master(8) and the other daemons live; PostfixNotInstalled if Postfix is missing."""
-    search = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"])
-    postconf = shutil.which("postconf", path=search)
-    if postconf is None:
-        raise PostfixNotInstalled(f"Postfix is not installed (no postconf): {INSTALL_HINT}")
+    try:
+        postconf = require("postconf", package=DEBIAN_PACKAGE)
+    except NotInstalled as exc:
+        raise PostfixNotInstalled(str(exc)) from None
     result = subprocess.run(
         [postconf, "-dh", "daemon_directory"],
         capture_output=True,
@@ -141,18 +143,22 @@ def postfix_daemon_directory() -> Path:
     daemon_directory = Path(result.stdout.strip())
     if result.returncode != 0 or not (daemon_directory / "master").is_file():
         raise PostfixNotInstalled(
-            f"Postfix master not found ({result.stderr.strip()!r}): {INSTALL_HINT}"
+            f"{missing_message('master', DEBIAN_PACKAGE)} ({result.stderr.strip()!r})"
         )
     return daemon_directory
 
 
 def require_postfix() -> Path:
-    """postfix_daemon_directory(), or fail the test (never skip: CI installs Postfix, so a
-    missing one must not go unnoticed)."""
+    """postfix_daemon_directory(), or fail the test with one line naming the package, or saying
+    that it needs root (never skip: `scripts/test` installs Postfix, so a missing one must not go
+    unnoticed)."""
     try:
-        return postfix_daemon_directory()
+        daemon_directory = postfix_daemon_directory()
     except PostfixNotInstalled as exc:
         pytest.fail(str(exc), pytrace=False)
+    if os.geteuid() != 0:
+        pytest.fail(f"{NEEDS_ROOT}: run the tests as root", pytrace=False)
+    return daemon_directory
 
 
 def free_port() -> int:
@@ -502,7 +508,7 @@ class PrivatePostfix:
             raise PostfixError("already started")
         master = postfix_daemon_directory() / "master"
         if os.geteuid() != 0:
-            raise PostfixError("a private Postfix instance needs root (master, chown)")
+            raise PostfixError(NEEDS_ROOT)
         started = time.monotonic()
         try:
             self._make_directories()

@@ -321,5 +321,12 @@ def test_start_and_stop_are_fast(tmp_path: Path) -> None:
 
 def test_missing_postfix_fails_instead_of_skipping(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(shutil, "which", lambda *args, **kwargs: None)
-    with pytest.raises(pytest.fail.Exception, match=r"install postfix \(see \.ci/run\)"):
+    message = r"postconf is not installed \(Debian package postfix\): `\./scripts/test` installs"
+    with pytest.raises(pytest.fail.Exception, match=message):
+        postfix_module.require_postfix()
+
+
+def test_without_root_the_postfix_tests_fail_saying_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    with pytest.raises(pytest.fail.Exception, match=r"needs root .*: run the tests as root$"):
         postfix_module.require_postfix()
