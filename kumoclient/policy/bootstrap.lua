@@ -7,7 +7,7 @@
 -- Host callables answer `true, value` or `false, message`; failures become Lua errors
 -- that name the policy file and line of the caller.
 
-local raw_host, event_kinds = ...
+local raw_host, event_kinds, module_functions, module_values = ...
 
 local getinfo, traceback = debug.getinfo, debug.traceback
 local error, type, tostring, select, pcall, xpcall = error, type, tostring, select, pcall, xpcall
@@ -455,6 +455,110 @@ function internal.make_msg(methods)
     end
   end
   return setmetatable(msg, { __name = 'Message', __metatable = 'Message' })
+end
+
+------------------------------------------------------------------------------
+-- modules written in Python (kumoclient.policy.api)
+------------------------------------------------------------------------------
+
+-- kumo.a.b.c = value, making the tables on the way
+local function install(path, value)
+  local t = kumo
+  local parts = {}
+  for part in path:gmatch('[^.]+') do
+    parts[#parts + 1] = part
+  end
+  for i = 1, #parts - 1 do
+    local inner = t[parts[i]]
+    if inner == nil then
+      inner = {}
+      t[parts[i]] = inner
+    end
+    t = inner
+  end
+  t[parts[#parts]] = value
+end
+
+local function module_function(name, wants_source)
+  return function(...)
+    local results
+    if wants_source then
+      results = pack(host.module_call(name, source_of(2), ...))
+    else
+      results = pack(host.module_call(name, nil, ...))
+    end
+    if not results[1] then
+      fail(results[2], 2)
+    end
+    return unpack(results, 2, results.n)
+  end
+end
+
+for name, wants_source in pairs(module_functions) do
+  install(name, module_function(name, wants_source))
+end
+for name, value in pairs(module_values) do
+  install(name, value)
+end
+
+-- A Python object (policy.api.LuaObject) as Lua holds it: methods, indexing, length,
+-- tostring, calls and pairs go to the object; passed back to Python it is the object.
+function internal.make_object(target, name, methods)
+  local method_functions = {}
+  for i = 1, #methods do
+    local method = methods[i]
+    method_functions[method] = function(_, ...)
+      local results = pack(host.object_method(target, method, ...))
+      if not results[1] then
+        fail(results[2], 2)
+      end
+      return unpack(results, 2, results.n)
+    end
+  end
+  local function hook(which, ...)
+    local results = pack(host.object_hook(target, which, ...))
+    if not results[1] then
+      fail(results[2], 3)
+    end
+    return unpack(results, 2, results.n)
+  end
+  local proxy = setmetatable({}, {
+    __index = function(_, key)
+      local method = method_functions[key]
+      if method ~= nil then
+        return method
+      end
+      return hook('index', key)
+    end,
+    __newindex = function(_, key, value)
+      hook('newindex', key, value)
+    end,
+    __len = function()
+      return hook('len')
+    end,
+    __tostring = function()
+      return hook('tostring')
+    end,
+    __call = function(_, ...)
+      return hook('call', ...)
+    end,
+    __pairs = function()
+      local list = hook('pairs')
+      local i = 0
+      return function()
+        i = i + 1
+        local pair = list[i]
+        if pair == nil then
+          return nil
+        end
+        return pair[1], pair[2]
+      end, nil, nil
+    end,
+    __name = name,
+    __metatable = name,
+  })
+  opaque[proxy] = target
+  return proxy
 end
 
 ------------------------------------------------------------------------------

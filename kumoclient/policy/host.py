@@ -18,6 +18,7 @@ from kumoclient import logs
 from kumoclient.core.duration import parse_duration
 from kumoclient.errors import ConfigError, KumoClientError
 from kumoclient.policy import config
+from kumoclient.policy.api import REGISTRY, LuaObject, Values
 from kumoclient.policy.convert import ConversionError, to_lua, to_python
 from kumoclient.policy.memoize import Lookup, MemoCache, MemoParams, MemoRegistry
 from kumoclient.policy.regex_map import RegexSetMap
@@ -99,6 +100,9 @@ class Host:
             "make_config": answers(self.make_config),
             "configure": answers(self.configure),
             "log": self.log,
+            "module_call": answers(self.module_call),
+            "object_method": answers(self.object_method),
+            "object_hook": answers(self.object_hook),
         }
 
     # --- conversion ------------------------------------------------------------------
@@ -109,7 +113,7 @@ class Host:
 
     def to_lua(self, value: Any) -> Any:
         """Python data as a Lua value; maps and configs become their Lua stand-ins."""
-        if value is None or type(value) in (str, int, float, bool):
+        if value is None or type(value) in (str, int, float, bool, bytes):
             return value
         return to_lua(self._lua, value, self._stand_in)
 
@@ -117,7 +121,10 @@ class Host:
         cached = self._proxies.get(id(value))
         if cached is not None and cached[0] is value:
             return cached[1]
-        if isinstance(value, RegexSetMap):
+        if isinstance(value, LuaObject):
+            methods = self._lua.table_from(sorted(type(value).lua_methods))
+            proxy = self.internal.make_object(value, value.lua_name, methods)
+        elif isinstance(value, RegexSetMap):
             proxy = self.internal.make_map_proxy(MapLookup(value, self.to_lua))
         elif type(value).__module__ == "kumoclient.records":
             proxy = self.internal.make_config_proxy(type(value).__name__, value, self._lua.table())
@@ -267,6 +274,35 @@ class Host:
         if changes:
             record = replace(record, **changes)  # type: ignore[type-var]
         return record
+
+    # --- modules written in Python (policy.api) ---------------------------------------------
+
+    def module_call(self, name: str, source: str | None, *args: Any) -> Answer:
+        entry = REGISTRY[name]
+        if entry.is_async:
+            raise ConfigError(f"kumo.{name} waits for I/O, which this runtime cannot do yet")
+        values = [self.to_python(arg) for arg in args]
+        if entry.source:
+            values.insert(0, str(self.resolve(".", source)))  # the calling file's directory
+        return self._results(entry.fn(*values))
+
+    def object_method(self, target: LuaObject, method: str, *args: Any) -> Answer:
+        return self._results(getattr(target, method)(*(self.to_python(a) for a in args)))
+
+    def object_hook(self, target: LuaObject, hook: str, *args: Any) -> Answer:
+        values = [self.to_python(arg) for arg in args]
+        if hook == "pairs":
+            pairs = [
+                self._lua.table_from([self.to_lua(k), self.to_lua(v)])
+                for k, v in target.lua_pairs()
+            ]
+            return True, self._lua.table_from(pairs)
+        return self._results(getattr(target, f"lua_{hook}")(*values))
+
+    def _results(self, result: Any) -> Answer:
+        if isinstance(result, Values):
+            return (True, *(self.to_lua(value) for value in result))
+        return True, self.to_lua(result)
 
     def log(self, level: str, where: str, message: str) -> None:
         log.log(logs.level_number(level), message, policy_location=where)

@@ -21,6 +21,8 @@ from kumoclient import logs
 from kumoclient.core.disposition import HookAnswer, rewrite
 from kumoclient.core.reply import LITERAL_CRLF, single_line
 from kumoclient.errors import PolicyError, PolicyLoadError, PolicyReject
+from kumoclient.policy import modules  # noqa: F401  (importing registers the modules)
+from kumoclient.policy.api import REGISTRY, VALUES
 from kumoclient.policy.events import EVENTS, Result
 from kumoclient.policy.host import Host, answers
 from kumoclient.policy.memoize import GLOBAL_REGISTRY, MemoRegistry
@@ -79,7 +81,11 @@ class PolicyRuntime:
         kinds = self._lua.table_from({e.name: e.handlers.value for e in EVENTS.values()})
         source = resources.files("kumoclient.policy").joinpath("bootstrap.lua").read_text()
         chunk = self._lua.eval("load")(source, "=kumoclient-bootstrap", "t")
-        self._internal = chunk(self._lua.table_from(self.host.functions()), kinds)
+        functions = self._lua.table_from({e.name: e.source for e in REGISTRY.values()})
+        values = self._lua.table_from({k: self.host.to_lua(v) for k, v in VALUES.items()})
+        self._internal = chunk(
+            self._lua.table_from(self.host.functions()), kinds, functions, values
+        )
         self.host.internal = self._internal
         self._fire_first = self._internal.fire_first
         self._fire_all = self._internal.fire_all

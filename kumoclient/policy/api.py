@@ -1,0 +1,108 @@
+"""How a `kumo` module written in Python declares what Lua sees: functions registered under their
+dotted Lua name, and objects Lua code holds as opaque values. The runtime exposes whatever is
+registered here; a module never touches lupa.
+
+Functions: `@kumo_function("string.split")` makes `kumo.string.split`. Arguments arrive as
+Python data (`policy.convert` rules: tables as lists or dicts, a LuaObject's proxy as the
+object); the result goes back the same way, a `Values` tuple as several Lua results. An
+exception of kumoclient's hierarchy, a ValueError or an OSError becomes a Lua error naming the
+policy's calling `file:line`; anything else is a bug, logged with its traceback, and also a Lua
+error. With `source=True` the function receives, first, the directory of the calling file (relative
+file names resolve against it). An `async def` function is awaited on the event loop while the
+calling handler waits (the runtime runs handlers as coroutines).
+
+Objects: a `LuaObject` subclass returned from a function reaches Lua as a proxy: `obj:name(...)`
+calls the method `name` listed in `lua_methods`; `obj[key]`, `obj[key] = v`, `#obj`,
+`tostring(obj)`, `obj(...)` and `pairs(obj)` call the `lua_*` hooks; a proxy handed back to a
+function arrives as the object itself.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, ClassVar, TypeVar
+
+from kumoclient.errors import ConfigError
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+class Values(tuple[Any, ...]):
+    """Several results of one function, as Lua returns them (`return a, b`)."""
+
+    __slots__ = ()
+
+
+@dataclass(frozen=True, slots=True)
+class KumoFunction:
+    """One registered function: its dotted name under `kumo`, the callable, whether it takes
+    the caller's source path first, whether it is awaited."""
+
+    name: str
+    fn: Callable[..., Any]
+    source: bool = False
+
+    @property
+    def is_async(self) -> bool:
+        """True for an `async def` function (the calling handler waits for it)."""
+        return inspect.iscoroutinefunction(self.fn)
+
+
+REGISTRY: dict[str, KumoFunction] = {}
+VALUES: dict[str, Any] = {}  # plain values under `kumo` (`kumo.version`)
+
+
+def kumo_function(name: str, *, source: bool = False) -> Callable[[_F], _F]:
+    """Register the decorated callable as `kumo.<name>`; a name is registered once."""
+
+    def register(fn: _F) -> _F:
+        if name in REGISTRY:
+            raise ValueError(f"kumo.{name} is registered twice")
+        REGISTRY[name] = KumoFunction(name, fn, source)
+        return fn
+
+    return register
+
+
+def kumo_value(name: str, value: Any) -> None:
+    """Make `kumo.<name>` a plain value (a string, number, or data table)."""
+    if name in VALUES or name in REGISTRY:
+        raise ValueError(f"kumo.{name} is registered twice")
+    VALUES[name] = value
+
+
+class LuaObject:
+    """A Python object Lua code holds as an opaque value (see the module's text).
+
+    `lua_name` is what `tostring` and error messages call it; `lua_methods` the names callable
+    as `obj:name(...)` (each a method of the subclass taking the Lua arguments after `self`).
+    """
+
+    lua_name: ClassVar[str] = "object"
+    lua_methods: ClassVar[frozenset[str]] = frozenset()
+
+    def lua_index(self, key: Any) -> Any:
+        """`obj[key]` for a key that is not a method; None is Lua's nil."""
+        return None
+
+    def lua_newindex(self, key: Any, value: Any) -> None:
+        """`obj[key] = value`."""
+        raise ConfigError(f"{self.lua_name} is read-only")
+
+    def lua_len(self) -> int:
+        """`#obj`."""
+        raise ConfigError(f"{self.lua_name} has no length")
+
+    def lua_tostring(self) -> str:
+        """`tostring(obj)`."""
+        return self.lua_name
+
+    def lua_call(self, *args: Any) -> Any:
+        """`obj(...)`."""
+        raise ConfigError(f"{self.lua_name} cannot be called")
+
+    def lua_pairs(self) -> Iterator[tuple[Any, Any]]:
+        """`pairs(obj)`: key, value pairs."""
+        raise ConfigError(f"{self.lua_name} cannot be iterated with pairs")
