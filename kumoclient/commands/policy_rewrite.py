@@ -11,12 +11,17 @@ fields a replay needs, is BadInput (65) naming the file and line.
 
 from __future__ import annotations
 
+import asyncio
 import json
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Literal, TextIO
+from typing import Literal, TextIO
+
+import aiofiles
 
 from kumoclient.commands.inputs import text_option
+from kumoclient.core import log_record
 from kumoclient.core.queue_name import parse_queue_name
 from kumoclient.core.reply import (
     LITERAL_CRLF,
@@ -25,9 +30,9 @@ from kumoclient.core.reply import (
     single_line,
     strip_rewrite_note,
 )
-from kumoclient.errors import BadInput, NoInput, UsageError
+from kumoclient.errors import BadInput, LogRecordError, NoInput, UsageError
 from kumoclient.policy.runtime import PolicyRuntime
-from kumoclient.records import EnhancedCode, QueueName, Reply, RewriteOutcome
+from kumoclient.records import LogRecord, QueueName, Reply, RewriteOutcome
 
 EX_OK = 0
 REPLAYED = ("TransientFailure", "Bounce")
@@ -105,9 +110,15 @@ class _Replayed:
 
 
 def _replay(runtime: PolicyRuntime, files: tuple[Path, ...], line_break: str, out: TextIO) -> int:
+    return asyncio.run(_replay_files(runtime, files, line_break, out))
+
+
+async def _replay_files(
+    runtime: PolicyRuntime, files: tuple[Path, ...], line_break: str, out: TextIO
+) -> int:
     seen = changed = 0
     for path in files:
-        for number, line in enumerate(_log_lines(path), 1):
+        async for number, line in _log_lines(path):
             replayed = _replay_line(runtime, line, f"{path}:{number}", line_break)
             if replayed is None:
                 continue
@@ -124,15 +135,25 @@ def _replay(runtime: PolicyRuntime, files: tuple[Path, ...], line_break: str, ou
     return EX_OK
 
 
-def _log_lines(path: Path) -> list[str]:
+async def _log_lines(path: Path) -> AsyncIterator[tuple[int, str]]:
+    """The lines of a log file, numbered, streamed (aiofiles: a day of records is read a
+    line at a time, off the event loop, never whole into memory)."""
+    offset = 0
     try:
-        return path.read_text(encoding="utf-8").splitlines()
+        async with aiofiles.open(path, "rb") as lines:
+            number = 0
+            async for raw in lines:
+                number += 1
+                try:
+                    yield number, raw.decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    raise BadInput(
+                        f"{path}: not a delivery log: byte {offset + exc.start} is not UTF-8 "
+                        f"({exc.reason})"
+                    ) from exc
+                offset += len(raw)
     except OSError as exc:
         raise NoInput(str(path), exc.strerror or str(exc)) from exc
-    except UnicodeDecodeError as exc:
-        raise BadInput(
-            f"{path}: not a delivery log: byte {exc.start} is not UTF-8 ({exc.reason})"
-        ) from exc
 
 
 def _replay_line(
@@ -141,32 +162,28 @@ def _replay_line(
     if not line.strip():
         return None
     try:
-        record = json.loads(line)
+        fields = json.loads(line)
     except json.JSONDecodeError as exc:
         raise BadInput(f"{where}: not a JSON log record: {exc.msg}") from exc
-    if not isinstance(record, dict) or record.get("type") not in REPLAYED:
+    if isinstance(fields, dict) and fields.get("type") not in REPLAYED:
         return None
-    reply, queue = _decoded(record, where)
+    reply, queue, record = _decoded(fields, where)
     outcome = runtime.rewrite_delivery_status(reply, queue, line_break)
-    recipient = record.get("recipient")
-    return _Replayed(str(record.get("id", "?")), str(recipient), record["type"], outcome)
+    return _Replayed(record.id, record.recipient, record.type.value, outcome)
 
 
-def _decoded(record: dict[str, Any], where: str) -> tuple[Reply, QueueName]:
-    """The reply (without an earlier rewrite's note) and the queue of a log record."""
+def _decoded(fields: object, where: str) -> tuple[Reply, QueueName, LogRecord]:
+    """The reply (without an earlier rewrite's note), the queue and the record of a line."""
     try:
-        response = record["response"]
-        enhanced = response.get("enhanced_code")
-        code = (
-            EnhancedCode(enhanced["class"], enhanced["subject"], enhanced["detail"])
-            if enhanced
-            else None
-        )
-        content, code_before = strip_rewrite_note(response["content"])
-        reply = Reply(code_before or int(response["code"]), code, content, response.get("command"))
-        queue = parse_queue_name(str(record["queue"]))
-    except KeyError as exc:
-        raise BadInput(f"{where}: the log record has no {exc.args[0]!r} field") from exc
-    except (TypeError, ValueError, AttributeError) as exc:
+        if isinstance(fields, dict):
+            if log_record.decode_response(fields.get("response")) is None:
+                raise BadInput(f"{where}: the log record has no 'response' field")
+            if fields.get("queue") is None:
+                raise BadInput(f"{where}: the log record has no 'queue' field")
+        record = log_record.decode(fields)
+    except LogRecordError as exc:
         raise BadInput(f"{where}: not a log record this replay can read: {exc}") from exc
-    return reply, queue
+    assert record.response is not None
+    content, code_before = strip_rewrite_note(record.response.content)
+    reply = replace(record.response, code=code_before or record.response.code, content=content)
+    return reply, parse_queue_name(record.queue), record

@@ -40,10 +40,11 @@ from kumoclient.engine.routing import (
     routing_domain,
 )
 from kumoclient.errors import ConfigError, DnsLookupError, NullMx, UsageError
+from kumoclient.mx import MxResolver
 from kumoclient.policies import default_policy_path
 from kumoclient.policy.config import parse_mx_entry
 from kumoclient.policy.runtime import PolicyRuntime
-from kumoclient.records import MxHost, RecordType
+from kumoclient.records import MxHost, QueueName, RecordType
 from kumoclient.smtp import Session
 
 EXIT_CODES = {
@@ -100,6 +101,7 @@ async def _attempt(
     mx: MxHost | None,
     out: TextIO,
 ) -> Decision:
+    envelope = (sender, recipient, content)
     queue = queue_name_for(recipient, {})
     name = parse_queue_name(queue)
     config = runtime.get_queue_config(name)
@@ -124,23 +126,37 @@ async def _attempt(
     egress = runtime.get_egress_path_config(route.routing_domain, EGRESS_SOURCE, route.site_name)
     if mx is not None:
         egress = replace(egress, prohibited_hosts=())
+    out.write(f"queue: {queue}\nsite: {route.site}\n")
+    attempt, hook = await _transact(
+        runtime, Site(route, egress, 0), name, dns, out=out, envelope=envelope
+    )
+    return decided(attempt, hook)
+
+
+async def _transact(
+    runtime: PolicyRuntime,
+    site: Site,
+    name: QueueName,
+    dns: MxResolver,
+    *,
+    out: TextIO,
+    envelope: tuple[str, str, bytes],
+) -> tuple[Attempt, HookAnswer | None]:
+    """Open a session to the site and send; what happened, and the rewrite hook's answer."""
 
     def transcript(direction: str, line: str) -> None:
         out.write(f"{direction} {line}\n")
         out.flush()
 
-    out.write(f"queue: {queue}\nsite: {route.site}\n")
-    ehlo = egress.ehlo_domain or socket.getfqdn()
-    site = Site(route, egress, 0)
+    ehlo = site.egress.ehlo_domain or socket.getfqdn()
     session = await open_session(site, ehlo, dns, transcript=transcript, penalize=False)
     if not isinstance(session, Session):
-        return decided(session)
+        return session, None
     try:
-        exchange = await session.send(sender, recipient, content)
-        attempt = attempt_of(exchange, session.target)
-        hook = None
-        if attempt.result is Result.REJECTED and attempt.reply is not None:
-            hook = runtime.rewrite_hook(attempt.reply, name, egress.response_line_break)
-        return decided(attempt, hook)
+        attempt = attempt_of(await session.send(*envelope), session.target)
+        if attempt.result is not Result.REJECTED or attempt.reply is None:
+            return attempt, None
+        line_break = site.egress.response_line_break
+        return attempt, runtime.rewrite_hook(attempt.reply, name, line_break)
     finally:
         await session.close()

@@ -111,18 +111,23 @@ def build_dsn(
         arrival=_utc(arrival),
         attempted=attempted,
     )
-    headers = header_block(original)
-
     parts: list[tuple[list[str], bytes]] = [_text_part(text), (_status_headers(), status)]
+    headers = header_block(original)
     if headers:
         parts.append(_headers_part(headers))
+    return _report(parts, to=to, mta=mta, subject=SUBJECTS[kind], date=date)
+
+
+def _report(
+    parts: list[tuple[list[str], bytes]], *, to: str, mta: str, subject: str, date: datetime
+) -> bytes:
+    """The whole `multipart/report` message around its parts."""
     eight_bit = any(not body.isascii() for _, body in parts)
     boundary = _boundary([body for _, body in parts])
-
     head = [
         f"From: {FROM_NAME} <MAILER-DAEMON@{mta}>",
         f"To: <{to}>",
-        f"Subject: {SUBJECTS[kind]}",
+        f"Subject: {subject}",
         f"Date: {format_datetime(date)}",
         f"Message-ID: {make_msgid(domain=mta)}",
         "Auto-Submitted: auto-replied",

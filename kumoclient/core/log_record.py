@@ -5,8 +5,9 @@ Rules: KumoMTA's field names; `response.content` never holds a line break (CRLF,
 become a space); `timestamp` is whole Unix seconds and `event_time` RFC 3339 with
 microseconds, both of `when`; `created`/`created_time` likewise of the message's creation;
 `tls_protocol_version` and `tls_cipher` appear only when the session used TLS. Decoding takes
-what encoding wrote (and what KumoMTA writes, ignoring fields it does not know) and raises
-LogRecordError naming the first field that is wrong.
+what encoding wrote (and what KumoMTA writes, ignoring fields it does not know; absent fields
+other than `type` and `id` take their defaults) and raises LogRecordError naming the first
+field that is wrong.
 """
 
 from __future__ import annotations
@@ -89,14 +90,14 @@ def decode(fields: object) -> LogRecord:
     return LogRecord(
         type=kind,
         id=_text(fields, "id"),
-        sender=_text(fields, "sender"),
-        recipient=_text(fields, "recipient"),
-        queue=_text(fields, "queue"),
+        sender=_text(fields, "sender", ""),
+        recipient=_text(fields, "recipient", ""),
+        queue=_text(fields, "queue", ""),
         when=_seconds(fields, "timestamp", "event_time"),
         created=_seconds(fields, "created", "created_time"),
         size=_number(fields, "size", int),
         site=_text(fields, "site", ""),
-        response=_decode_response(fields.get("response")),
+        response=decode_response(fields.get("response")),
         peer_address=None
         if not isinstance(peer, Mapping)
         else (str(peer.get("name", "")), str(peer.get("addr", ""))),
@@ -148,7 +149,8 @@ def _meta(value: object) -> dict[str, str]:
     return {str(key): item for key, item in value.items()}
 
 
-def _decode_response(value: object) -> Reply | None:
+def decode_response(value: object) -> Reply | None:
+    """The `response` object of a record (None for null); LogRecordError when malformed."""
     if value is None:
         return None
     if not isinstance(value, Mapping):

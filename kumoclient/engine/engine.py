@@ -79,7 +79,13 @@ class Engine:
         # rate limits and connection limits, shared with other nodes through Redis when
         # kumo.configure_redis_throttles asked for it, else local
         self.throttles = SharedThrottles(redis_throttles)
-        hostname = socket.getfqdn()  # as make_egress_path's default
+        self._build_rooms(policy, socket.getfqdn())  # the host name: make_egress_path's default
+        self._tg: asyncio.TaskGroup | None = None
+        self._stopping = False
+        self.scanned = asyncio.Event()  # every spooled message is scheduled (see start())
+
+    def _build_rooms(self, policy: PolicyHolder, hostname: str) -> None:
+        """The table, the one writer, reception, control, dispatcher and router, wired."""
         self.table = MessageTable(self._on_due)
         self.dispositions = Dispositions(
             self.spool, self.records, self.table, self.metrics, hostname=hostname
@@ -109,9 +115,6 @@ class Engine:
             failed=self._failed,
             spawn=self._spawn,
         )
-        self._tg: asyncio.TaskGroup | None = None
-        self._stopping = False
-        self.scanned = asyncio.Event()  # every spooled message is scheduled (see start())
 
     @property
     def counts(self) -> dict[str, int]:

@@ -4,124 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from kumoclient.engine.engine import Engine
 from kumoclient.mx import MxResolver
 from kumoclient.policy.runtime import PolicyHolder
-
-
-class ScriptedMX:
-    """aiosmtpd answering per address: `replies[(phase, address)]` replaces the normal reply.
-
-    Phases: MAIL (by sender), RCPT, DATA (the reply to DATA), DOT (the reply to the final dot).
-    Accepted messages are kept in `received` as (sender, recipients, content bytes).
-    With `pipelining`, EHLO offers PIPELINING (aiosmtpd reads pipelined commands in order);
-    `chunks` keeps every read from the network, so tests can see what came in one write.
-    """
-
-    def __init__(self, *, pipelining: bool = False, eight_bit: bool = True) -> None:
-        self.pipelining = pipelining
-        self.eight_bit = eight_bit  # False: EHLO does not offer 8BITMIME
-        self.mail_options: list[list[str]] = []
-        self.chunks: list[bytes] = []
-        self.replies: dict[tuple[str, str], str] = {}
-        self.received: list[tuple[str, list[str], bytes]] = []
-        self.received_at: list[float] = []  # monotonic time of each accepted message
-        self.peers: list[str] = []  # the client address of each transaction
-        self.ehlo_names: list[str] = []
-        self.connections = 0
-        self.port = 0
-        self._server: asyncio.Server | None = None
-
-    @property
-    def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    async def start(self) -> None:
-        loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(lambda: _ScriptedSMTP(self), "127.0.0.1", 0)
-        self.port = self._server.sockets[0].getsockname()[1]
-
-    async def stop(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
-
-    async def handle_EHLO(
-        self,
-        server: SMTP,
-        session: Session,
-        envelope: Envelope,
-        hostname: str,
-        responses: list[str],
-    ) -> list[str]:
-        session.host_name = hostname
-        self.ehlo_names.append(hostname)
-        if not self.eight_bit:
-            responses = [line for line in responses if "8BITMIME" not in line]
-        if self.pipelining:
-            return [*responses[:-1], "250-PIPELINING", responses[-1]]
-        return responses
-
-    async def handle_MAIL(
-        self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
-    ) -> str:
-        self.peers.append(str(session.peer[0]))
-        reply = self.replies.get(("MAIL", address))
-        if reply:
-            return reply
-        envelope.mail_from = address
-        envelope.mail_options.extend(options)
-        self.mail_options.append(list(options))
-        return "250 2.1.0 OK"
-
-    async def handle_RCPT(
-        self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
-    ) -> str:
-        reply = self.replies.get(("RCPT", address))
-        if reply:
-            return reply
-        envelope.rcpt_tos.append(address)
-        return "250 2.1.5 OK"
-
-    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
-        for rcpt in envelope.rcpt_tos:
-            reply = self.replies.get(("DOT", rcpt))
-            if reply:
-                return reply
-        content = envelope.original_content or b""
-        self.received.append((str(envelope.mail_from), list(envelope.rcpt_tos), content))
-        self.received_at.append(time.monotonic())
-        return "250 2.0.0 OK queued"
-
-
-class _ScriptedSMTP(SMTP):
-    def __init__(self, script: ScriptedMX) -> None:
-        super().__init__(script, hostname="mx.test", decode_data=False, enable_SMTPUTF8=True)
-        self.script = script
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.script.connections += 1
-        super().connection_made(transport)
-
-    def data_received(self, data: bytes) -> None:
-        self.script.chunks.append(data)
-        super().data_received(data)
-
-    async def smtp_DATA(self, arg: str) -> None:
-        for rcpt in self.envelope.rcpt_tos:
-            reply = self.script.replies.get(("DATA", rcpt))
-            if reply:
-                await self.push(reply)
-                return
-        await super().smtp_DATA(arg)
+from kumoclient.testing import ScriptedMX
 
 
 @pytest.fixture
