@@ -111,3 +111,87 @@ def test_the_order_runs_one_way(lower: str, upper: str) -> None:
     """cli → commands → daemon → engine → adapters: never back up, and the HTTP adapter
     knows nothing of the engine or the policy (it gets what it needs passed in)."""
     assert upper not in ALLOWED[lower]
+
+
+# --- inside the sub-packages: layers, top first ------------------------------------------------
+# A module may import modules of its own sub-package in lower layers only (never a module of
+# its own layer or above). `__init__` re-exports and may import any of its package.
+LAYERS: dict[str, list[set[str]]] = {
+    "core": [
+        {"disposition", "dsn", "log_record", "smtp_server"},
+        {"classify", "reply", "retry", "synthesized", "address"},
+        {
+            "duration",
+            "listen",
+            "msgid",
+            "nameserver",
+            "networks",
+            "queue_name",
+            "selector",
+            "throttle",
+        },
+    ],
+    "engine": [
+        {"engine"},
+        {"dispatch"},
+        {"routing", "control", "reception"},
+        {"dispositions"},
+        {"state", "table"},
+        {"queues", "metrics"},
+    ],
+    "spool": [{"local"}, {"commit", "drops", "reading"}, {"pool", "disk", "entry"}],
+    "http": [{"inject", "admin"}, {"inject_message", "server"}, {"inject_request"}],
+    "testing": [{"fixtures"}, {"engine"}, {"mx", "records"}],
+    "commands": [
+        {"admin", "inject", "policy_check", "policy_rewrite", "queue", "run", "send"},
+        {"admin_client", "inputs"},
+    ],
+    "daemon": [{"daemon"}, {"layout", "workers"}],
+}
+
+
+def _layer(package: str, module: str) -> int:
+    for index, layer in enumerate(LAYERS[package]):
+        if module in layer:
+            return index
+    raise AssertionError(f"{package}/{module}.py has no layer: add it to LAYERS")
+
+
+def _inner_imports(module: Path) -> list[str]:
+    """The modules of its own sub-package that `module` imports."""
+    package = module.relative_to(PACKAGE).parts[0]
+    found: list[str] = []
+    for node in ast.walk(ast.parse(module.read_text(), filename=str(module))):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            parts = node.module.split(".")
+            if parts[:2] != ["kumoclient", package]:
+                continue
+            found.extend([parts[2]] if len(parts) > 2 else [a.name for a in node.names])
+    return found
+
+
+LAYERED = [
+    m
+    for m in MODULES
+    if len(m.relative_to(PACKAGE).parts) > 1
+    and m.relative_to(PACKAGE).parts[0] in LAYERS
+    and m.stem != "__init__"
+]
+
+
+@pytest.mark.parametrize("module", LAYERED, ids=lambda m: str(m.relative_to(PACKAGE)))
+def test_a_sub_package_imports_only_its_lower_layers(module: Path) -> None:
+    package = module.relative_to(PACKAGE).parts[0]
+    mine = _layer(package, module.stem)
+    for target in _inner_imports(module):
+        if target == module.stem:
+            continue
+        assert _layer(package, target) > mine, (
+            f"{package}/{module.stem} must not import {package}/{target}: it is not in a lower layer"
+        )
+
+
+def test_the_layer_rule_catches_a_sideways_import() -> None:
+    """The checker itself can fail: routing importing control (same layer) is refused."""
+    assert _layer("engine", "control") == _layer("engine", "routing")
+    assert not _layer("engine", "dispatch") > _layer("engine", "dispositions")  # upward
