@@ -106,18 +106,20 @@ class Fields:
 
     def __init__(self, lines: list[str], report: str) -> None:
         self.report = report
-        raw: dict[str, list[str]] = {}
-        name: str | None = None
+        raw: dict[str, list[list[str]]] = {}  # name -> each occurrence's lines
+        current: list[str] | None = None
         for line in lines:
-            if line[:1] in (" ", "\t") and name is not None:
-                raw[name][-1] += "\n" + line
+            if line[:1] in (" ", "\t") and current is not None:
+                current.append(line)
                 continue
             match = _FIELD.fullmatch(line)
             if match is None:
                 raise ReportError(report, f"not a field: {shown(line)}")
-            name = match[1].lower()
-            raw.setdefault(name, []).append(match[2])
-        self._values = {key: [_clean(value) for value in values] for key, values in raw.items()}
+            current = [match[2]]
+            raw.setdefault(match[1].lower(), []).append(current)
+        self._values = {
+            name: [_clean("\n".join(value)) for value in values] for name, values in raw.items()
+        }
 
     def single(self, name: str) -> str | None:
         """The value of a field that may appear once; ReportError when it repeats."""

@@ -395,3 +395,12 @@ def test_huge_headers_and_fields_are_read_whole() -> None:
     code = found.per_recipient[0].diagnostic_code
     assert code is not None
     assert code.diagnostic == "550 5.1.1 " + diagnostic
+
+
+def test_a_field_folded_over_many_lines_is_read_as_one_value() -> None:
+    folded = "Diagnostic-Code: smtp; 550" + "".join(f"\n  part{n}" for n in range(50_000))
+    found = parse_dsn(report(PER_MESSAGE + "\n" + FAILED.replace(FAILED.splitlines()[3], folded)))
+    assert found is not None
+    code = found.per_recipient[0].diagnostic_code
+    assert code is not None
+    assert code.diagnostic == "550 " + " ".join(f"part{n}" for n in range(50_000))
