@@ -246,3 +246,21 @@ class HttpError(KumoClientError):
         self.status = status
         self.message = message
         self.headers = dict(headers or {})
+
+
+# --- inbound reports (core/dsn_report.py, core/arf_report.py) ----------------------------
+
+
+class ReportError(KumoClientError):
+    """A message whose Content-Type says it is a delivery status report (RFC 3464) or a
+    feedback report (RFC 5965) but that cannot be read as one: its status part is missing, a
+    required field is absent or repeated, or a value does not have its syntax. `report` is
+    `delivery-status` or `feedback-report`; `field` names the field at fault (lower case; None
+    when the fault is the message's structure); `reason` says what is wrong."""
+
+    def __init__(self, report: str, reason: str, *, field: str | None = None) -> None:
+        where = f"{field}: " if field else ""
+        super().__init__(f"malformed {report} report: {where}{reason}")
+        self.report = report
+        self.field = field
+        self.reason = reason

@@ -15,9 +15,15 @@ class RecordType(enum.Enum):
     BOUNCE = "Bounce"
     EXPIRATION = "Expiration"
     ADMIN_BOUNCE = "AdminBounce"
+    # an inbound RFC 3464 report to a `log_oob` listener domain: one per failed recipient
+    OOB = "OOB"
+    # an inbound RFC 5965 complaint to a `log_arf` listener domain, instead of its Reception
+    FEEDBACK = "Feedback"
 
 
-# The record types that end a message's life: it leaves the spool after one of them.
+# The record types that end a message's life: it leaves the spool after one of them. Not OOB
+# nor Feedback: they tell of an inbound report message, under that message's own id, and that
+# message may still be relayed (`LogThenRelay`) and get its own Delivery or Bounce later.
 FINAL_TYPES: frozenset[RecordType] = frozenset(
     {RecordType.DELIVERY, RecordType.BOUNCE, RecordType.EXPIRATION, RecordType.ADMIN_BOUNCE}
 )
@@ -254,14 +260,52 @@ class SpooledMessage:
 
 
 @dataclass(frozen=True, slots=True)
+class RemoteMta:
+    """An MTA as a report names it: `dns; mx.example.com` is `mta_type` `dns`, `name`
+    `mx.example.com`."""
+
+    mta_type: str
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class ArfReport:
+    """An RFC 5965 feedback report (a complaint), as KumoMTA logs it in `feedback_report`
+    (`core.arf_report` reads it, `core.log_record` writes it).
+
+    Dates are Unix seconds; `extensions` maps the lower-case name of every field the RFC does
+    not define to its values; `original_message` is the reported message (or its header block)
+    as sent, with LF line endings; `supplemental_trace` is the decoded supplemental trace
+    header found in it. `original_rcpto_to` keeps KumoMTA's spelling of its JSON name.
+    """
+
+    feedback_type: str
+    user_agent: str
+    version: str
+    arrival_date: float | None = None
+    incidents: int | None = None
+    original_envelope_id: str | None = None
+    original_mail_from: str | None = None
+    reporting_mta: RemoteMta | None = None
+    source_ip: str | None = None
+    authentication_results: tuple[str, ...] = ()
+    original_rcpto_to: tuple[str, ...] = ()
+    reported_domain: tuple[str, ...] = ()
+    reported_uri: tuple[str, ...] = ()
+    extensions: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    original_message: bytes | None = None
+    supplemental_trace: dict[str, object] | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class LogRecord:
     """One log record (SPEC 6) as kumoclient writes it; `core.log_record` is its one codec
     (to and from the JSON object of a log line).
 
     `when` is the time of the event (Unix seconds; `timestamp` and `event_time` in JSON),
     `created` the message's creation time, `peer_address` `(name, addr)`, `tls`
-    `(protocol version, cipher)` when the session used TLS. `response.content` may hold line
-    breaks; the codec writes it as one line.
+    `(protocol version, cipher)` when the session used TLS, `feedback_report` the complaint of
+    a Feedback record. `response.content` may hold line breaks; the codec writes it as one line.
     """
 
     type: RecordType
@@ -283,3 +327,4 @@ class LogRecord:
     reception_protocol: str = "ESMTP"
     nodeid: str = ""
     tls: tuple[str, str] | None = None
+    feedback_report: ArfReport | None = None

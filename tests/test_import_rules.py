@@ -118,9 +118,10 @@ def test_the_order_runs_one_way(lower: str, upper: str) -> None:
 # its own layer or above). `__init__` re-exports and may import any of its package.
 LAYERS: dict[str, list[set[str]]] = {
     "core": [
-        {"disposition", "dsn", "log_record", "smtp_server"},
-        {"classify", "reply", "retry", "synthesized", "address"},
+        {"disposition", "dsn", "log_record", "smtp_server", "report_records"},
+        {"classify", "reply", "retry", "synthesized", "address", "dsn_report", "arf_report"},
         {
+            "report_fields",
             "duration",
             "listen",
             "msgid",

@@ -4,7 +4,9 @@ back. Used by the log writer, the testing plugin and `policy rewrite --replay`.
 Rules: KumoMTA's field names; `response.content` never holds a line break (CRLF, CR and LF
 become a space); `timestamp` is whole Unix seconds and `event_time` RFC 3339 with
 microseconds, both of `when`; `created`/`created_time` likewise of the message's creation;
-`tls_protocol_version` and `tls_cipher` appear only when the session used TLS. Decoding takes
+`tls_protocol_version` and `tls_cipher` appear only when the session used TLS;
+`feedback_report` (KumoMTA's ARF object) only on Feedback records, where KumoMTA writes null on
+the others (its reader takes a missing field as null). Decoding takes
 what encoding wrote (and what KumoMTA writes, ignoring fields it does not know; absent fields
 other than `type` and `id` take their defaults) and raises LogRecordError naming the first
 field that is wrong.
@@ -17,8 +19,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from kumoclient.core.reply import flatten
+from kumoclient.core.report_fields import bytes_json, date_json, mta_json
 from kumoclient.errors import LogRecordError
-from kumoclient.records import EnhancedCode, LogRecord, RecordType, Reply
+from kumoclient.records import ArfReport, EnhancedCode, LogRecord, RecordType, RemoteMta, Reply
 
 _SECONDS: dict[int, str] = {}  # whole seconds already formatted (records come in bursts)
 
@@ -74,6 +77,8 @@ def encode(record: LogRecord) -> dict[str, object]:
     }
     if record.tls is not None:
         fields["tls_protocol_version"], fields["tls_cipher"] = record.tls
+    if record.feedback_report is not None:
+        fields["feedback_report"] = encode_feedback_report(record.feedback_report)
     return fields
 
 
@@ -109,6 +114,7 @@ def decode(fields: object) -> LogRecord:
         reception_protocol=_text(fields, "reception_protocol", "ESMTP"),
         nodeid=_text(fields, "nodeid", ""),
         tls=(str(tls[0]), str(tls[1])) if tls[0] is not None else None,
+        feedback_report=decode_feedback_report(fields.get("feedback_report")),
     )
 
 
@@ -172,3 +178,148 @@ def decode_response(value: object) -> Reply | None:
     if not isinstance(content, str) or not (command is None or isinstance(command, str)):
         raise LogRecordError("response.content and command must be strings")
     return Reply(code, parsed, content, command)
+
+
+# --- feedback_report (RFC 5965, KumoMTA's ARFReport) -----------------------------------------
+
+
+def encode_feedback_report(report: ArfReport) -> dict[str, object]:
+    """KumoMTA's `feedback_report` object: its field names, null for absent values, RFC 3339
+    dates, lists for repeatable fields, the original message as text (or byte values when it is
+    not UTF-8)."""
+    return {
+        "feedback_type": report.feedback_type,
+        "user_agent": report.user_agent,
+        "version": report.version,
+        "arrival_date": date_json(report.arrival_date),
+        "incidents": report.incidents,
+        "original_envelope_id": report.original_envelope_id,
+        "original_mail_from": report.original_mail_from,
+        "reporting_mta": mta_json(report.reporting_mta),
+        "source_ip": report.source_ip,
+        "authentication_results": list(report.authentication_results),
+        "original_rcpto_to": list(report.original_rcpto_to),
+        "reported_domain": list(report.reported_domain),
+        "reported_uri": list(report.reported_uri),
+        "extensions": {name: list(values) for name, values in report.extensions.items()},
+        "original_message": bytes_json(report.original_message),
+        "supplemental_trace": report.supplemental_trace,
+    }
+
+
+def decode_feedback_report(value: object) -> ArfReport | None:
+    """The report of a `feedback_report` object (None for null); LogRecordError naming the
+    field that is wrong. Absent optional fields take their defaults, as in KumoMTA's reader."""
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        raise LogRecordError(f"feedback_report: expected an object, got {value!r}")
+    trace = value.get("supplemental_trace")
+    if trace is not None and not isinstance(trace, Mapping):
+        raise LogRecordError(
+            f"feedback_report.supplemental_trace: expected an object, got {trace!r}"
+        )
+    return ArfReport(
+        feedback_type=_arf_required(value, "feedback_type"),
+        user_agent=_arf_required(value, "user_agent"),
+        version=_arf_required(value, "version"),
+        arrival_date=_arf_date(value, "arrival_date"),
+        incidents=_arf_incidents(value.get("incidents")),
+        original_envelope_id=_arf_optional(value, "original_envelope_id"),
+        original_mail_from=_arf_optional(value, "original_mail_from"),
+        reporting_mta=_arf_mta(value.get("reporting_mta")),
+        source_ip=_arf_optional(value, "source_ip"),
+        authentication_results=_arf_strings(value, "authentication_results"),
+        original_rcpto_to=_arf_strings(value, "original_rcpto_to"),
+        reported_domain=_arf_strings(value, "reported_domain"),
+        reported_uri=_arf_strings(value, "reported_uri"),
+        extensions=_arf_extensions(value.get("extensions")),
+        original_message=_arf_bytes(value.get("original_message"), "original_message"),
+        supplemental_trace=None if trace is None else dict(trace),
+    )
+
+
+def _arf_optional(report: Mapping[str, Any], key: str) -> str | None:
+    item = report.get(key)
+    if item is not None and not isinstance(item, str):
+        raise LogRecordError(f"feedback_report.{key}: expected a string, got {item!r}")
+    return item
+
+
+def _arf_required(report: Mapping[str, Any], key: str) -> str:
+    item = _arf_optional(report, key)
+    if item is None:
+        raise LogRecordError(f"feedback_report.{key}: missing")
+    return item
+
+
+def _arf_strings(report: Mapping[str, Any], key: str) -> tuple[str, ...]:
+    items = report.get(key) or []
+    if not isinstance(items, list) or not all(isinstance(item, str) for item in items):
+        raise LogRecordError(f"feedback_report.{key}: expected a list of strings, got {items!r}")
+    return tuple(items)
+
+
+def _arf_date(report: Mapping[str, Any], key: str) -> float | None:
+    text = report.get(key)
+    if text is None:
+        return None
+    try:
+        return datetime.datetime.fromisoformat(str(text).replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        raise LogRecordError(f"feedback_report.{key}: not an RFC 3339 date: {text!r}") from None
+
+
+def _arf_incidents(value: object) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise LogRecordError(f"feedback_report.incidents: expected a count, got {value!r}")
+    return value
+
+
+def _arf_mta(value: object) -> RemoteMta | None:
+    if value is None:
+        return None
+    if isinstance(value, Mapping):
+        kind, name = value.get("mta_type"), value.get("name")
+        if isinstance(kind, str) and isinstance(name, str):
+            return RemoteMta(kind, name)
+    raise LogRecordError(
+        f"feedback_report.reporting_mta: expected {{mta_type, name}}, got {value!r}"
+    )
+
+
+def _arf_extensions(value: object) -> dict[str, tuple[str, ...]]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping) or not all(isinstance(v, list) for v in value.values()):
+        raise LogRecordError(f"feedback_report.extensions: expected lists by name, got {value!r}")
+    return {
+        str(name): tuple(
+            text if isinstance(text, str) else _bytes_text(text, f"extensions.{name}")
+            for text in values
+        )
+        for name, values in value.items()
+    }
+
+
+def _bytes_text(value: object, key: str) -> str:
+    """A value KumoMTA wrote as byte values because it was not UTF-8."""
+    data = _arf_bytes(value, key)
+    return "" if data is None else data.decode("utf-8", "replace")
+
+
+def _arf_bytes(value: object, key: str) -> bytes | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        try:
+            return value.encode("utf-8", "surrogateescape")  # bytes read as escapes, back
+        except UnicodeEncodeError:
+            return value.encode("utf-8", "replace")
+    if isinstance(value, list) and all(
+        isinstance(b, int) and not isinstance(b, bool) and 0 <= b <= 255 for b in value
+    ):
+        return bytes(value)
+    raise LogRecordError(f"feedback_report.{key}: expected text or byte values, got {value!r}")
