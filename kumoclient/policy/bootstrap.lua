@@ -513,6 +513,7 @@ function internal.make_object(target, name, methods)
       return unpack(results, 2, results.n)
     end
   end
+  -- (metamethods call `hook` without a tail call, so that level 3 is the policy's line)
   local function hook(which, ...)
     local results = pack(host.object_hook(target, which, binary_safe(...)))
     if not results[1] then
@@ -525,9 +526,11 @@ function internal.make_object(target, name, methods)
   local function binary(which)
     return function(a, b)
       if rawequal(a, proxy) then
-        return hook(which, b)
+        local result = hook(which, b)
+        return result
       end
-      return hook('r' .. which, a)
+      local result = hook('r' .. which, a)
+      return result
     end
   end
   proxy = setmetatable({}, {
@@ -536,22 +539,27 @@ function internal.make_object(target, name, methods)
       if method ~= nil then
         return method
       end
-      return hook('index', key)
+      local value = hook('index', key)
+      return value
     end,
     __newindex = function(_, key, value)
       hook('newindex', key, value)
     end,
     __len = function()
-      return hook('len')
+      local length = hook('len')
+      return length
     end,
     __tostring = function()
-      return hook('tostring')
+      local text = hook('tostring')
+      return text
     end,
     __call = function(_, ...)
-      return hook('call', ...)
+      local results = pack(hook('call', ...))
+      return unpack(results, 1, results.n)
     end,
     __eq = function(a, b)
-      return hook('eq', rawequal(a, proxy) and b or a)
+      local equal = hook('eq', rawequal(a, proxy) and b or a)
+      return equal
     end,
     __add = binary('add'),
     __sub = binary('sub'),

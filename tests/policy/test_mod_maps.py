@@ -153,3 +153,9 @@ def test_a_bad_key_names_the_policy_line(load_policy: LoadPolicy) -> None:
     with pytest.raises(PolicyLoadError) as info:
         load_policy("-- x\nkumo.cidr.make_map { ['nope'] = 1 }\n")
     assert "policy.lua:2: kumo.cidr.make_map: nope is not a valid CIDR" in str(info.value)
+
+
+def test_an_error_inside_indexing_names_the_policy_line(load_policy: LoadPolicy) -> None:
+    with pytest.raises(PolicyLoadError) as info:
+        load_policy("local m = kumo.domain_map.new()\nlocal v = m[42]\n")
+    assert "policy.lua:2: domain_map: key must be a string, got number" in str(info.value)

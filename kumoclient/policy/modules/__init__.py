@@ -9,6 +9,7 @@ from kumoclient.policy.modules import (
     keysource,
     serde,
     strings,
+    times,
     uuids,
     version,
 )
@@ -21,6 +22,7 @@ __all__ = [
     "keysource",
     "serde",
     "strings",
+    "times",
     "uuids",
     "version",
 ]
