@@ -183,7 +183,8 @@ def with_ymd_hms(*fields: Any) -> Time:
         raise ConfigError(f"{what}: expected year, month, day, hour, minute, second")
     parts = [args.integer(what, v) for v in fields]
     try:
-        when = datetime.datetime(*parts, tzinfo=datetime.UTC)
+        year, month, day, hour, minute, second = parts
+        when = datetime.datetime(year, month, day, hour, minute, second, tzinfo=datetime.UTC)
     except ValueError as exc:
         raise ConfigError(f"{what}: {exc}") from exc
     return _from_datetime(when, 0)
@@ -210,9 +211,8 @@ def parse_rfc3339(value: Any) -> Time:
         raise ConfigError(f"{what}: {text!r} is not an RFC 3339 timestamp")
     year, month, day, hour, minute, second, fraction, zulu, sign, zh, zm = match.groups()
     try:
-        when = datetime.datetime(
-            *(int(v) for v in (year, month, day, hour, minute, second)), tzinfo=datetime.UTC
-        )
+        numbers = [int(v) for v in (year, month, day, hour, minute, second)]
+        when = datetime.datetime(*numbers).replace(tzinfo=datetime.UTC)
     except ValueError as exc:
         raise ConfigError(f"{what}: {text!r}: {exc}") from exc
     if not zulu:
