@@ -211,8 +211,10 @@ def parse_rfc3339(value: Any) -> Time:
         raise ConfigError(f"{what}: {text!r} is not an RFC 3339 timestamp")
     year, month, day, hour, minute, second, fraction, zulu, sign, zh, zm = match.groups()
     try:
-        numbers = [int(v) for v in (year, month, day, hour, minute, second)]
-        when = datetime.datetime(*numbers).replace(tzinfo=datetime.UTC)
+        when = datetime.datetime(
+            int(year), int(month), int(day), int(hour), int(minute), int(second),
+            tzinfo=datetime.UTC,
+        )  # fmt: skip
     except ValueError as exc:
         raise ConfigError(f"{what}: {text!r}: {exc}") from exc
     if not zulu:
