@@ -25,12 +25,15 @@ _WORD_START, _WORD_END = r"(?:(?<!\w)(?=\w))", r"(?:(?<=\w)(?!\w))"
 
 @dataclass
 class Translation:
-    """The Python pattern, the number of capture groups and the group names (name → index;
-    a repeated name means its last group, as in fancy-regex)."""
+    """The Python pattern, the number of capture groups, the group names (name → index;
+    a repeated name means its last group, as in fancy-regex), and whether the pattern without
+    its `(?-f)` prefix means the same to Python's `re` (no \\w \\s \\b \\p, sets, look-around,
+    back-references: the constructs where `re` and `regex` differ)."""
 
     pattern: str
     groups: int
     names: dict[str, int] = field(default_factory=dict)
+    portable: bool = False
 
 
 def escape(text: str) -> str:
@@ -88,6 +91,9 @@ class _Parser(Cursor):
         self.i += lazy
         possessive = self.peek("+")
         self.i += possessive
+        if possessive:
+            self.fancy_only("a possessive quantifier")
+            self.portable = False
         suffix = "?" if lazy != self.flags["U"] else ""  # `U` swaps greedy and lazy
         count = {(0, 1): "?", (0, None): "*", (1, None): "+"}.get((lo, hi))
         count = count or (f"{{{lo}}}" if lo == hi else f"{{{lo},{'' if hi is None else hi}}}")
@@ -109,6 +115,8 @@ class _Parser(Cursor):
         match = re.compile(r"\{\s*(\d*)\s*(?:(,)\s*(\d*)\s*)?\}" if self.flags["x"] else
                            r"\{(\d*)(?:(,)(\d*))?\}").match(self.p, self.i)  # fmt: skip
         if match is None or (not match[1] and not match[2]):
+            if not self.fancy:
+                raise self.fail("invalid repetition")
             return None  # not a repetition: `{` is a literal, as in fancy-regex
         lo = int(match[1] or 0)
         hi = int(match[3]) if match[3] else (None if match[2] else lo)
@@ -146,14 +154,18 @@ class _Parser(Cursor):
         if self.i >= len(self.p):
             raise self.fail("pattern ends with a backslash")
         c = self.p[self.i]
+        if c.isdigit() or c in "ZKGOk":
+            self.fancy_only(f"\\{c}")
         if c.isdigit():
             return self.numbered_backref()
         self.i += 1
         assertions = {"A": "\\A", "z": "\\Z", "Z": "(?=\\n*\\Z)", "<": _WORD_START,
                       ">": _WORD_END, "K": "\\K", "G": "\\G"}  # fmt: skip
         if c in assertions:
+            self.portable &= c in "AzZ"
             return assertions[c], 0, False
         if c in "bB":
+            self.portable = False
             if self.peek("{"):
                 raise self.fail(f"\\{c}{{...}} is not supported")
             return f"\\{c}", 0, False
@@ -175,6 +187,7 @@ class _Parser(Cursor):
         return self.backref(int(match[0]))
 
     def backref(self, group: int) -> tuple[str, int | None, bool]:
+        self.portable = False
         if group == 0:
             raise self.fail("invalid back-reference to group 0")
         self.backrefs.append(group)
@@ -207,6 +220,8 @@ class _Parser(Cursor):
         self.skip_space()
         for opener, emitted in (("?=", "(?="), ("?!", "(?!"), ("?<=", "(?<="), ("?<!", "(?<!")):
             if self.peek(opener):
+                self.fancy_only("look-around")
+                self.portable = False
                 self.i += len(opener)
                 text, width = self.group_body()
                 if "<" in opener and width is None:
@@ -219,9 +234,15 @@ class _Parser(Cursor):
             index = self.groups
             if named is not None:
                 self.names[named[1] or named[2]] = index
+            saved = dict(self.flags)
             text, width = self.group_body()
+            if not self.fancy:  # the regex crate scopes flags to every group
+                self.flags = saved
             self.widths[index] = width
             return f"({text})", width, True
+        if self.p.startswith(("?P=", "?>", "?("), self.i):
+            self.fancy_only(f"({self.p[self.i : self.i + 3]}")
+            self.portable = False
         if self.peek("?P="):
             end = self.p.find(")", self.i)
             if end < 0:
@@ -292,14 +313,18 @@ class _Parser(Cursor):
                 raise self.fail(what)
 
 
-def translate(pattern: str) -> Translation:
+def translate(pattern: str, *, fancy: bool = True) -> Translation:
     """The Python `regex` (V1) pattern meaning what `pattern` means to KumoMTA, or a
-    ConfigError saying why it cannot be used."""
+    ConfigError saying why it cannot be used. `fancy=False` is the plain `regex` crate of
+    KumoMTA's regex_set_map (RegexSet): no look-around, back-references, atomic groups,
+    possessive quantifiers, conditionals, `\\K \\G \\Z \\O \\h`; flags end with every group;
+    a `{` that is not a repetition is an error."""
     parser = _Parser(pattern)
+    parser.fancy = fancy
     text, _ = parser.alternation()
     if parser.i < len(pattern):
         raise parser.fail("unmatched ')'" if pattern[parser.i] == ")" else "unexpected character")
     for group in parser.backrefs:
         if group > parser.groups:
             raise ConfigError(f"regex parse error: invalid back-reference to group {group}")
-    return Translation(f"(?-f){text}", parser.groups, dict(parser.names))
+    return Translation(f"(?-f){text}", parser.groups, dict(parser.names), parser.portable)

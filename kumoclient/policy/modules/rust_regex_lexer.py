@@ -43,6 +43,14 @@ class Cursor:
         self.widths: dict[int, int | None] = {}
         self.backrefs: list[int] = []
         self.numeric_backrefs = False
+        self.fancy = True  # fancy-regex's grammar (kumo.regex); False: the regex crate's
+        # True while the translation means the same to Python's `re` (faster per search)
+        self.portable = True
+
+    def fancy_only(self, what: str) -> None:
+        """Refuse `what` outside fancy-regex's grammar (kumo.regex_set_map's RegexSet)."""
+        if not self.fancy:
+            raise self.fail(f"{what} is not supported by the regex crate (no fancy-regex here)")
 
     def fail(self, message: str) -> ConfigError:
         return ConfigError(f"regex parse error at {self.i}: {message}")
@@ -72,8 +80,10 @@ class Cursor:
     def class_escape(self, c: str, *, in_class: bool = False) -> str:
         """The escape `\\c` (the backslash and `c` consumed) as a set item or literal."""
         if c in "dDsSwW":
+            self.portable &= c in "dD"  # Python's re has other \w and \s
             return f"\\{c}"
         if c in "hH":
+            self.fancy_only(f"\\{c}")
             return "[0-9A-Fa-f]" if c == "h" else "[^0-9A-Fa-f]"
         if c in "xuU":
             return char(self.hex_escape({"x": 2, "u": 4, "U": 8}[c]))
@@ -100,6 +110,7 @@ class Cursor:
         return chr(value)
 
     def property(self, *, negated: bool) -> str:
+        self.portable = False
         if self.i >= len(self.p):
             raise self.fail("incomplete \\p escape")
         if self.p[self.i] != "{":
@@ -142,6 +153,7 @@ class Cursor:
             raise self.fail("unclosed character class")
         self.i += 1
         text = operands[0]
+        self.portable &= not operators
         for operator, operand in zip(operators, operands[1:], strict=True):
             text = f"[{text}{operator}{operand}]"
         return f"[^{text[1:-1]}]" if negated and text.startswith("[") else text
@@ -164,9 +176,13 @@ class Cursor:
             if ascii_class[2] not in _ASCII_CLASSES:
                 raise self.fail(f"unknown ASCII class {ascii_class[2]!r}")
             self.i = ascii_class.end()
-            return f"[{'^' if ascii_class[1] else ''}{_ASCII_CLASSES[ascii_class[2]]}]"
+            if not ascii_class[1]:
+                return _ASCII_CLASSES[ascii_class[2]]  # ranges, flat in the enclosing set
+            self.portable = False  # a nested, negated set
+            return f"[^{_ASCII_CLASSES[ascii_class[2]]}]"
         if self.peek("["):
             self.i += 1
+            self.portable = False  # a nested set
             return self.bracket()
         low = self.class_char()
         if len(low) == 1 and self.peek("-") and not self.p.startswith(("-]", "--"), self.i):
