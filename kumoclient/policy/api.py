@@ -13,12 +13,17 @@ calling handler waits (the runtime runs handlers as coroutines).
 
 Objects: a `LuaObject` subclass returned from a function reaches Lua as a proxy: `obj:name(...)`
 calls the method `name` listed in `lua_methods`; `obj[key]`, `obj[key] = v`, `#obj`,
-`tostring(obj)`, `obj(...)` and `pairs(obj)` call the `lua_*` hooks; a proxy handed back to a
+`tostring(obj)`, `obj(...)`, `pairs(obj)`, `obj == other`, `obj + x` / `x + obj`, `obj - x` /
+`x - obj` and the end of a `<close>` scope call the `lua_*` hooks; a proxy handed back to a
 function arrives as the object itself.
+
+Binary data: a Lua string that is not UTF-8 arrives as `bytes` (a UTF-8 one as `str`), and a
+`bytes` result reaches Lua as a string of exactly those bytes.
 """
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -66,6 +71,33 @@ def kumo_function(name: str, *, source: bool = False) -> Callable[[_F], _F]:
     return register
 
 
+@functools.cache
+def _arity(fn: Callable[..., Any]) -> tuple[int, int | None]:
+    """How many positional arguments `fn` requires, and takes at most (None: any number)."""
+    required, most = 0, 0
+    for param in inspect.signature(fn).parameters.values():
+        if param.kind is param.VAR_POSITIONAL:
+            return required, None
+        if param.kind in (param.POSITIONAL_ONLY, param.POSITIONAL_OR_KEYWORD):
+            most += 1
+            if param.default is param.empty:
+                required = most
+    return required, most
+
+
+def fit_arguments(fn: Callable[..., Any], args: list[Any], *, skip: int = 0) -> list[Any]:
+    """Lua's calling convention for `fn`: extra arguments are dropped and missing ones are nil
+    (None), as KumoMTA's functions see them. `skip` leading parameters are supplied apart
+    (`self`)."""
+    required, most = _arity(fn)
+    required, most = max(required - skip, 0), None if most is None else most - skip
+    if most is not None and len(args) > most:
+        return args[:most]
+    if len(args) < required:
+        return args + [None] * (required - len(args))
+    return args
+
+
 def kumo_value(name: str, value: Any) -> None:
     """Make `kumo.<name>` a plain value (a string, number, or data table)."""
     if name in VALUES or name in REGISTRY:
@@ -106,3 +138,32 @@ class LuaObject:
     def lua_pairs(self) -> Iterator[tuple[Any, Any]]:
         """`pairs(obj)`: key, value pairs."""
         raise ConfigError(f"{self.lua_name} cannot be iterated with pairs")
+
+    def lua_eq(self, other: Any) -> bool:
+        """`obj == other` (Lua asks only when both are objects): identity unless overridden."""
+        return other is self
+
+    def lua_add(self, other: Any) -> Any:
+        """`obj + other`; `lua_radd` is `other + obj`."""
+        raise ConfigError(f"cannot add {_describe(other)} to {self.lua_name}")
+
+    def lua_radd(self, other: Any) -> Any:
+        """`other + obj`."""
+        raise ConfigError(f"cannot add {self.lua_name} to {_describe(other)}")
+
+    def lua_sub(self, other: Any) -> Any:
+        """`obj - other`; `lua_rsub` is `other - obj`."""
+        raise ConfigError(f"cannot subtract {_describe(other)} from {self.lua_name}")
+
+    def lua_rsub(self, other: Any) -> Any:
+        """`other - obj`."""
+        raise ConfigError(f"cannot subtract {self.lua_name} from {_describe(other)}")
+
+    def lua_close(self) -> None:
+        """The end of a `local x <close> = obj` scope."""
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, LuaObject):
+        return value.lua_name
+    return f"a {type(value).__name__} value"

@@ -11,7 +11,7 @@ local raw_host, event_kinds, module_functions, module_values = ...
 
 local getinfo, traceback = debug.getinfo, debug.traceback
 local error, type, tostring, select, pcall, xpcall = error, type, tostring, select, pcall, xpcall
-local setmetatable = setmetatable
+local setmetatable, rawequal = setmetatable, rawequal
 local pack, unpack, concat = table.pack, table.unpack, table.concat
 local math_type = math.type
 local pairs, raw_load_file = pairs, loadfile
@@ -337,7 +337,7 @@ function kumo.regex_set_map.new(rules)
 end
 
 ------------------------------------------------------------------------------
--- serde
+-- configuration
 ------------------------------------------------------------------------------
 
 local function checked(ok, value)
@@ -347,37 +347,6 @@ local function checked(ok, value)
   end
   return value
 end
-
-function kumo.json_load(path)
-  local value = checked(host.json_load(path, source_of(2)))
-  return value
-end
-
-function kumo.json_parse(text)
-  local value = checked(host.json_parse(text))
-  return value
-end
-
-function kumo.json_encode(value)
-  local text = checked(host.json_encode(value, false))
-  return text
-end
-
-function kumo.json_encode_pretty(value)
-  local text = checked(host.json_encode(value, true))
-  return text
-end
-
-kumo.serde = {
-  json_load = kumo.json_load,
-  json_parse = kumo.json_parse,
-  json_encode = kumo.json_encode,
-  json_encode_pretty = kumo.json_encode_pretty,
-}
-
-------------------------------------------------------------------------------
--- configuration
-------------------------------------------------------------------------------
 
 -- A typed configuration object: reads through to the fields it was made from.
 function internal.make_config_proxy(kind, record, fields)
@@ -479,13 +448,42 @@ local function install(path, value)
   t[parts[#parts]] = value
 end
 
+-- lupa hands Lua strings to Python as UTF-8 text and fails on any other bytes; a string
+-- argument that is not UTF-8 crosses as a table standing for its bytes (each byte as the
+-- code point of the same number, which convert.to_python turns back into `bytes`)
+local utf8_len, string_gsub, string_char, utf8_char = utf8.len, string.gsub, string.char, utf8.char
+local LATIN1 = {}
+for b = 128, 255 do
+  LATIN1[string_char(b)] = utf8_char(b)
+end
+
+local function binary_safe(...)
+  local n = select('#', ...)
+  for i = 1, n do
+    local v = select(i, ...)
+    if type(v) == 'string' and utf8_len(v) == nil then
+      local args = pack(...)
+      for j = i, n do
+        local a = args[j]
+        if type(a) == 'string' and utf8_len(a) == nil then
+          local marker = {}
+          opaque[marker] = (string_gsub(a, '[\128-\255]', LATIN1))
+          args[j] = marker
+        end
+      end
+      return unpack(args, 1, n)
+    end
+  end
+  return ...
+end
+
 local function module_function(name, wants_source)
   return function(...)
     local results
     if wants_source then
-      results = pack(host.module_call(name, source_of(2), ...))
+      results = pack(host.module_call(name, source_of(2), binary_safe(...)))
     else
-      results = pack(host.module_call(name, nil, ...))
+      results = pack(host.module_call(name, nil, binary_safe(...)))
     end
     if not results[1] then
       fail(results[2], 2)
@@ -508,39 +506,65 @@ function internal.make_object(target, name, methods)
   for i = 1, #methods do
     local method = methods[i]
     method_functions[method] = function(_, ...)
-      local results = pack(host.object_method(target, method, ...))
+      local results = pack(host.object_method(target, method, binary_safe(...)))
       if not results[1] then
         fail(results[2], 2)
       end
       return unpack(results, 2, results.n)
     end
   end
+  -- (metamethods call `hook` without a tail call, so that level 3 is the policy's line)
   local function hook(which, ...)
-    local results = pack(host.object_hook(target, which, ...))
+    local results = pack(host.object_hook(target, which, binary_safe(...)))
     if not results[1] then
       fail(results[2], 3)
     end
     return unpack(results, 2, results.n)
   end
-  local proxy = setmetatable({}, {
+  local proxy
+  -- a binary operator: the object's hook when it is the left operand, `r<hook>` when right
+  local function binary(which)
+    return function(a, b)
+      if rawequal(a, proxy) then
+        local result = hook(which, b)
+        return result
+      end
+      local result = hook('r' .. which, a)
+      return result
+    end
+  end
+  proxy = setmetatable({}, {
     __index = function(_, key)
       local method = method_functions[key]
       if method ~= nil then
         return method
       end
-      return hook('index', key)
+      local value = hook('index', key)
+      return value
     end,
     __newindex = function(_, key, value)
       hook('newindex', key, value)
     end,
     __len = function()
-      return hook('len')
+      local length = hook('len')
+      return length
     end,
     __tostring = function()
-      return hook('tostring')
+      local text = hook('tostring')
+      return text
     end,
     __call = function(_, ...)
-      return hook('call', ...)
+      local results = pack(hook('call', ...))
+      return unpack(results, 1, results.n)
+    end,
+    __eq = function(a, b)
+      local equal = hook('eq', rawequal(a, proxy) and b or a)
+      return equal
+    end,
+    __add = binary('add'),
+    __sub = binary('sub'),
+    __close = function()
+      hook('close')
     end,
     __pairs = function()
       local list = hook('pairs')

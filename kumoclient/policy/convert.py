@@ -1,10 +1,12 @@
 """Values between Lua and Python: tables become lists or dicts, Python values become Lua tables.
 
-Lua → Python: nil → None; booleans, numbers and strings as themselves; a table whose keys are
+Lua → Python: nil → None; booleans and numbers as themselves; a string as `str` when it is
+UTF-8, else (an argument of a Python module function) as `bytes`; a table whose keys are
 exactly 1..n → list; any other table → dict (number keys become strings, as in JSON); a table
 that stands for a Python object (a regex map, a typed config) → that object. Functions,
 coroutines and userdata cannot be converted.
-Python → Lua: lists and tuples → sequence tables, dicts → tables, other values as themselves;
+Python → Lua: lists and tuples → sequence tables, dicts → tables, `bytes` → a Lua string of
+those bytes, other values as themselves;
 objects that have a Lua stand-in are turned into it by the runtime's `wrap` callback.
 """
 
@@ -37,6 +39,8 @@ def to_python(value: Any, opaque_of: Callable[[Any], Any], depth: int = 0) -> An
     if depth >= MAX_DEPTH:
         raise ConversionError(f"table nested more than {MAX_DEPTH} deep (a cycle?)")
     stand_in = opaque_of(value)
+    if isinstance(stand_in, str):  # a string that is not UTF-8: its bytes (bootstrap.lua)
+        return stand_in.encode("latin-1")
     if stand_in is not None:
         return getattr(stand_in, "target", stand_in)
     items = list(value.items())
@@ -66,7 +70,7 @@ def _key(key: Any) -> str:
 
 def to_lua(runtime: Any, value: Any, wrap: Callable[[Any], Any], depth: int = 0) -> Any:
     """Convert a Python value for Lua; `runtime` is the lupa LuaRuntime."""
-    if value is None or isinstance(value, bool | str | float):
+    if value is None or isinstance(value, bool | str | float | bytes):
         return value
     if isinstance(value, int):
         return value if _LUA_INT_MIN <= value <= _LUA_INT_MAX else float(value)

@@ -8,7 +8,6 @@ Lua may hold (regex maps, typed configs) cross as Lua stand-ins made by bootstra
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -18,7 +17,7 @@ from kumoclient import logs
 from kumoclient.core.duration import parse_duration
 from kumoclient.errors import ConfigError, KumoClientError
 from kumoclient.policy import config
-from kumoclient.policy.api import REGISTRY, LuaObject, Values
+from kumoclient.policy.api import REGISTRY, LuaObject, Values, fit_arguments
 from kumoclient.policy.convert import ConversionError, to_lua, to_python
 from kumoclient.policy.memoize import Lookup, MemoCache, MemoParams, MemoRegistry
 from kumoclient.policy.regex_map import RegexSetMap
@@ -94,9 +93,6 @@ class Host:
             "memo_put": answers(self.memo_put),
             "memo_put_error": self.memo_put_error,
             "regex_set_map_new": answers(self.regex_set_map_new),
-            "json_load": answers(self.json_load),
-            "json_parse": answers(self.json_parse),
-            "json_encode": answers(self.json_encode),
             "make_config": answers(self.make_config),
             "configure": answers(self.configure),
             "log": self.log,
@@ -204,7 +200,7 @@ class Host:
         cache.put_error(key, message)
         return False, None
 
-    # --- regex_set_map, serde ----------------------------------------------------------
+    # --- regex_set_map ----------------------------------------------------------
 
     def regex_set_map_new(self, rules: Any) -> Answer:
         table = self.to_python(rules)
@@ -224,36 +220,6 @@ class Host:
         if source and source.startswith("@"):
             base = Path(source[1:]).resolve().parent
         return base / candidate
-
-    def json_load(self, path: Any, source: str | None) -> Answer:
-        if not isinstance(path, str):
-            raise ConfigError(f"kumo.json_load: expected a file path, got {path!r}")
-        resolved = self.resolve(path, source)
-        try:
-            text = resolved.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise ConfigError(f"kumo.json_load: cannot read {resolved}: {exc.strerror}") from exc
-        except UnicodeDecodeError as exc:
-            raise ConfigError(f"kumo.json_load: {resolved}: not UTF-8 text: {exc}") from exc
-        return True, self.to_lua(_parse_json(text, f"kumo.json_load: {resolved}"))
-
-    def json_parse(self, text: Any) -> Answer:
-        if not isinstance(text, str):
-            raise ConfigError(f"kumo.json_parse: expected a string, got {type(text).__name__}")
-        return True, self.to_lua(_parse_json(text, "kumo.json_parse"))
-
-    def json_encode(self, value: Any, pretty: bool) -> Answer:
-        data = self.to_python(value)
-        try:
-            if pretty:
-                return True, json.dumps(
-                    data, sort_keys=True, ensure_ascii=False, indent=2, allow_nan=False
-                )
-            return True, json.dumps(
-                data, sort_keys=True, ensure_ascii=False, separators=(",", ":"), allow_nan=False
-            )
-        except (TypeError, ValueError) as exc:
-            raise ConfigError(f"kumo.json_encode: {exc}") from exc
 
     # --- configuration -------------------------------------------------------------------
 
@@ -284,10 +250,12 @@ class Host:
         values = [self.to_python(arg) for arg in args]
         if entry.source:
             values.insert(0, str(self.resolve(".", source)))  # the calling file's directory
-        return self._results(entry.fn(*values))
+        return self._results(entry.fn(*fit_arguments(entry.fn, values)))
 
     def object_method(self, target: LuaObject, method: str, *args: Any) -> Answer:
-        return self._results(getattr(target, method)(*(self.to_python(a) for a in args)))
+        values = [self.to_python(a) for a in args]
+        fitted = fit_arguments(getattr(type(target), method), values, skip=1)
+        return self._results(getattr(target, method)(*fitted))
 
     def object_hook(self, target: LuaObject, hook: str, *args: Any) -> Answer:
         values = [self.to_python(arg) for arg in args]
@@ -306,20 +274,3 @@ class Host:
 
     def log(self, level: str, where: str, message: str) -> None:
         log.log(logs.level_number(level), message, policy_location=where)
-
-
-def _parse_json(text: str, what: str) -> Any:
-    try:
-        return json.loads(text, parse_constant=_reject_constant)
-    except json.JSONDecodeError as exc:
-        raise ConfigError(
-            f"{what}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
-        ) from exc
-    except ValueError as exc:
-        raise ConfigError(f"{what}: invalid JSON: {exc}") from exc
-
-
-def _reject_constant(name: str) -> float:
-    if name in ("NaN", "Infinity", "-Infinity"):
-        raise ValueError(f"{name} is not valid JSON")
-    return math.nan

@@ -112,3 +112,41 @@ def test_a_read_only_object_refuses_assignment_at_the_callers_line(tmp_path: Pat
 
 def test_a_source_function_gets_the_calling_files_directory(tmp_path: Path) -> None:
     run(tmp_path, f"assert(kumo.test.here() == {str(tmp_path)!r}, kumo.test.here())\n")
+
+
+def test_lua_calling_convention_extra_arguments_dropped_missing_are_nil(tmp_path: Path) -> None:
+    REGISTRY["test.two"] = KumoFunction("test.two", lambda a, b: Values((a, b)))
+    try:
+        run(
+            tmp_path,
+            """
+            local a, b = kumo.test.two(1, 2, 3, 4)
+            assert(a == 1 and b == 2, 'extras dropped')
+            local c, d = kumo.test.two(5)
+            assert(c == 5 and d == nil, 'missing is nil')
+            """,
+        )
+    finally:
+        del REGISTRY["test.two"]
+
+
+def test_strings_that_are_not_utf8_arrive_as_bytes_and_bytes_return_exact(tmp_path: Path) -> None:
+    seen: list[object] = []
+
+    def echo(value: object, other: object) -> Values:
+        seen.extend([value, other])
+        return Values((value, b"\x00\xff\xfe"))
+
+    REGISTRY["test.echo"] = KumoFunction("test.echo", echo)
+    try:
+        run(
+            tmp_path,
+            """
+            local same, fixed = kumo.test.echo('\\xff\\x00\\x80abc', 'text é')
+            assert(same == '\\xff\\x00\\x80abc', 'round trip')
+            assert(fixed == '\\x00\\xff\\xfe' and #fixed == 3, 'bytes result')
+            """,
+        )
+    finally:
+        del REGISTRY["test.echo"]
+    assert seen == [b"\xff\x00\x80abc", "text é"]

@@ -27,10 +27,34 @@ def test_several_matches_pick_the_pattern_that_sorts_first() -> None:
     assert RegexSetMap(dict(reversed(list(rules.items())))).lookup(subject) == "code"
 
 
-def test_patterns_with_backreferences_work_without_the_combined_prefilter() -> None:
-    rules = RegexSetMap({r"(\w)\1": "double", "zzz": "z"})
-    assert rules.lookup("a book") == "double"
-    assert rules.lookup("abc") is None
+def test_backreferences_are_refused_as_by_kumomtas_regexset() -> None:
+    with pytest.raises(
+        ConfigError,
+        match=r"compiling rules: invalid pattern .* is not supported by the regex crate",
+    ):
+        RegexSetMap({r"(\w)\1": "double", "zzz": "z"})
+
+
+@pytest.mark.parametrize(
+    ("pattern", "subject", "hit"),
+    [
+        (r"quota$", "over quota\n", False),  # `$` is the very end, as in Rust
+        (r"(?m)quota$", "over quota\nnext", True),
+        (r"\p{Greek}", "550 αβ", True),
+        (r"[[:digit:]&&[4-5]]\.\d", "x 5.1", True),
+        (r"(?i)MAILBOX (full)", "Mailbox FULL", True),
+        (r"(a(?i)b)c", "aBC", False),  # flags end with their group in the regex crate
+        (r"\x{41}", "A", True),
+    ],
+)
+def test_patterns_mean_what_they_mean_in_rust(pattern: str, subject: str, hit: bool) -> None:
+    assert (RegexSetMap({pattern: 1}).lookup(subject) == 1) is hit
+
+
+@pytest.mark.parametrize("pattern", [r"(?<=a)b", r"a++", r"(?>a)", r"a{x}", r"\K"])
+def test_fancy_regex_only_syntax_is_refused(pattern: str) -> None:
+    with pytest.raises(ConfigError, match=r"not supported by the regex crate|invalid repetition"):
+        RegexSetMap({pattern: 1})
 
 
 def test_inline_flags_still_work() -> None:
@@ -83,3 +107,33 @@ def test_returnable_from_a_memoized_function(load_policy: LoadPolicy) -> None:
     )
     g = runtime._lua.globals()
     assert (g.A, g.B, g.C, g.BUILDS) == (500, 500, None, 1)
+
+
+def test_patterns_run_on_re_only_where_re_means_the_same() -> None:
+    """A translation marked portable finds the same as on the `regex` package, over the whole
+    syntax table of kumo.regex (those patterns the regex crate takes)."""
+    import re
+
+    import regex
+
+    from kumoclient.policy.modules.rust_regex import translate
+    from tests.policy.test_mod_regex import SYNTAX
+
+    checked = 0
+    for pattern, haystack, _ in SYNTAX:
+        try:
+            translation = translate(pattern, fancy=False)
+        except ConfigError:
+            continue
+        if not translation.portable:
+            continue
+        body = translation.pattern.removeprefix("(?-f)")
+        on_re = re.search(body, haystack)
+        on_regex = regex.search(translation.pattern, haystack, flags=regex.V1)
+        assert (on_re and on_re.group(0)) == (on_regex and on_regex.group(0)), pattern
+        checked += 1
+    assert checked >= 30
+    assert not translate(r"\w", fancy=False).portable
+    assert not translate(r"\p{L}", fancy=False).portable
+    assert not translate(r"[a-z--b]", fancy=False).portable
+    assert translate(r"(?i)4\.2\.2 .*quota$", fancy=False).portable
