@@ -129,6 +129,7 @@ LAYERS: dict[str, list[set[str]]] = {
             "networks",
             "queue_name",
             "selector",
+            "template",
             "throttle",
         },
     ],
