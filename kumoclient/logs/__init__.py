@@ -9,9 +9,11 @@ writer's names are re-exported here (`logs.RecordLog`, `logs.LogHealth`, `logs.N
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import sys
-from typing import Any, Literal
+from typing import Any, Literal, TextIO, cast
 
 import structlog
 
@@ -20,6 +22,7 @@ from kumoclient.logs.record_log import NODE_ID, RecordLog, encode_record
 
 __all__ = [
     "NODE_ID",
+    "LineSink",
     "LogFormat",
     "LogHealth",
     "RecordLog",
@@ -50,6 +53,26 @@ def get_logger(name: str) -> Any:
     return structlog.get_logger(name)
 
 
+class LineSink(io.TextIOBase):
+    """Where operational log lines go (stderr): a line that cannot be written (stderr is a
+    file on a full disk, a closed pipe) is dropped, never raised into the code that logs it,
+    which may be handling that very fault."""
+
+    def __init__(self, stream: TextIO) -> None:
+        super().__init__()
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        try:
+            return self._stream.write(text)
+        except (OSError, ValueError):  # ValueError: the stream was closed
+            return 0
+
+    def flush(self) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            self._stream.flush()
+
+
 def configure_logging(fmt: LogFormat = "json", level: str = "info") -> None:
     """Set up structlog for the process: JSON or console lines on stderr."""
     renderer: Any
@@ -69,6 +92,6 @@ def configure_logging(fmt: LogFormat = "json", level: str = "info") -> None:
         # one write per line (print() writes the line and its newline apart, which with an
         # unbuffered stderr, PYTHONUNBUFFERED, lets the lines of reception workers and the
         # main process sharing one stderr run into each other)
-        logger_factory=structlog.WriteLoggerFactory(file=sys.stderr),
+        logger_factory=structlog.WriteLoggerFactory(file=cast(TextIO, LineSink(sys.stderr))),
         cache_logger_on_first_use=False,
     )

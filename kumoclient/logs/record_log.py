@@ -232,7 +232,10 @@ class RecordLog:
             self._given_up = self.path
             if old is not None:
                 self._retire(old)
-            self._start_segment(time.time())
+            try:
+                self._start_segment(time.time())
+            except OSError:
+                raise exc from None  # the cause to report is the segment's error
             self._write_held()
 
     def _write_held(self) -> None:

@@ -95,6 +95,29 @@ async def test_the_periodic_flush_outlives_a_full_disk_and_writes_the_held_recor
     assert fault_lines(logs) == (1, 1)
 
 
+async def test_a_rotation_on_a_full_disk_leaves_no_record_cut_in_two(tmp_path: Path) -> None:
+    with SmallDisk(tmp_path / "logs", "256k") as disk:
+        log = RecordLog(disk.path, max_segment_duration=1.0)
+        await log.open()
+        try:
+            first = log.path
+            log.write(record(0))
+            await log.sync()
+            disk.fill()
+            for index in range(1, 40):  # more than the last page takes: one is cut short
+                log.write(record(index))
+            await wait_for(lambda: not log.health.ok)
+            await wait_for(lambda: log.path != first)  # rotated (a new file needs no space)
+            disk.free()
+            await wait_for(lambda: log.health.ok)
+            await log.sync()
+        finally:
+            await log.close()
+        assert first is not None
+        assert 1 < len(ids(first)) < 40  # whole records only: the cut one was taken back
+        assert all_ids(disk.path) == list(range(40))
+
+
 async def test_past_the_hold_limit_a_record_is_not_kept_and_the_writer_says_so(
     tmp_path: Path,
 ) -> None:
