@@ -150,8 +150,7 @@ class Dispositions:
             return
         self.table.forget(item)
         if not kept:  # its final record may never be written: it must not leave the spool
-            log.error("a final record could not be held; the message stays spooled", id=message.id)
-            return
+            return  # (counted in the log's `dropped`, reported when the fault ends)
         final = decision.records[-1]
         if final.type in _NOTIFIED and item.config.generate_dsn and should_generate(message.sender):
             self._notice(message, final.type, final.reply, peer, content)

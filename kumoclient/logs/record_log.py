@@ -117,10 +117,16 @@ class RecordLog:
         return True
 
     def flush(self) -> None:
-        """Write the held records to the segment now, unless a sync is under way (it writes
-        them itself). Never raises: a failure takes `health` down, a success brings it up."""
-        if not self._lock.locked():  # a segment must not change under an fsync in a thread
+        """Write the held records to the segment now. Never raises: a failure takes `health`
+        down, a success brings it up."""
+        if not self._lock.locked():
             self._flush()
+            return
+        # a sync is fsyncing the segment in a thread: write to it, change nothing else (a
+        # failure is met again, and handled, by the next flush)
+        if self._fd is not None and self.health.ok:
+            with contextlib.suppress(OSError):
+                self._write_held()
 
     async def sync(self) -> None:
         """Make every record written so far durable. LogUnavailable while the log cannot take
