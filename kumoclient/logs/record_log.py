@@ -54,8 +54,9 @@ class RecordLog:
     is what callers await before a message leaves the spool (concurrent calls share one
     fsync). A new segment starts at open and every `max_segment_duration`.
 
-    Faults: when the disk cannot take the records (full, read-only, permission, immutable,
-    I/O error) they stay held, `health` goes down (one log line) and `sync()` raises
+    Faults: when the records cannot be written (a full disk or quota; a segment that cannot be
+    written or created: I/O error, read-only, file size limit, an immutable directory) they
+    stay held, `health` goes down (one log line) and `sync()` raises
     LogUnavailable. Every FLUSH_INTERVAL the writer tries again — the same segment after a
     full disk, a new one after any other error — and once everything held is written,
     `health` is up (one log line). At most `hold_limit` bytes are held: past it `write` keeps
