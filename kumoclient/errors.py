@@ -70,6 +70,17 @@ class SubmissionRefused(KumoClientError):
         self.text = text
 
 
+class ReceptionPaused(SubmissionRefused):
+    """A submission is refused because kumoclient cannot take mail now (its delivery log
+    cannot be written): SMTP `451 4.3.0`, HTTP 503; nothing was stored."""
+
+
+class LogUnavailable(KumoClientError):
+    """Delivery log records cannot be made durable now (disk full, unwritable, I/O error);
+    they are held in memory and written once the log can take them again (raised only by
+    kumoclient.logs)."""
+
+
 # --- the spool (raised only by kumoclient.spool) -----------------------------------------------
 
 

@@ -25,7 +25,7 @@ ALLOWED: dict[str, set[str]] = {
     "records": {"errors"},
     "policies": set(),  # data files and their path
     "core": _CORE,
-    "logs": _CORE,
+    "logs": _CORE | {"logs"},
     **{adapter: _LOGGED | {adapter} for adapter in _ADAPTERS},
     "engine": _LOGGED | _ADAPTERS | {"engine", "policies"},
     "daemon": _LOGGED | _ADAPTERS | {"engine", "daemon", "policies"},

@@ -108,7 +108,12 @@ class Daemon:
             self._sockets.append((config, _bind(config)))
         self.spool.remove_stale()  # before anyone else writes to it
         setup = WorkerSetup(
-            self.policy, self.layout.spool_dir, self._sockets, STOP_GRACE, loop_factory
+            self.policy,
+            self.layout.spool_dir,
+            self._sockets,
+            STOP_GRACE,
+            loop_factory,
+            log_health=self.engine.records.health,
         )
         self.workers = fork_workers(self.options.workers, setup)
 

@@ -9,7 +9,8 @@ them to the main process over a pipe: the bytes are in the kernel by then, so a 
 after its `250` loses nothing the main process will not read. The main process writes their
 Reception records, counts them and queues them for delivery; it also delivers, serves HTTP
 and the drop folder. Python runs one core per process, so this is how reception and delivery
-use more than one core.
+use more than one core. While the main process's delivery log cannot be written, a worker
+answers `451 4.3.0` and stores nothing: the log's health is in memory shared across the fork.
 
 Lifecycle: a worker dies with the main process (PR_SET_PDEATHSIG: even a SIGKILLed daemon
 leaves no worker behind); SIGHUP is passed on (each worker reloads its policy); at stop the
@@ -37,6 +38,7 @@ import orjson
 from kumoclient import logs
 from kumoclient.engine.reception import Reception
 from kumoclient.listener import finish_in_flight, start_listener
+from kumoclient.logs import LogHealth
 from kumoclient.policy.runtime import PolicyHolder
 from kumoclient.records import EsmtpListenerConfig, SpooledMessage
 from kumoclient.spool import Spool
@@ -89,6 +91,8 @@ class WorkerSetup:
     listeners: Sequence[tuple[EsmtpListenerConfig, socket.socket]]
     grace: float
     loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None
+    # the main process's delivery log health (shared memory): no mail is taken while it is down
+    log_health: LogHealth | None = None
 
 
 def fork_workers(count: int, setup: WorkerSetup) -> list[Worker]:
@@ -141,7 +145,9 @@ async def _serve(index: int, setup: WorkerSetup, write_fd: int) -> None:
 
     spool = Spool(setup.spool_dir)
     await spool.start(clean=False)  # the main process cleaned it before forking
-    reception = Reception(setup.policy, spool, dispositions=None, announce=announce)
+    reception = Reception(
+        setup.policy, spool, dispositions=None, announce=announce, log_health=setup.log_health
+    )
     servers = [
         await start_listener(config, reception.accept_smtp, sock=sock)
         for config, sock in setup.listeners

@@ -9,6 +9,8 @@ every target of a site fails, the whole ready queue gets the same TransientFailu
 prohibited address bounces it. A message that waited past `max_age` expires when it is taken;
 one bounced or suspended by an operator meanwhile is diverted. The session is reused for the
 site's next message up to `max_deliveries_per_connection`, and closed after `idle_timeout`.
+While the delivery log cannot be written (logs.LogHealth down), no attempt starts: a task that
+took a message closes its session and waits, the message in hand, until the log is back.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from kumoclient.engine.queues import Item, Site
 from kumoclient.engine.routing import candidates
 from kumoclient.engine.table import MessageTable
 from kumoclient.errors import ConnectFailure, SpoolEntryCorrupt, SpoolEntryMissing, SpoolError
+from kumoclient.logs import LogHealth
 from kumoclient.mx import MxResolver
 from kumoclient.policy.runtime import PolicyHolder
 from kumoclient.smtp import Exchange, Session, Target, Transcript
@@ -42,6 +45,7 @@ from kumoclient.throttles import AsyncThrottle, Lease, SharedThrottles
 log = logs.get_logger(__name__)
 
 _LEASE_RETRY = 0.2  # seconds between tries for a shared connection slot
+_LOG_WAIT = 0.5  # seconds between looks at `stopping` while the delivery log is down
 # smaller contents are read on the loop: below ~64 KB a read from the page cache costs the loop
 # less than handing it to a thread (bench/files.py: 25 µs on the loop, 11-41 in a thread at 64 KB)
 _INLINE_READ = 64 * 1024
@@ -122,8 +126,10 @@ class Dispatcher:
         dns: MxResolver,
         hostname: str,
         spawn: Spawn,
+        log_health: LogHealth,
     ) -> None:
         self.table = table
+        self.log_health = log_health  # no attempt starts while it is down
         self.policy = policy
         self.dispositions = dispositions
         self.control = control
@@ -198,6 +204,11 @@ class Dispatcher:
                 item = await site.take(idle)
                 if item is None:
                     break
+                if not self.log_health.ok:
+                    await self._wait_for_log(session)
+                    session = None
+                    if self.stopping:
+                        break
                 with structlog.contextvars.bound_contextvars(id=item.message.id, queue=item.queue):
                     session = await self._guarded(site, item, session)
         finally:
@@ -206,6 +217,14 @@ class Dispatcher:
                 await self._close_session(session)
             if site.ready and not self.stopping and site.active < site.egress.connection_limit:
                 self._spawn(site)
+
+    async def _wait_for_log(self, session: Session | None) -> None:
+        """The delivery log cannot take the record of an attempt: close the session and wait
+        until it can, or the engine stops (the message in hand stays spooled)."""
+        if session is not None:
+            await self._close_session(session)
+        while not self.stopping and not await self.log_health.wait_ok(_LOG_WAIT):
+            pass
 
     async def _guarded(self, site: Site, item: Item, session: Session | None) -> Session | None:
         before = item.message  # a settled item has a new message state, or left the table

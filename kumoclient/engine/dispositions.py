@@ -8,6 +8,10 @@ due-time heap, and a message whose life ended leaves the table and, once its fin
 durable (the state writer fsyncs the log before it touches the spool, SPEC 1 invariant 2), the
 spool. With `generate_dsn`, a Bounce or Expiration first spools a DSN to the sender (never for
 `<>`): a crash in between repeats the attempt rather than losing the notice.
+
+While the log is down its records are held (logs.RecordLog) and the removal waits for them.
+A final record the log could not even hold (past its hold limit) keeps the message spooled:
+it is delivered again after the next start rather than leave without its record.
 """
 
 from __future__ import annotations
@@ -120,6 +124,7 @@ class Dispositions:
         """Carry out a decision about `item` (see the module's text)."""
         message, now = item.message, time.time()
         content = self.table.take_content(item)
+        kept = True
         for logged in decision.records:
             record = LogRecord(
                 logged.type,
@@ -130,7 +135,7 @@ class Dispositions:
                 num_attempts=logged.num_attempts,
                 tls=tls,
             )
-            self._write(record)
+            kept = self._write(record) and kept
         if decision.due is not None:
             message = replace(
                 message,
@@ -144,20 +149,23 @@ class Dispositions:
                 self.table.schedule(item)
             return
         self.table.forget(item)
+        if not kept:  # its final record may never be written: it must not leave the spool
+            return  # (counted in the log's `dropped`, reported when the fault ends)
         final = decision.records[-1]
         if final.type in _NOTIFIED and item.config.generate_dsn and should_generate(message.sender):
             self._notice(message, final.type, final.reply, peer, content)
             return
         self._leave(message.id)
 
-    def _write(self, record: LogRecord) -> None:
-        self.records.write(record)
+    def _write(self, record: LogRecord) -> bool:
+        """Write one record; False when the delivery log could not keep it (logs.RecordLog)."""
+        kept = self.records.write(record)
         kind = record.type
         self.counts[kind.value] = self.counts.get(kind.value, 0) + 1
         self.metrics.count(kind, record.queue, record.site)
         waiter = self._waiters.get(record.id) if kind in FINAL_TYPES else None
         if not self._subscribers and waiter is None:
-            return
+            return kept
         fields = log_record.encode(record)
         if waiter is not None and not waiter.done():
             waiter.set_result(fields)
@@ -166,6 +174,7 @@ class Dispositions:
                 callback(fields)
             except Exception:  # a subscriber's bug must not undo the disposition it reports
                 log.exception("log record listener failed", listener=repr(callback))
+        return kept
 
     def _leave(self, message_id: str) -> None:
         """Remove a message from the spool once its final record is durable."""

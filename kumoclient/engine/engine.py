@@ -11,7 +11,9 @@ dispatcher → disposition, built from its rooms.
 - `reception.Reception`: submissions into the spool.
 
 `Engine` owns the spool, the delivery log, the policy and every task (one TaskGroup). Call
-the operations on the engine's event loop. Library use:
+the operations on the engine's event loop. The delivery log's health (`records.health`, owned
+by logs.RecordLog) is asked by the dispatcher before each attempt and by reception before
+storing: while records cannot be written, no attempt starts and no new mail is taken. Library use:
 
     async with Engine("policy.lua", data_dir=Path("data")) as engine:
         ids = await engine.submit("me@example.com", ["you@example.net"], content)
@@ -75,6 +77,7 @@ class Engine:
         self.spool = Spool(spool_dir or base / "spool")
         self.records = RecordLog(log_dir or base / "logs", max_segment_duration)
         self.metrics = EngineMetrics()
+        self.metrics.watch_log(self.records)
         self.dns = resolver if resolver is not None else MxResolver()
         # rate limits and connection limits, shared with other nodes through Redis when
         # kumo.configure_redis_throttles asked for it, else local
@@ -90,7 +93,13 @@ class Engine:
         self.dispositions = Dispositions(
             self.spool, self.records, self.table, self.metrics, hostname=hostname
         )
-        self.reception = Reception(policy, self.spool, self.dispositions, on_stored=self._stored)
+        self.reception = Reception(
+            policy,
+            self.spool,
+            self.dispositions,
+            on_stored=self._stored,
+            log_health=self.records.health,
+        )
         self.dispositions.notify = self._spool_notice
         self.dispositions.spawn = self._spawn
         self.control = Control(self.table, self.dispositions, release=self._on_due)
@@ -105,6 +114,7 @@ class Engine:
             dns=self.dns,
             hostname=hostname,
             spawn=self._spawn,
+            log_health=self.records.health,
         )
         self.router = Router(
             policy,

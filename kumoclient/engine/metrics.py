@@ -17,6 +17,9 @@ metric names.
 | `kumoclient_rewrite_hook_seconds` | histogram | — | time spent in the hook |
 | `kumoclient_spooled_messages` | gauge | — | messages in the spool |
 | `kumoclient_connections_open` | gauge | site | SMTP sessions open (idle ones too) |
+| `kumoclient_log_unavailable` | gauge | — | 1 while delivery log records cannot be written |
+| `kumoclient_log_records_held` | gauge | — | records waiting in memory for the log |
+| `kumoclient_log_records_dropped` | gauge | — | records not kept (hold limit) since start |
 
 `site` is the record's `site` (KumoMTA's ready-queue name); it is empty for dispositions
 decided before a site was known (DNS failures, policy errors, expiry while scheduled).
@@ -33,6 +36,7 @@ from prometheus_client import (
     generate_latest,
 )
 
+from kumoclient.logs import RecordLog
 from kumoclient.records import RecordType
 
 # Lua handlers usually take microseconds; SPEC 4.1 warns from 100 ms on
@@ -127,12 +131,35 @@ class EngineMetrics:
             ["site"],
             registry=registry,
         )
+        self.log_unavailable = Gauge(
+            "kumoclient_log_unavailable",
+            "1 while delivery log records cannot be written (deliveries paused, reception "
+            "refused), else 0.",
+            registry=registry,
+        )
+        self.log_held = Gauge(
+            "kumoclient_log_records_held",
+            "Delivery log records waiting in memory to be written.",
+            registry=registry,
+        )
+        self.log_dropped = Gauge(
+            "kumoclient_log_records_dropped",
+            "Delivery log records not kept since start: the log was down and its hold limit "
+            "reached.",
+            registry=registry,
+        )
         self._by_type = {
             "Delivery": self.deliveries,
             "TransientFailure": self.transient_failures,
             "Bounce": self.bounces,
             "Expiration": self.expirations,
         }
+
+    def watch_log(self, records: RecordLog) -> None:
+        """Read the delivery log's health, held and dropped records at each scrape."""
+        self.log_unavailable.set_function(lambda: 0.0 if records.health.ok else 1.0)
+        self.log_held.set_function(lambda: float(records.held))
+        self.log_dropped.set_function(lambda: float(records.dropped))
 
     def received_message(self, queue: str) -> None:
         """A newly received message was spooled."""

@@ -7,6 +7,11 @@ for one recipient refuses the whole submission and leaves nothing behind. The on
 is HTTP injection (`accept_http`), which answers per recipient as KumoMTA does: a
 `kumo.reject` refuses that recipient only; a policy error or a spool error still refuses the
 whole request.
+
+While the delivery log cannot be written (logs.LogHealth down), every submission is refused
+with `451 4.3.0` before its policy event runs, and nothing is stored: the sender keeps it and
+tries again (a drop file stays in `incoming/`). Only DSNs are still spooled: they come from
+dispositions already made, and their Reception records are held like every other record.
 """
 
 from __future__ import annotations
@@ -23,18 +28,22 @@ from kumoclient.engine.dispositions import Dispositions
 from kumoclient.errors import (
     PolicyError,
     PolicyReject,
+    ReceptionPaused,
     SpoolEntryCorrupt,
     SpoolEntryMissing,
     SpoolError,
     SpoolUnavailable,
     SubmissionRefused,
 )
+from kumoclient.logs import LogHealth
 from kumoclient.policy.message import MessageView
 from kumoclient.policy.runtime import PolicyHolder
 from kumoclient.records import SpooledMessage
 from kumoclient.spool import Spool, Submission
 
 log = logs.get_logger(__name__)
+
+LOG_DOWN = "4.3.0 Delivery log unavailable, try again later"  # with 451
 
 
 def _random_bits() -> int:
@@ -65,10 +74,13 @@ class Reception:
         policy: PolicyHolder,
         spool: Spool,
         dispositions: Dispositions | None,
+        *,
         on_stored: Callable[[list[SpooledMessage], bytes | None], None] | None = None,
         announce: Announce | None = None,
+        log_health: LogHealth | None = None,
     ) -> None:
         self.policy = policy
+        self.log_health = log_health  # None: nothing to ask (records are not written here)
         self.spool = spool
         self.dispositions = dispositions  # None in a reception worker (it announces)
         self.on_stored = on_stored  # the engine's queue, told of each durable message
@@ -81,6 +93,7 @@ class Reception:
         self, sender: str, recipients: list[str], content: bytes, peer: str, smtputf8: bool
     ) -> str:
         """The listener's callback: returns the 250 text or raises SubmissionRefused."""
+        self._check_log()
         base = msgid.submission_base(time.time(), _random_bits())
         views = [
             MessageView(msgid.message_id(base, i), sender, rcpt, content, {})
@@ -101,8 +114,11 @@ class Reception:
         protocol: str = "Library",
     ) -> list[str]:
         """`Engine.submit` and generated DSNs: spool the messages as given (no reception
-        event); their ids. Raises SubmissionRefused when the spool cannot take them.
+        event); their ids. Raises SubmissionRefused when the spool cannot take them (or
+        the delivery log is down: not for a DSN).
         """
+        if protocol != "DSN":
+            self._check_log()
         base = msgid.submission_base(time.time(), _random_bits())
         views = [
             MessageView(msgid.message_id(base, i), sender, rcpt, content, dict(meta))
@@ -119,8 +135,10 @@ class Reception:
         """The inject API: `(recipient, content)` per message, each already built. Runs
         `http_message_generated` per message; spools (protocol "HTTP") those it did not
         refuse, durably before returning. Raises SubmissionRefused, with nothing spooled,
-        when the policy fails (451) or the spool cannot take them (452).
+        when the policy fails (451) or the spool cannot take them (452); ReceptionPaused
+        while the delivery log is down.
         """
+        self._check_log()
         base = msgid.submission_base(time.time(), _random_bits())
         views = [
             MessageView(msgid.message_id(base, i), sender, rcpt, content, dict(meta))
@@ -146,6 +164,14 @@ class Reception:
         self.accepted += len(messages)
         if self.on_stored is not None:
             self.on_stored(messages, content)
+
+    def _check_log(self) -> None:
+        """Refuse a submission while the delivery log cannot be written (see the module)."""
+        if self._log_down():
+            raise ReceptionPaused(451, LOG_DOWN)
+
+    def _log_down(self) -> bool:
+        return self.log_health is not None and not self.log_health.ok
 
     def _run_policy(self, event: str, views: list[MessageView]) -> None:
         for view in views:
@@ -212,9 +238,12 @@ class Reception:
         return [message.id for message in stored]
 
     async def pick_up_drops(self) -> int:
-        """Move completed `incoming/` files into the spool; returns how many were taken."""
+        """Move completed `incoming/` files into the spool; returns how many were taken
+        (none while the delivery log is down: the files wait)."""
         taken = 0
         for path in self.spool.pending_drops():
+            if self._log_down():
+                break
             if await self._pick_up(path):
                 taken += 1
         return taken

@@ -5,6 +5,11 @@ spool only after its final record is durable, SPEC 1 invariant 2), then one thre
 writes the updates, unlinks the removed messages and makes it all durable with one sync.
 Nobody waits for a batch: a removal that a crash prevents means a second delivery (the
 at-least-once window of invariant 3); a lost update means an earlier retry.
+
+While the delivery log cannot be written (logs.LogHealth down), the batch waits for it,
+however long (changes handed in meanwhile make the next batch). Closed while it waits, the writer
+applies the updates and keeps the removals' messages spooled: their records are not durable,
+so they are delivered again after the next start (logged with their number).
 """
 
 from __future__ import annotations
@@ -12,12 +17,14 @@ from __future__ import annotations
 import asyncio
 
 from kumoclient import logs
-from kumoclient.errors import SpoolError
+from kumoclient.errors import LogUnavailable, SpoolError
 from kumoclient.logs import RecordLog
 from kumoclient.records import SpooledMessage
 from kumoclient.spool import Spool
 
 log = logs.get_logger(__name__)
+
+_LOG_RETRY = 0.5  # seconds between looks at `closing` while the delivery log is down
 
 
 class StateWriter:
@@ -66,8 +73,9 @@ class StateWriter:
             while self._updates or self._removals:
                 updates, self._updates = list(self._updates.values()), {}
                 removals, self._removals = self._removals, []
+                if not await self._records_durable():
+                    removals = _kept_spooled(removals)
                 try:
-                    await self._records.sync()
                     await asyncio.to_thread(self._spool.apply, updates, removals)
                 except (SpoolError, OSError) as exc:
                     # the messages stay spooled (a removal retried later would be a re-delivery)
@@ -81,3 +89,26 @@ class StateWriter:
             self._idle.set()
             if self._closing:
                 return
+
+    async def _records_durable(self) -> bool:
+        """Wait until every record written so far is durable, through a log fault; False
+        when the writer is closed while the log is down."""
+        while True:
+            try:
+                await self._records.sync()
+                return True
+            except LogUnavailable:
+                if self._closing:
+                    return False
+                await self._records.health.wait_ok(_LOG_RETRY)
+
+
+def _kept_spooled(removals: list[str]) -> list[str]:
+    """At close with the log down: the removals wait for records that are not durable."""
+    if removals:
+        log.error(
+            "delivery log down at stop: messages whose final record is not durable stay "
+            "spooled and are delivered again after the next start",
+            messages=len(removals),
+        )
+    return []

@@ -4,7 +4,8 @@ It validates the request (inject_request.py) and builds every message (inject_me
 before anything is stored, so a bad request leaves nothing behind; then the receiver (the
 daemon's Reception) runs `http_message_generated` per message and spools the ones the policy
 did not refuse. Answer: `{success_count, fail_count, failed_recipients, errors}` (KumoMTA's);
-400 for a bad request, 500 when the policy fails, 503 when the spool cannot take the messages.
+400 for a bad request, 500 when the policy fails, 503 when the spool cannot take the messages
+or kumoclient takes none now (its delivery log cannot be written).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from typing import Protocol
 
 from kumoclient import logs
-from kumoclient.errors import BadInjectRequest, HttpError, SubmissionRefused
+from kumoclient.errors import BadInjectRequest, HttpError, ReceptionPaused, SubmissionRefused
 from kumoclient.http.inject_message import generate
 from kumoclient.http.inject_request import parse_request
 from kumoclient.http.server import Client
@@ -39,8 +40,8 @@ class Receiver(Protocol):
         self, sender: str, messages: Sequence[tuple[str, bytes]], meta: Mapping[str, str]
     ) -> Accepted:
         """Run the policy per `(recipient, content)`, spool what it accepts durably; raise
-        SubmissionRefused (452: the spool cannot take them; else the policy failed) with
-        nothing spooled."""
+        SubmissionRefused (452: the spool cannot take them; ReceptionPaused: no mail is
+        taken now; else the policy failed) with nothing spooled."""
         ...
 
 
@@ -52,7 +53,8 @@ class InjectService:
 
     async def handle(self, body: object, client: Client) -> dict[str, object]:
         """The response object, or HttpError: 400 for a bad request, 500 when the policy
-        fails, 503 when the spool cannot take the messages (nothing spooled in each case)."""
+        fails, 503 when the spool cannot take the messages or no mail is taken now (nothing
+        spooled in each case)."""
         try:
             request = parse_request(body)
             # rendering and MIME building are CPU work: off the event loop
@@ -69,6 +71,10 @@ class InjectService:
                 [(m.recipient, m.content) for m in messages],
                 meta,
             )
+        except ReceptionPaused as exc:
+            raise HttpError(
+                503, f"no messages are taken now ({exc.code} {exc.text}); nothing was spooled"
+            ) from exc
         except SubmissionRefused as exc:
             if exc.code == 452:
                 raise HttpError(

@@ -126,7 +126,7 @@ async def deliver_one(
 
 
 def records(engine: Engine) -> list[dict[str, Any]]:
-    engine.records._file.flush()  # type: ignore[union-attr]
+    engine.records.flush()
     return [
         json.loads(line)
         for path in sorted(engine.records.log_dir.glob("*.jsonl"))
