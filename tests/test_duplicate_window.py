@@ -1,7 +1,8 @@
 """Issue 15 item 8, SPEC 1 invariant 3: a daemon killed with SIGKILL again and again while it
 delivers sends a message twice only when the sink had answered its final dot with 250 before
-the kill; every message arrives (tests/duplicates.py has the sink, the loop and the checks;
-bench/duplicates.py reports the figures)."""
+the kill, and not even then once its Delivery record had reached the log; every message
+arrives (tests/duplicates.py has the sink, the loop and the checks; bench/duplicates.py
+reports the figures)."""
 
 from __future__ import annotations
 
@@ -24,6 +25,9 @@ def test_only_messages_whose_final_250_came_before_a_kill_are_delivered_twice(
     judgement = judge(run)
     assert judgement.violations == [], summary(judgement)
     assert {a.recipient for a in run.accepted} == set(run.recipients)  # nothing lost
+    # a message whose Delivery record had reached the log before the kill left the spool at
+    # the next start instead of going out again (engine/recovery.py)
+    assert judgement.record_survived == 0, summary(judgement)
     lives = {a.life for a in run.accepted}
     assert lives == set(range(len(run.kills) + 1)), "every life delivered: kills mid-drain"
 
