@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from pathlib import Path
 
 from kumoclient import logs
@@ -25,7 +24,8 @@ log = logs.get_logger(__name__)
 
 SEGMENTS = 2  # the killed run's segment, and the one before it (rotated in the window)
 TAIL = 8 * 1024 * 1024  # bytes read from the end of each: seconds of records at full rate
-_ID = re.compile(rb'"id":"([0-9a-f]{32})"')  # as logs.encode_record writes it (compact)
+# how logs.encode_record begins a Delivery line (compact JSON, `type` then `id`)
+_DELIVERY = b'{"type":"Delivery","id":"'
 
 
 def delivered_before(log_dir: Path, spooled: set[str]) -> set[str]:
@@ -52,22 +52,20 @@ def _tail(segment: Path) -> bytes:
 
 
 def _delivered_in(data: bytes, spooled: set[str]) -> set[str]:
+    """The spooled ids of the complete Delivery lines in `data` (the first line may be the
+    end of a record, the last one a record the kill cut short: neither parses)."""
     found: set[str] = set()
-    for match in _ID.finditer(data):
-        message_id = match[1].decode()
-        if message_id not in spooled or message_id in found:
+    lines = data.split(b"\n")
+    for line in lines[:-1]:  # the last piece has no newline: cut short, or empty
+        if not line.startswith(_DELIVERY):
             continue
-        start = data.rfind(b"\n", 0, match.start()) + 1
-        end = data.find(b"\n", match.end())
-        if end < 0:  # the last line, without its newline: cut off by the kill
+        message_id = line[len(_DELIVERY) : len(_DELIVERY) + 32].decode("ascii", "replace")
+        if message_id not in spooled:
             continue
         try:
-            record = json.loads(data[start:end])
-        except ValueError:  # the first line of the tail starts mid-record
+            record = json.loads(line)
+        except ValueError:
             continue
-        if isinstance(record, dict) and (record.get("type"), record.get("id")) == (
-            "Delivery",
-            message_id,
-        ):
+        if isinstance(record, dict) and record.get("id") == message_id:
             found.add(message_id)
     return found
