@@ -137,6 +137,12 @@ class RecordLog:
         self._file.write(encode_record(record))
         self._written += 1
 
+    def flush(self) -> None:
+        """Hand the records written so far to the OS (a killed process keeps them; durable
+        only after `sync`)."""
+        if self._file is not None:
+            self._file.flush()
+
     async def sync(self) -> None:
         """Make every record written so far durable."""
         target = self._written
