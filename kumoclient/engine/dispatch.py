@@ -26,6 +26,7 @@ import structlog
 from kumoclient import logs
 from kumoclient.core import disposition
 from kumoclient.core.disposition import EXPIRED, Attempt, HookAnswer, decide
+from kumoclient.core.reply import SPACE, single_line
 from kumoclient.core.retry import expired
 from kumoclient.core.synthesized import Synthesized, synthesize
 from kumoclient.engine.control import Control
@@ -62,6 +63,12 @@ def attempt_of(exchange: Exchange, target: Target) -> Attempt:
         return disposition.rejected(exchange.reply)
     if exchange.kind == "smtputf8":  # refused before MAIL, judged like a rejection
         return disposition.rejected(synthesize(Synthesized.SMTPUTF8_MISSING))
+    if exchange.kind == "out_of_turn":  # the transaction did not happen (SPEC 2.3 amended)
+        assert exchange.reply is not None
+        unexpected = single_line(exchange.reply, SPACE)
+        return disposition.failed(
+            synthesize(Synthesized.OUT_OF_TURN, phase=exchange.phase, reply=unexpected)
+        )
     failure = exchange.failure
     assert failure is not None
     if failure.timeout is not None:

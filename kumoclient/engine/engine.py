@@ -39,6 +39,7 @@ from kumoclient.engine.dispositions import Dispositions, Record
 from kumoclient.engine.metrics import EngineMetrics
 from kumoclient.engine.queues import Item
 from kumoclient.engine.reception import Reception
+from kumoclient.engine.recovery import delivered_before
 from kumoclient.engine.routing import Router
 from kumoclient.engine.table import MessageTable
 from kumoclient.logs import RecordLog
@@ -153,14 +154,17 @@ class Engine:
         all are read. Otherwise every message is scheduled before start() returns.
         """
         await self.spool.start(clean=clean_spool)
+        names = self.spool.listing()
+        delivered = delivered_before(self.records.log_dir, set(names))  # before a new segment
         await self.records.open()
         self._tg = asyncio.TaskGroup()
         await self._tg.__aenter__()
-        names = self.spool.listing()
         self.spool.unreadable = 0
-        self.metrics.spooled.set(len(names))
         self._spawn(self.table.scheduler.run(), "scheduler")
         self._spawn(self.dispositions.state.run(), "spool-state")
+        if delivered:
+            names = self._recovered(names, delivered)
+        self.metrics.spooled.set(len(names))
         if background_scan:
             self._spawn(self._scan(names), "spool-scan")
             return len(names)
@@ -168,6 +172,14 @@ class Engine:
             self.enqueue([message], content)
         self.scanned.set()
         return len(names) - self.spool.unreadable
+
+    def _recovered(self, names: list[str], delivered: set[str]) -> list[str]:
+        """Messages delivered and logged by the previous run, which it could not remove:
+        they leave the spool now (engine/recovery.py); the others are to be scheduled."""
+        for message_id in delivered:
+            self.dispositions.state.remove(message_id)
+        log.info("messages delivered before the restart left the spool", messages=len(delivered))
+        return [name for name in names if name not in delivered]
 
     async def _scan(self, names: list[str]) -> None:
         """Read and schedule the listed messages, SCAN_BATCH at a time, letting deliveries

@@ -39,6 +39,7 @@ class StateWriter:
         self._idle = asyncio.Event()
         self._idle.set()
         self._closing = False
+        self._flush_soon = False
         self.batches = 0
 
     def update(self, message: SpooledMessage) -> None:
@@ -47,9 +48,19 @@ class StateWriter:
         self._kick()
 
     def remove(self, message_id: str) -> None:
-        """Take a message out of the spool once its final record is durable."""
+        """Take a message out of the spool once its final record is durable. The record goes
+        to the OS at the loop's next turn (one write for all the removals of a turn): a
+        process killed before the removal leaves it in the log, where the next start finds
+        it (engine/recovery.py) instead of delivering the message again."""
         self._removals.append(message_id)
+        if not self._flush_soon:
+            self._flush_soon = True
+            asyncio.get_running_loop().call_soon(self._flush_records)
         self._kick()
+
+    def _flush_records(self) -> None:
+        self._flush_soon = False
+        self._records.flush()  # never raises: a failure takes the log's health down
 
     def _kick(self) -> None:
         self._idle.clear()

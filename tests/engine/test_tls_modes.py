@@ -3,7 +3,7 @@
 Every row of TABLE is one delivery through the engine to a real aiosmtpd server on a real
 socket; the server notes whether each message it accepted came over TLS. The client trusts a
 trustme CA through SSL_CERT_FILE (read by `ssl.create_default_context`, which
-`kumoclient.smtp._tls_context` caches, so the cache is cleared around each test).
+`kumoclient.smtp.opening.tls_context` caches, so the cache is cleared around each test).
 
 Outcomes:
   TLS        delivered over STARTTLS (the server saw the message on a TLS connection)
@@ -30,7 +30,8 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 from kumoclient.engine.engine import Engine
 from kumoclient.records import EgressPathConfig, TlsMode
 from kumoclient.smtp import Session as ClientSession
-from kumoclient.smtp import Target, _tls_context
+from kumoclient.smtp import Target
+from kumoclient.smtp.opening import tls_context as _tls_context
 from tests.engine.conftest import MakeEngine, ScriptedMX, next_record
 
 # --- the table ---------------------------------------------------------------------------
