@@ -63,13 +63,18 @@ class DropFolder:
         return [self.incoming / name for name in sorted(names)]
 
     async def read(self, path: Path) -> tuple[Submission, float]:
-        """A dropped submission and its creation time."""
+        """A dropped submission and its creation time (SpoolEntryCorrupt when the file is a
+        symbolic link: its target is never read)."""
         check_drop_name(path.name)
         with disk.oserrors(f"cannot read {path.name}", entry=True):
-            if os.stat(path).st_size <= READ_ON_LOOP:
-                line, newline, content = disk.read_whole(path).partition(b"\n")
-            else:
-                line, newline, content = await _read_off_loop(path)
+            fd = disk.open_read(path)
+            try:
+                if os.fstat(fd).st_size <= READ_ON_LOOP:
+                    line, newline, content = disk.read_fd(fd).partition(b"\n")
+                else:
+                    line, newline, content = await _read_off_loop(fd)
+            finally:
+                os.close(fd)
         if not newline:
             raise SpoolEntryCorrupt(f"{path.name}: corrupt incoming file: no header line")
         return decode_drop(path.name, line, content)
@@ -83,14 +88,13 @@ class DropFolder:
     def set_aside(self, path: Path, reason: str) -> None:
         """Move an unreadable drop file to quarantine/, with the reason (never raises)."""
         log.error("incoming file quarantined", file=path.name, reason=reason)
-        with contextlib.suppress(OSError):
-            os.replace(path, self.quarantine / path.name)
-            (self.quarantine / f"{path.name}.reason").write_text(reason + "\n")
+        disk.set_aside(path, self.quarantine, reason)
 
 
-async def _read_off_loop(path: Path) -> tuple[bytes, bytes, bytes]:
-    """The header line, its newline and the content, as `bytes.partition` gives them."""
-    async with aiofiles.open(path, "rb") as file:
+async def _read_off_loop(fd: int) -> tuple[bytes, bytes, bytes]:
+    """The header line, its newline and the content of the file open at `fd` (left open),
+    as `bytes.partition` gives them."""
+    async with aiofiles.open(fd, "rb", closefd=False) as file:
         line = await file.readline()
         # after a seek, read() returns the kernel's bytes with no copy of a buffered part
         await file.seek(len(line))

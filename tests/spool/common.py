@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import json
 import os
 import subprocess
 from collections.abc import Iterator
@@ -71,3 +72,16 @@ def immutable(folder: Path) -> Iterator[Path]:
         yield folder
     finally:
         subprocess.run(["chattr", "-i", str(folder)], check=True)
+
+
+def write_header(path: Path, header: dict[str, object], content: bytes) -> None:
+    """Write an entry with exactly this header (JSON as Python writes it: NaN and Infinity
+    included) and content: what a damaged or hand-made file can hold."""
+    encoded = json.dumps(header).encode()
+    path.write_bytes(b"KCSPOOL1 " + str(len(encoded)).encode() + b"\n" + encoded + b"\n" + content)
+
+
+def rewrite_header(path: Path, **changes: object) -> None:
+    """Change fields of an entry's header in place, its content kept."""
+    _magic, raw, content = path.read_bytes().split(b"\n", 2)
+    write_header(path, {**json.loads(raw), **changes}, content)
