@@ -5,11 +5,14 @@ disk. Concurrent submissions are grouped: one worker task takes every submission
 while the previous group was being written, and a thread writes each message to a temporary
 name (a recycled file of `free/` when there is one), renames it into `data/`, and then makes
 the whole group durable with one `syncfs(2)` of the spool's filesystem (the "equivalent group
-commit" of SPEC 1; on systems without syncfs, each file is fsynced and `data/` once). Without
+commit" of SPEC 1; on systems without syncfs, each file is fsynced and `data/` once). When
+syncfs fails, each file of the group and `data/` are fsynced instead before anything is
+acknowledged; if that fails too, the files are unlinked and the unlinks made durable. Without
 group commit every submission is written, fsynced, renamed and its directory fsynced on its
 own; `bench/spool.py` measures both. A submission is all or nothing: if any of its messages
 cannot be written, the others are removed again and SpoolUnavailable is raised to the
-submitter.
+submitter. A drop file picked up again (`fresh=False`) keeps an existing entry only when
+its size and CRC check out (`_intact`): a power loss can leave a renamed file without its data.
 """
 
 from __future__ import annotations
