@@ -152,7 +152,7 @@ def check_message(message: SpooledMessage) -> None:
     """SpoolError for a message the spool would quarantine when reading it back (a library
     caller's recipient that is not a mailbox, a NaN time): what is written can be read."""
     try:
-        _message(_header_fields(message))
+        _checked(_header_fields(message))
         _state(_state_fields(message))
     except _MALFORMED as exc:
         raise SpoolError(f"cannot spool {message.id}: {exc}") from exc
@@ -171,21 +171,26 @@ def _header_fields(message: SpooledMessage) -> dict[str, Any]:
 
 
 def _message(header: dict[str, Any]) -> SpooledMessage:
-    """The message of a header's fields, each checked; absent optional fields take the
-    values entries without them always had."""
+    """The message of a header's fields, each checked."""
+    return SpooledMessage(**_checked(header))
+
+
+def _checked(header: dict[str, Any]) -> dict[str, Any]:
+    """A header's fields as SpooledMessage takes them, each checked (fields.py); absent
+    optional fields take the values entries without them always had."""
     created = fields.time(header.get("created", 0.0), "created")
-    return SpooledMessage(
-        id=fields.text(header["id"], "id"),
-        sender=fields.sender(header["sender"]),
-        recipient=fields.recipient(header["recipient"]),
-        meta=fields.meta(header.get("meta", {})),
-        created=created,
-        size=fields.count(header["size"], "size"),
-        due=created,
-        reception_protocol=fields.text(
+    return {
+        "id": fields.text(header["id"], "id"),
+        "sender": fields.sender(header["sender"]),
+        "recipient": fields.recipient(header["recipient"]),
+        "meta": fields.meta(header.get("meta", {})),
+        "created": created,
+        "size": fields.count(header["size"], "size"),
+        "due": created,
+        "reception_protocol": fields.text(
             header.get("reception_protocol", "ESMTP"), "reception_protocol"
         ),
-    )
+    }
 
 
 # --- meta/<id>.json ----------------------------------------------------------------------------
