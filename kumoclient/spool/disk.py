@@ -106,19 +106,6 @@ def write_file(path: Path | str, blob: bytes, *, sync: bool = True) -> None:
     write_fd(create(path), blob, sync=sync)
 
 
-def write_aside(path: Path, text: str) -> None:
-    """Replace `path` with a file holding `text` (a `.reason` file): written to a new hidden
-    name and renamed over `path`, so a link planted at `path` is replaced, never followed."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        write_file(tmp, text.encode(errors="replace"), sync=False)
-        os.replace(tmp, path)
-    except OSError:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
 def write_fd(fd: int, blob: bytes, *, sync: bool, cut: bool = False) -> None:
     """Write all of `blob` to `fd` (fsynced when `sync`) and close it; `cut`: the file held
     something before, cut it to the new length."""
@@ -135,6 +122,36 @@ def write_fd(fd: int, blob: bytes, *, sync: bool, cut: bool = False) -> None:
         os.close(fd)
 
 
+def write_replacing(tmp: Path | str, path: Path | str, blob: bytes, *, sync: bool) -> None:
+    """Write `blob` to `tmp` (`write_file`) and rename it to `path`: a link at `path` is
+    replaced, never followed. `tmp` is removed again when anything fails."""
+    try:
+        write_file(tmp, blob, sync=sync)
+        os.replace(tmp, path)
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def unlink(*paths: str) -> None:
+    """Unlink each of `paths` that is there (a link itself, never its target)."""
+    for path in paths:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+
+
+def remove_temporary(folders: Iterable[Path], quarantine: Path) -> None:
+    """Unlink the hidden `.tmp` files of `folders` (links themselves, never their targets);
+    a directory at such a name is set aside into `quarantine`."""
+    for folder in folders:
+        for stale in folder.glob(".*.tmp"):
+            try:
+                stale.unlink(missing_ok=True)
+            except IsADirectoryError:
+                set_aside(stale, quarantine, "a directory, not a file")
+
+
 def set_aside(path: Path, quarantine: Path, reason: str) -> bool:
     """Rename `path` (a link itself, never its target) into `quarantine` and write
     `<name>.reason` beside it; False when it could not be moved (never raises)."""
@@ -142,8 +159,10 @@ def set_aside(path: Path, quarantine: Path, reason: str) -> bool:
         os.replace(path, quarantine / path.name)
     except OSError:
         return False
+    reason_path = quarantine / f"{path.name}.reason"
+    tmp = quarantine / f".{reason_path.name}.{os.getpid()}.tmp"
     with contextlib.suppress(OSError):
-        write_aside(quarantine / f"{path.name}.reason", reason + "\n")
+        write_replacing(tmp, reason_path, (reason + "\n").encode(errors="replace"), sync=False)
     return True
 
 
@@ -231,9 +250,10 @@ class Syncer:
         each folder (the files were fsynced when written).
 
         When syncfs fails, nothing it covered can be trusted, yet the error may be another
-        file's on the same filesystem: `files` and `folders` are then fsynced one by one, and
-        only if that fails too is OSError raised (the caller undoes what it can and makes the
-        undoing durable, `fsync_dir`)."""
+        file's on the same filesystem: `files` and `folders` are then fsynced one by one (a
+        new descriptor's fsync still reports a write-back error of its file that no fsync
+        has seen: Linux's errseq since 4.16), and only if that fails too is OSError raised
+        (the caller undoes what it can and makes the undoing durable, `fsync_dir`)."""
         if self._fd is None:
             for folder in folders:
                 fsync_dir(folder)

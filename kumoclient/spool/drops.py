@@ -6,7 +6,6 @@ folder fsynced, so it works with no daemon running and the daemon never sees hal
 
 from __future__ import annotations
 
-import contextlib
 import os
 import secrets
 import time
@@ -46,14 +45,8 @@ class DropFolder:
         blob = encode_drop(submission, created)
         tmp = self.incoming / f".{base}.tmp"
         with disk.oserrors(f"cannot write to {self.incoming}"):
-            try:
-                disk.write_file(tmp, blob, sync=True)
-                os.rename(tmp, self.incoming / drop_name(base))
-                disk.fsync_dir(self.incoming)
-            except OSError:
-                with contextlib.suppress(OSError):
-                    tmp.unlink()
-                raise
+            disk.write_replacing(tmp, self.incoming / drop_name(base), blob, sync=True)
+            disk.fsync_dir(self.incoming)
         return [msgid.message_id(base, i) for i in range(len(submission.recipients))]
 
     def pending(self) -> list[Path]:

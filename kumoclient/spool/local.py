@@ -66,12 +66,7 @@ class Spool:
         but only while no other process is writing to this spool. What cannot be unlinked
         (a directory someone made there) is moved to quarantine/."""
         with disk.oserrors("cannot remove the spool's temporary files"):
-            for folder in (self.data, self.meta, self.incoming):
-                for stale in folder.glob(".*.tmp"):
-                    try:
-                        stale.unlink(missing_ok=True)
-                    except IsADirectoryError:
-                        disk.set_aside(stale, self.quarantine, "a directory, not a file")
+            disk.remove_temporary((self.data, self.meta, self.incoming), self.quarantine)
 
     async def start(self, *, clean: bool = True) -> None:
         """Start the group-commit worker; first `remove_stale()` unless `clean` is False
@@ -138,12 +133,7 @@ class Spool:
 
     def _remove(self, message_id: str) -> None:
         with disk.oserrors(f"cannot remove {message_id}", message_id=message_id):
-            for path in (
-                f"{self._meta_prefix}{message_id}.json",
-                f"{self._data_prefix}{message_id}",
-            ):
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(path)
+            disk.unlink(f"{self._meta_prefix}{message_id}.json", f"{self._data_prefix}{message_id}")
             disk.fsync_dir(self.data)
 
     def apply(self, updates: list[SpooledMessage], removals: list[str]) -> None:
@@ -158,29 +148,19 @@ class Spool:
         with disk.oserrors("cannot update the spool"):
             for message in updates:
                 if message.id not in removed:
-                    written.append(self._write_state(message))
+                    final = f"{self._meta_prefix}{message.id}.json"
+                    tmp = f"{self._meta_prefix}.{message.id}.json.tmp"
+                    blob = entry.encode_state(message)
+                    disk.write_replacing(tmp, final, blob, sync=not self._syncer.batched)
+                    self._stated.add(message.id)
+                    written.append(final)
             for message_id in removals:
                 if message_id in self._stated:
                     self._stated.discard(message_id)
-                    with contextlib.suppress(FileNotFoundError):
-                        os.unlink(f"{self._meta_prefix}{message_id}.json")
+                    disk.unlink(f"{self._meta_prefix}{message_id}.json")
                 with contextlib.suppress(FileNotFoundError):
                     self._pool.give(f"{self._data_prefix}{message_id}", message_id)
             self._syncer.sync(written, (self.meta, self.data))
-
-    def _write_state(self, message: SpooledMessage) -> str:
-        """Write `meta/<id>.json` (through a temporary file, removed if that fails)."""
-        tmp = f"{self._meta_prefix}.{message.id}.json.tmp"
-        final = f"{self._meta_prefix}{message.id}.json"
-        try:
-            disk.write_file(tmp, entry.encode_state(message), sync=not self._syncer.batched)
-            os.rename(tmp, final)
-        except OSError:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
-        self._stated.add(message.id)
-        return final
 
     # --- reading ---------------------------------------------------------------------------
 
