@@ -1,4 +1,5 @@
-"""What the spool's tests share: a submission, storing it, real spool directories, a full disk."""
+"""What the spool's tests share: a submission, storing it, real spool directories, a full disk,
+entries with chosen headers, files outside the spool that must stay untouched."""
 
 from __future__ import annotations
 
@@ -85,3 +86,23 @@ def rewrite_header(path: Path, **changes: object) -> None:
     """Change fields of an entry's header in place, its content kept."""
     _magic, raw, content = path.read_bytes().split(b"\n", 2)
     write_header(path, {**json.loads(raw), **changes}, content)
+
+
+class Outside:
+    """Files outside the spool, with the bytes each held when made."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        folder.mkdir()
+        self.files: dict[Path, bytes] = {}
+
+    def file(self, name: str, blob: bytes) -> Path:
+        path = self.folder / name
+        path.write_bytes(blob)
+        self.files[path] = blob
+        return path
+
+    def unchanged(self) -> bool:
+        return all(
+            not path.is_symlink() and path.read_bytes() == blob for path, blob in self.files.items()
+        )

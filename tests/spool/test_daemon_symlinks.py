@@ -21,6 +21,7 @@ import pytest
 
 from kumoclient.spool import Spool, Submission
 from tests.daemon_process import DaemonProcess
+from tests.spool.common import Outside
 from tests.spool.daemon_sink import (
     Sink,
     content,
@@ -29,7 +30,6 @@ from tests.spool.daemon_sink import (
     running_sink,
     submit,
 )
-from tests.spool.test_symlinks import Outside
 from tests.test_daemon import wait_for
 
 pytestmark = pytest.mark.slow

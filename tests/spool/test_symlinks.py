@@ -18,27 +18,7 @@ import pytest
 
 from kumoclient.spool import Spool, SpoolEntryCorrupt, SpoolEntryMissing
 from kumoclient.spool.pool import FilePool
-from tests.spool.common import CONTENT, stored, submission
-
-
-class Outside:
-    """Files outside the spool, with the bytes each held when made."""
-
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-        folder.mkdir()
-        self.files: dict[Path, bytes] = {}
-
-    def file(self, name: str, blob: bytes) -> Path:
-        path = self.folder / name
-        path.write_bytes(blob)
-        self.files[path] = blob
-        return path
-
-    def unchanged(self) -> bool:
-        return all(
-            not path.is_symlink() and path.read_bytes() == blob for path, blob in self.files.items()
-        )
+from tests.spool.common import CONTENT, Outside, stored, submission
 
 
 @pytest.fixture
