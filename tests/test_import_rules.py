@@ -162,7 +162,7 @@ LAYERS: dict[str, list[set[str]]] = {
         {"state", "table", "recovery"},
         {"queues", "metrics"},
     ],
-    "spool": [{"local"}, {"commit", "drops", "reading"}, {"pool", "disk", "entry"}],
+    "spool": [{"local"}, {"commit"}, {"drops", "reading"}, {"pool", "disk", "entry"}, {"fields"}],
     "http": [{"inject", "admin"}, {"inject_message", "server"}, {"inject_request"}],
     "testing": [{"fixtures"}, {"engine"}, {"mx", "records"}],
     "commands": [

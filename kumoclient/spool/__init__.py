@@ -9,11 +9,13 @@ Layout under the spool directory:
   free/            files of delivered messages, kept to be written over by new ones
 
 Modules, each with its own part: `local` (Spool, the face callers use), `entry` (the file
-formats, pure), `commit` (group commit), `pool` (free/), `drops` (incoming/), `disk` (system
-calls, and the one place where OSError becomes SpoolError). Every public method of Spool
-raises only SpoolError subclasses (kumoclient.errors): SpoolEntryMissing (the entry is not
-there), SpoolEntryCorrupt (it is there but unusable: it belongs in quarantine/),
-SpoolUnavailable (the disk or the spool cannot do the work now; `errno` says why).
+formats, pure), `fields` (the types and sane ranges of their values), `reading` (one entry),
+`commit` (group commit), `pool` (free/), `drops` (incoming/), `disk` (system calls, none of
+which follows a symbolic link, and the one place where OSError becomes SpoolError). Every
+public method of Spool raises only SpoolError subclasses (kumoclient.errors):
+SpoolEntryMissing (the entry is not there), SpoolEntryCorrupt (it is there but unusable: it
+belongs in quarantine/), SpoolUnavailable (the disk or the spool cannot do the work now;
+`errno` says why).
 """
 
 from kumoclient.errors import SpoolEntryCorrupt, SpoolEntryMissing, SpoolError, SpoolUnavailable

@@ -5,11 +5,14 @@ disk. Concurrent submissions are grouped: one worker task takes every submission
 while the previous group was being written, and a thread writes each message to a temporary
 name (a recycled file of `free/` when there is one), renames it into `data/`, and then makes
 the whole group durable with one `syncfs(2)` of the spool's filesystem (the "equivalent group
-commit" of SPEC 1; on systems without syncfs, each file is fsynced and `data/` once). Without
+commit" of SPEC 1; on systems without syncfs, each file is fsynced and `data/` once). When
+syncfs fails, each file of the group and `data/` are fsynced instead before anything is
+acknowledged; if that fails too, the files are unlinked and the unlinks made durable. Without
 group commit every submission is written, fsynced, renamed and its directory fsynced on its
 own; `bench/spool.py` measures both. A submission is all or nothing: if any of its messages
 cannot be written, the others are removed again and SpoolUnavailable is raised to the
-submitter.
+submitter. A drop file picked up again (`fresh=False`) keeps an existing entry only when
+its size and CRC check out (`_intact`): a power loss can leave a renamed file without its data.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from kumoclient.spool import disk
 from kumoclient.spool.disk import Syncer
 from kumoclient.spool.entry import encode_entry
 from kumoclient.spool.pool import FilePool
+from kumoclient.spool.reading import read_content
 
 log = logs.get_logger(__name__)
 
@@ -124,62 +128,83 @@ class GroupCommit:
 
         Blocking. With `syncfs` (Linux), files are written and renamed without their own
         fsync and one `syncfs` of the spool's filesystem flushes the data and the directory
-        entries of the whole group; otherwise each file is fsynced and the directory once.
+        entries of the whole group (when it fails, each file and `data/` are fsynced instead,
+        disk.Syncer); otherwise each file is fsynced and the directory once. A group that
+        cannot be made durable is unlinked again, and the unlinks made durable.
         Raises the first submission's error unless `collect_errors` (then one per submission).
         """
         batched = self.enabled and self._syncer.batched
         errors: list[SpoolError | None] = []
-        written: list[Entries] = []
+        paths: list[str] = []  # the files renamed into data/ (not those found intact)
         for entries, fresh in group:
             try:
-                self._write_submission(entries, sync_each=not batched, fresh=fresh)
+                paths += self._write_submission(entries, sync_each=not batched, fresh=fresh)
                 errors.append(None)
-                written.append(entries)
             except SpoolError as exc:
                 if not collect_errors:
                     raise
                 errors.append(exc)
-        if not written:
+        if not paths:
             return errors
         try:
             if batched:
-                self._syncer.sync()
+                self._syncer.sync(paths, (self.data,))
             else:
                 disk.fsync_dir(self.data)
         except OSError as exc:
             failure = disk.translate(exc, "cannot sync the spool")
-            for entries in written:
-                for message, _ in entries:
-                    with contextlib.suppress(OSError):
-                        os.unlink(f"{self._prefix}{message.id}")
+            self._undo(paths)
             if not collect_errors:
                 raise failure from exc
             errors = [failure if e is None else e for e in errors]
         return errors
 
-    def _write_submission(self, entries: Entries, *, sync_each: bool, fresh: bool) -> None:
+    def _undo(self, paths: list[str]) -> None:
+        """Unlink the files of a group that could not be made durable, and make that durable:
+        none of them was acknowledged, so none may come back after a power loss."""
+        for path in paths:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+        try:
+            disk.fsync_dir(self.data)
+        except OSError as exc:  # they may come back: delivered, though the client got a 451
+            log.error("cannot make the removal of unacknowledged messages durable", error=str(exc))
+
+    def _write_submission(self, entries: Entries, *, sync_each: bool, fresh: bool) -> list[str]:
+        """Write one submission's entries (all or none); the paths renamed into data/."""
         written: list[str] = []  # plain strings: no pathlib objects per message
-        renames: list[tuple[str, str]] = []
+        renamed: list[str] = []
+        renames: list[tuple[str, str, SpooledMessage, bytes]] = []
         message_id = None
         try:
             for message, content in entries:
                 message_id = message.id
-                final = f"{self._prefix}{message.id}"
                 tmp = f"{self._prefix}.{message.id}.tmp"
-                recycled = self._pool.take(tmp)
-                flags = os.O_WRONLY if recycled else os.O_WRONLY | os.O_CREAT | os.O_TRUNC
-                fd = os.open(tmp, flags, 0o640)
+                fd = disk.open_recycled(tmp) if self._pool.take(tmp) else None
+                recycled = fd is not None
+                if fd is None:
+                    fd = disk.create(tmp)
                 written.append(tmp)
                 disk.write_fd(fd, encode_entry(message, content), sync=sync_each, cut=recycled)
-                renames.append((tmp, final))
-            for tmp, final in renames:
-                if not fresh and os.path.exists(final):  # picked up again: already durable
+                renames.append((tmp, f"{self._prefix}{message.id}", message, content))
+            for tmp, final, message, content in renames:
+                if not fresh and self._intact(message.id, content):  # picked up again
                     os.unlink(tmp)
                     continue
                 os.rename(tmp, final)
-                written.append(final)
+                renamed.append(final)
         except OSError as exc:
-            for path in written:
+            for path in written + renamed:
                 with contextlib.suppress(OSError):
                     os.unlink(path)
             raise disk.translate(exc, "cannot write to the spool", message_id=message_id) from exc
+        return renamed
+
+    def _intact(self, message_id: str, content: bytes) -> bool:
+        """True when `data/<id>` holds this content, whole (size and CRC checked): a drop file
+        picked up again after a crash finds the entries it wrote durable, or torn by a power
+        loss (then they are written again from the drop file)."""
+        try:
+            return read_content(self._prefix, message_id) == content
+        except SpoolError:  # missing, torn, a link, unreadable: the drop file's copy wins
+            return False

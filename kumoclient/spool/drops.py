@@ -6,7 +6,6 @@ folder fsynced, so it works with no daemon running and the daemon never sees hal
 
 from __future__ import annotations
 
-import contextlib
 import os
 import secrets
 import time
@@ -46,14 +45,8 @@ class DropFolder:
         blob = encode_drop(submission, created)
         tmp = self.incoming / f".{base}.tmp"
         with disk.oserrors(f"cannot write to {self.incoming}"):
-            try:
-                disk.write_file(tmp, blob, sync=True)
-                os.rename(tmp, self.incoming / drop_name(base))
-                disk.fsync_dir(self.incoming)
-            except OSError:
-                with contextlib.suppress(OSError):
-                    tmp.unlink()
-                raise
+            disk.write_replacing(tmp, self.incoming / drop_name(base), blob, sync=True)
+            disk.fsync_dir(self.incoming)
         return [msgid.message_id(base, i) for i in range(len(submission.recipients))]
 
     def pending(self) -> list[Path]:
@@ -63,13 +56,18 @@ class DropFolder:
         return [self.incoming / name for name in sorted(names)]
 
     async def read(self, path: Path) -> tuple[Submission, float]:
-        """A dropped submission and its creation time."""
+        """A dropped submission and its creation time (SpoolEntryCorrupt when the file is a
+        symbolic link: its target is never read)."""
         check_drop_name(path.name)
         with disk.oserrors(f"cannot read {path.name}", entry=True):
-            if os.stat(path).st_size <= READ_ON_LOOP:
-                line, newline, content = disk.read_whole(path).partition(b"\n")
-            else:
-                line, newline, content = await _read_off_loop(path)
+            fd = disk.open_read(path)
+            try:
+                if os.fstat(fd).st_size <= READ_ON_LOOP:
+                    line, newline, content = disk.read_fd(fd).partition(b"\n")
+                else:
+                    line, newline, content = await _read_off_loop(fd)
+            finally:
+                os.close(fd)
         if not newline:
             raise SpoolEntryCorrupt(f"{path.name}: corrupt incoming file: no header line")
         return decode_drop(path.name, line, content)
@@ -83,14 +81,13 @@ class DropFolder:
     def set_aside(self, path: Path, reason: str) -> None:
         """Move an unreadable drop file to quarantine/, with the reason (never raises)."""
         log.error("incoming file quarantined", file=path.name, reason=reason)
-        with contextlib.suppress(OSError):
-            os.replace(path, self.quarantine / path.name)
-            (self.quarantine / f"{path.name}.reason").write_text(reason + "\n")
+        disk.set_aside(path, self.quarantine, reason)
 
 
-async def _read_off_loop(path: Path) -> tuple[bytes, bytes, bytes]:
-    """The header line, its newline and the content, as `bytes.partition` gives them."""
-    async with aiofiles.open(path, "rb") as file:
+async def _read_off_loop(fd: int) -> tuple[bytes, bytes, bytes]:
+    """The header line, its newline and the content of the file open at `fd` (left open),
+    as `bytes.partition` gives them."""
+    async with aiofiles.open(fd, "rb", closefd=False) as file:
         line = await file.readline()
         # after a seek, read() returns the kernel's bytes with no copy of a buffered part
         await file.seek(len(line))

@@ -6,9 +6,10 @@ created, size, crc32 of the content, reception_protocol), `\\n`, then the conten
 the first attempt and taking precedence over the header's meta. A drop file: one JSON line
 (sender, recipients, meta per recipient or null, created, reception_protocol), then the content.
 
-Decoding raises SpoolEntryCorrupt for anything that does not have these shapes; what cannot
-be represented in them (a submission for more recipients than an id can number) is refused
-with SpoolError when encoding.
+Decoding raises SpoolEntryCorrupt for anything that does not have these shapes or whose values
+fields.py refuses (a NaN time, a number where an address belongs); what cannot be represented
+in them (a submission for more recipients than an id can number, a value fields.py would
+refuse on reading) is refused with SpoolError when encoding (`check_message`, `encode_drop`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Any
 from kumoclient.core import msgid
 from kumoclient.errors import SpoolEntryCorrupt, SpoolError
 from kumoclient.records import SpooledMessage
+from kumoclient.spool import fields
 
 MAGIC = b"KCSPOOL1 "
 HEADER_LIMIT = 1 << 20
@@ -85,7 +87,8 @@ def header_end(blob: bytes) -> int:
 
 
 def decode_header(blob: bytes, file_size: int, message_id: str) -> tuple[dict[str, Any], int]:
-    """The header of an entry and the offset where its content starts; checks the size.
+    """The header of an entry and the offset where its content starts; checks the size (and
+    the types of `size` and `crc32`; `message_from_header` checks the other fields).
 
     `blob` holds at least the header (`header_end`), `file_size` is the entry's size."""
     if not blob.startswith(MAGIC):
@@ -105,7 +108,9 @@ def decode_header(blob: bytes, file_size: int, message_id: str) -> tuple[dict[st
         header = json.loads(blob[start : start + length])
         if not isinstance(header, dict) or not set(header) >= _REQUIRED:
             raise ValueError("header lacks id, sender, recipient or size")
-        size = int(header["size"])
+        size = fields.count(header["size"], "size")
+        if "crc32" in header:
+            fields.count(header["crc32"], "crc32", fields.CRC_MAX)
     except _MALFORMED as exc:
         raise SpoolEntryCorrupt(
             f"{message_id}: corrupt header: {exc}", message_id=message_id
@@ -127,21 +132,13 @@ def check_content(header: dict[str, Any], content: bytes, message_id: str) -> by
 
 
 def message_from_header(header: dict[str, Any], message_id: str) -> SpooledMessage:
-    """The message a decoded header describes (its state as at reception)."""
+    """The message a decoded header describes (its state as at reception), every field
+    checked (fields.py)."""
     try:
-        message = SpooledMessage(
-            id=header["id"],
-            sender=header["sender"],
-            recipient=header["recipient"],
-            meta=dict(header.get("meta") or {}),
-            created=float(header.get("created", 0)),
-            size=int(header["size"]),
-            due=float(header.get("created", 0)),
-            reception_protocol=str(header.get("reception_protocol", "ESMTP")),
-        )
+        message = _message(header)
     except _MALFORMED as exc:
         raise SpoolEntryCorrupt(
-            f"{message_id}: header field of the wrong type: {exc}", message_id=message_id
+            f"{message_id}: corrupt header: {exc}", message_id=message_id
         ) from exc
     if message.id != message_id:
         raise SpoolEntryCorrupt(
@@ -151,37 +148,96 @@ def message_from_header(header: dict[str, Any], message_id: str) -> SpooledMessa
     return message
 
 
+def check_message(message: SpooledMessage) -> None:
+    """SpoolError for a message the spool would quarantine when reading it back (a library
+    caller's recipient that is not a mailbox, a NaN time): what is written can be read."""
+    try:
+        _checked(_header_fields(message))
+        _state(_state_fields(message))
+    except _MALFORMED as exc:
+        raise SpoolError(f"cannot spool {message.id}: {exc}") from exc
+
+
+def _header_fields(message: SpooledMessage) -> dict[str, Any]:
+    return {
+        "id": message.id,
+        "sender": message.sender,
+        "recipient": message.recipient,
+        "meta": message.meta,
+        "created": message.created,
+        "size": message.size,
+        "reception_protocol": message.reception_protocol,
+    }
+
+
+def _message(header: dict[str, Any]) -> SpooledMessage:
+    """The message of a header's fields, each checked."""
+    return SpooledMessage(**_checked(header))
+
+
+def _checked(header: dict[str, Any]) -> dict[str, Any]:
+    """A header's fields as SpooledMessage takes them, each checked (fields.py); absent
+    optional fields take the values entries without them always had."""
+    created = fields.time(header.get("created", 0.0), "created")
+    return {
+        "id": fields.text(header["id"], "id"),
+        "sender": fields.sender(header["sender"]),
+        "recipient": fields.recipient(header["recipient"]),
+        "meta": fields.meta(header.get("meta", {})),
+        "created": created,
+        "size": fields.count(header["size"], "size"),
+        "due": created,
+        "reception_protocol": fields.text(
+            header.get("reception_protocol", "ESMTP"), "reception_protocol"
+        ),
+    }
+
+
 # --- meta/<id>.json ----------------------------------------------------------------------------
 
 
 def encode_state(message: SpooledMessage) -> bytes:
     """The bytes of `meta/<id>.json`."""
-    return json.dumps(
-        {
-            "attempts": message.attempts,
-            "due": message.due,
-            "last_response": message.last_response,
-            "meta": message.meta,
-        },
-        separators=(",", ":"),
-    ).encode()
+    return json.dumps(_state_fields(message), separators=(",", ":")).encode()
+
+
+def _state_fields(message: SpooledMessage) -> dict[str, Any]:
+    return {
+        "attempts": message.attempts,
+        "due": message.due,
+        "last_response": message.last_response,
+        "meta": message.meta,
+    }
 
 
 def apply_state(message: SpooledMessage, blob: bytes) -> SpooledMessage:
-    """`message` with the state of its `meta/<id>.json`."""
+    """`message` with the state of its `meta/<id>.json`, every field checked (fields.py)."""
     try:
         state = json.loads(blob)
-        return replace(
-            message,
-            attempts=int(state["attempts"]),
-            due=float(state["due"]),
-            last_response=state.get("last_response"),
-            meta=dict(state.get("meta", message.meta)),
-        )
+        if not isinstance(state, dict):
+            raise ValueError("not a JSON object")
+        attempts, due, last_response, meta = _state(state)
     except _MALFORMED as exc:
         raise SpoolEntryCorrupt(
             f"{message.id}: corrupt metadata file: {exc}", message_id=message.id
         ) from exc
+    return replace(
+        message,
+        attempts=attempts,
+        due=due,
+        last_response=last_response,
+        meta=message.meta if meta is None else meta,
+    )
+
+
+def _state(state: dict[str, Any]) -> tuple[int, float, str | None, dict[str, str] | None]:
+    """attempts, due, last_response and meta (None: absent, the header's stands)."""
+    return (
+        fields.count(state["attempts"], "attempts", fields.ATTEMPTS_MAX),
+        fields.time(state["due"], "due"),
+        fields.optional_text(state.get("last_response"), "last_response"),
+        fields.meta(state["meta"]) if "meta" in state else None,
+    )
 
 
 # --- incoming/<base>.msg -----------------------------------------------------------------------
@@ -194,9 +250,12 @@ def drop_name(base: str) -> str:
 
 def encode_drop(submission: Submission, created: float) -> bytes:
     """The bytes of a drop file; SpoolError for a submission `decode_drop` would refuse."""
-    problem = _drop_problem(submission.sender, list(submission.recipients), submission.meta)
-    if problem:
-        raise SpoolError(f"cannot drop this submission: {problem}")
+    try:
+        _drop_envelope(submission.sender, list(submission.recipients), list(submission.meta))
+        fields.time(created, "created")
+        fields.text(submission.reception_protocol, "reception_protocol")
+    except ValueError as exc:
+        raise SpoolError(f"cannot drop this submission: {exc}") from exc
     header = json.dumps(
         {
             "sender": submission.sender,
@@ -219,43 +278,43 @@ def check_drop_name(name: str) -> str:
 
 def decode_drop(name: str, line: bytes, content: bytes) -> tuple[Submission, float]:
     """The submission of drop file `name` from its first line and the content after it, and
-    its creation time."""
+    its creation time; every field checked (fields.py)."""
     base = check_drop_name(name)
     try:
         header = json.loads(line)
-        sender, recipients = header["sender"], header["recipients"]
-        meta = tuple(header["meta"]) if header.get("meta") else ()
-        problem = _drop_problem(sender, recipients, meta)
-        if problem:
-            raise ValueError(problem)
+        if not isinstance(header, dict):
+            raise ValueError("not a JSON object")
+        meta = header.get("meta")
+        sender, recipients, metas = _drop_envelope(
+            header["sender"], header["recipients"], [] if meta is None else meta
+        )
         submission = Submission(
             sender=sender,
-            recipients=tuple(recipients),
+            recipients=recipients,
             content=content,
-            meta=meta,
+            meta=metas,
             base=base,
-            reception_protocol=str(header.get("reception_protocol", "Inject")),
+            reception_protocol=fields.text(
+                header.get("reception_protocol", "Inject"), "reception_protocol"
+            ),
         )
-        return submission, float(header["created"])
+        return submission, fields.time(header["created"], "created")
     except _MALFORMED as exc:
         raise SpoolEntryCorrupt(f"{name}: corrupt incoming file: {exc}") from exc
 
 
-def _drop_problem(sender: object, recipients: object, meta: tuple[Any, ...]) -> str:
-    """What is wrong with a drop file's envelope ('' when nothing)."""
-    if (
-        not isinstance(sender, str)
-        or not isinstance(recipients, list)
-        or not all(isinstance(r, str) and "@" in r for r in recipients)
-    ):
-        return "sender or recipients are not addresses"
+def _drop_envelope(
+    sender: Any, recipients: Any, meta: Any
+) -> tuple[str, tuple[str, ...], tuple[dict[str, str], ...]]:
+    """A drop file's envelope, checked: sender, recipients, meta per recipient (or none)."""
+    if not isinstance(recipients, list):
+        raise ValueError(f"recipients is {fields.kind(recipients)}, not an array")
     if not 0 < len(recipients) <= msgid.MAX_RECIPIENTS:
-        return "bad number of recipients"
-    if meta and (
-        len(meta) != len(recipients)
-        or not all(
-            isinstance(m, dict) and all(isinstance(v, str) for v in m.values()) for m in meta
-        )
-    ):
-        return "meta does not match the recipients"
-    return ""
+        raise ValueError("bad number of recipients")
+    if not isinstance(meta, list) or (meta and len(meta) != len(recipients)):
+        raise ValueError("meta does not match the recipients")
+    return (
+        fields.sender(sender),
+        tuple(fields.recipient(r) for r in recipients),
+        tuple(fields.meta(m) for m in meta),
+    )

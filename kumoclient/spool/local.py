@@ -63,11 +63,10 @@ class Spool:
     def remove_stale(self) -> None:
         """Remove the temporary files a crash left behind. A `.tmp` file was never
         acknowledged (acknowledgement comes after the rename), so deleting it loses nothing;
-        but only while no other process is writing to this spool."""
+        but only while no other process is writing to this spool. What cannot be unlinked
+        (a directory someone made there) is moved to quarantine/."""
         with disk.oserrors("cannot remove the spool's temporary files"):
-            for folder in (self.data, self.meta, self.incoming):
-                for stale in folder.glob(".*.tmp"):
-                    stale.unlink(missing_ok=True)
+            disk.remove_temporary((self.data, self.meta, self.incoming), self.quarantine)
 
     async def start(self, *, clean: bool = True) -> None:
         """Start the group-commit worker; first `remove_stale()` unless `clean` is False
@@ -111,12 +110,15 @@ class Spool:
     ) -> None:
         """Write the messages durably; returns only once they would survive a crash.
         `fresh=False`: some may be in the spool already (an `incoming/` file picked up again
-        after a crash); those are left as they are. SpoolUnavailable when they cannot be
-        written (then none of them is in the spool).
+        after a crash); those are left as they are when intact. SpoolUnavailable when they
+        cannot be written (then none of them is in the spool); SpoolError, before anything
+        is written, for a message that reading it back would quarantine (fields.py).
 
         A caller that is cancelled while waiting (the client hung up) does not cancel the
         commit: its messages are written anyway, as after any unacknowledged submission.
         """
+        for message in messages:
+            entry.check_message(message)
         await self._commit.store([(m, content) for m in messages], fresh)
 
     # --- updating and removing ------------------------------------------------------------
@@ -131,36 +133,34 @@ class Spool:
 
     def _remove(self, message_id: str) -> None:
         with disk.oserrors(f"cannot remove {message_id}", message_id=message_id):
-            for path in (
-                f"{self._meta_prefix}{message_id}.json",
-                f"{self._data_prefix}{message_id}",
-            ):
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(path)
+            disk.unlink(f"{self._meta_prefix}{message_id}.json", f"{self._data_prefix}{message_id}")
             disk.fsync_dir(self.data)
 
     def apply(self, updates: list[SpooledMessage], removals: list[str]) -> None:
-        """Write many metadata updates and removals, then make them durable at once.
+        """Write many metadata updates and removals, then make them durable at once (with
+        syncfs; when it fails, each file written and the folders are fsynced instead).
 
         Blocking (run it in a thread). Callers make the final log records of `removals`
-        durable first (SPEC 1, invariant 2).
+        durable first (SPEC 1, invariant 2). A failure leaves no temporary file behind.
         """
         removed = set(removals)
+        written: list[str] = []
         with disk.oserrors("cannot update the spool"):
             for message in updates:
                 if message.id not in removed:
+                    final = f"{self._meta_prefix}{message.id}.json"
                     tmp = f"{self._meta_prefix}.{message.id}.json.tmp"
-                    disk.write_file(tmp, entry.encode_state(message), sync=not self._syncer.batched)
-                    os.rename(tmp, f"{self._meta_prefix}{message.id}.json")
+                    blob = entry.encode_state(message)
+                    disk.write_replacing(tmp, final, blob, sync=not self._syncer.batched)
                     self._stated.add(message.id)
+                    written.append(final)
             for message_id in removals:
                 if message_id in self._stated:
                     self._stated.discard(message_id)
-                    with contextlib.suppress(FileNotFoundError):
-                        os.unlink(f"{self._meta_prefix}{message_id}.json")
+                    disk.unlink(f"{self._meta_prefix}{message_id}.json")
                 with contextlib.suppress(FileNotFoundError):
                     self._pool.give(f"{self._data_prefix}{message_id}", message_id)
-            self._syncer.sync(self.meta, self.data)
+            self._syncer.sync(written, (self.meta, self.data))
 
     # --- reading ---------------------------------------------------------------------------
 
@@ -243,13 +243,14 @@ class Spool:
 
     def quarantine_entry(self, name: str, reason: str) -> None:
         """Move an unreadable entry (and its metadata) to quarantine/, with the reason; never
-        raises (what cannot be moved stays, and is met again at the next start)."""
+        raises (what cannot be moved stays, and is met again at the next start). `name` is
+        a file name in data/ (a path or `..` is refused: nothing outside the spool moves)."""
         log.error("spool entry quarantined", id=name, reason=reason)
-        for source in (self.data / name, self.meta / f"{name}.json"):
+        if not name or os.sep in name or name in (".", ".."):
+            return
+        if disk.set_aside(self.data / name, self.quarantine, reason):
             with contextlib.suppress(OSError):  # FileNotFoundError: it has no metadata file
-                os.replace(source, self.quarantine / source.name)
-        with contextlib.suppress(OSError):
-            (self.quarantine / f"{name}.reason").write_text(reason + "\n")
+                os.replace(self.meta / f"{name}.json", self.quarantine / f"{name}.json")
 
     def ids(self) -> list[str]:
         """The ids currently in `data/`."""

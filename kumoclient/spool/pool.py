@@ -8,12 +8,19 @@ messages/s (docs/performance.md). So a message that leaves the spool is renamed 
 message takes one of those files (an atomic rename, so processes sharing the spool never take
 the same one), writes over it and cuts it to length. What `free/` holds is never read: a
 recycled file counts only once it is renamed into `data/` and synced like any other.
+
+Only plain files of the spool's own are recycled: a symbolic link (or anything not a regular
+file) met when listing free/ is unlinked, never followed; a file with another hard link is
+not kept when freed, and disk.open_recycled checks again once a file is taken (a link may
+have been put at a listed name meanwhile).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
+import stat
 import threading
 import time
 
@@ -52,8 +59,7 @@ class FilePool:
                 if now - self._listed < _POOL_RELIST:
                     return False
                 self._listed = now
-                with os.scandir(self.prefix) as entries:
-                    self._names = [e.name for e in entries]
+                self._names = self._list()
                 random.shuffle(self._names)  # other processes list the same names
                 if not self._names:
                     return False
@@ -62,6 +68,18 @@ class FilePool:
             except FileNotFoundError:
                 continue  # taken by another process
             return True
+
+    def _list(self) -> list[str]:
+        """The names of the plain files of free/; symbolic links are unlinked."""
+        names: list[str] = []
+        with os.scandir(self.prefix) as entries:
+            for entry in entries:
+                if entry.is_file(follow_symlinks=False):
+                    names.append(entry.name)
+                elif entry.is_symlink():
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(entry.path)
+        return names
 
     def give(self, path: str, name: str) -> None:
         """Keep the file at `path` for a later message, or unlink it (pool full, too large);
@@ -75,10 +93,15 @@ class FilePool:
             self._counted = now
             with os.scandir(self.prefix) as entries:
                 self._size = sum(1 for _ in entries)
-        if 0 <= self._size < POOL_LIMIT and os.stat(path).st_size <= POOL_FILE_LIMIT:
+        if 0 <= self._size < POOL_LIMIT and _recyclable(os.lstat(path)):
             os.rename(path, f"{self.prefix}{name}")
             self._size += 1
             if len(self._names) < POOL_LIMIT:  # (stale when other processes take them)
                 self._names.append(name)  # this process's next take needs no listing
         else:
             os.unlink(path)
+
+
+def _recyclable(info: os.stat_result) -> bool:
+    """A freed file worth keeping: a plain file, small, with no other name."""
+    return stat.S_ISREG(info.st_mode) and info.st_nlink == 1 and info.st_size <= POOL_FILE_LIMIT

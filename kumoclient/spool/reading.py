@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 
 from kumoclient.core import msgid
-from kumoclient.errors import SpoolEntryCorrupt
+from kumoclient.errors import SpoolEntryCorrupt, SpoolEntryMissing
 from kumoclient.records import SpooledMessage
 from kumoclient.spool import disk, entry
 
@@ -20,9 +20,12 @@ WHOLE_READ = 64 * 1024  # entries up to this size are read whole in one call
 
 
 def read_content(data_prefix: str, message_id: str) -> bytes:
-    """The content of entry `message_id`, checked against its size and CRC (blocking)."""
+    """The content of entry `message_id`, checked against its size and CRC (blocking);
+    SpoolEntryMissing for a name that is no message id (no entry can have it)."""
+    if not msgid.is_message_id(message_id):
+        raise SpoolEntryMissing(f"{message_id!r} is not a message id", message_id=message_id)
     with disk.oserrors(f"cannot read {message_id}", message_id=message_id, entry=True):
-        fd = os.open(f"{data_prefix}{message_id}", os.O_RDONLY)
+        fd = disk.open_read(f"{data_prefix}{message_id}")
         try:
             blob, size = _read_head(fd)
             header, start = entry.decode_header(blob, size, message_id)
@@ -46,7 +49,7 @@ def read_message(
         raise SpoolEntryCorrupt(f"unexpected file name {message_id!r}", message_id=message_id)
     with disk.oserrors(f"cannot read {message_id}", message_id=message_id, entry=True):
         # a plain descriptor: open() would add fstat and ioctl calls
-        fd = os.open(f"{data_prefix}{message_id}", os.O_RDONLY)
+        fd = disk.open_read(f"{data_prefix}{message_id}")
         try:
             blob, size = _read_head(fd)
         finally:
@@ -56,12 +59,23 @@ def read_message(
     if size == len(blob):  # the whole entry is here: check it once, keep the content
         content = entry.check_content(header, blob[start:], message_id)
     message = entry.message_from_header(header, message_id)
-    meta_path = f"{meta_prefix}{message_id}.json"
-    if has_state or (has_state is None and os.path.exists(meta_path)):
-        with disk.oserrors(f"cannot read {message_id}.json", message_id=message_id, entry=True):
-            blob = disk.read_whole(meta_path)
-        message = entry.apply_state(message, blob)
+    if has_state is not False:
+        state = _read_state(f"{meta_prefix}{message_id}.json", message_id, has_state is None)
+        if state is not None:
+            message = entry.apply_state(message, state)
     return message, content
+
+
+def _read_state(path: str, message_id: str, optional: bool) -> bytes | None:
+    """The bytes of a metadata file; None when there is none and it is `optional` (else
+    SpoolEntryMissing: the listing saw it, so the message was removed meanwhile)."""
+    with disk.oserrors(f"cannot read {message_id}.json", message_id=message_id, entry=True):
+        try:
+            return disk.read_whole(path)
+        except FileNotFoundError:
+            if optional:
+                return None
+            raise
 
 
 def _read_head(fd: int) -> tuple[bytes, int]:

@@ -1,9 +1,11 @@
-"""What the spool's tests share: a submission, storing it, real spool directories, a full disk."""
+"""What the spool's tests share: a submission, storing it, real spool directories, a full disk,
+entries with chosen headers, files outside the spool that must stay untouched."""
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import json
 import os
 import subprocess
 from collections.abc import Iterator
@@ -71,3 +73,36 @@ def immutable(folder: Path) -> Iterator[Path]:
         yield folder
     finally:
         subprocess.run(["chattr", "-i", str(folder)], check=True)
+
+
+def write_header(path: Path, header: dict[str, object], content: bytes) -> None:
+    """Write an entry with exactly this header (JSON as Python writes it: NaN and Infinity
+    included) and content: what a damaged or hand-made file can hold."""
+    encoded = json.dumps(header).encode()
+    path.write_bytes(b"KCSPOOL1 " + str(len(encoded)).encode() + b"\n" + encoded + b"\n" + content)
+
+
+def rewrite_header(path: Path, **changes: object) -> None:
+    """Change fields of an entry's header in place, its content kept."""
+    _magic, raw, content = path.read_bytes().split(b"\n", 2)
+    write_header(path, {**json.loads(raw), **changes}, content)
+
+
+class Outside:
+    """Files outside the spool, with the bytes each held when made."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        folder.mkdir()
+        self.files: dict[Path, bytes] = {}
+
+    def file(self, name: str, blob: bytes) -> Path:
+        path = self.folder / name
+        path.write_bytes(blob)
+        self.files[path] = blob
+        return path
+
+    def unchanged(self) -> bool:
+        return all(
+            not path.is_symlink() and path.read_bytes() == blob for path, blob in self.files.items()
+        )

@@ -96,7 +96,7 @@ async def test_a_file_inject_does_not_write_is_corrupt(tmp_path: Path) -> None:
 
 def test_a_submission_the_pick_up_would_refuse_is_not_dropped(tmp_path: Path) -> None:
     spool = Spool(tmp_path / "spool")
-    with pytest.raises(SpoolError, match="not addresses"):
+    with pytest.raises(SpoolError, match="recipient is not an address"):
         spool.drop(Submission("s@example.com", ("nobody",), b"x\r\n"))
     with pytest.raises(SpoolError, match="bad number of recipients"):
         spool.drop(Submission("s@example.com", (), b"x\r\n"))
