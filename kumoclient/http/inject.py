@@ -18,6 +18,7 @@ from kumoclient.errors import BadInjectRequest, HttpError, SubmissionRefused
 from kumoclient.http.inject_message import generate
 from kumoclient.http.inject_request import parse_request
 from kumoclient.http.server import Client
+from kumoclient.http.templates import RenderClock
 
 log = logs.get_logger(__name__)
 
@@ -55,8 +56,14 @@ class InjectService:
         fails, 503 when the spool cannot take the messages (nothing spooled in each case)."""
         try:
             request = parse_request(body)
-            # rendering and MIME building are CPU work: off the event loop
-            messages = await asyncio.to_thread(generate, request)
+            # rendering and MIME building are CPU work: off the event loop; given up (the
+            # client gone, the daemon stopping), the templates stop at their next step
+            clock = RenderClock()
+            try:
+                messages = await asyncio.to_thread(generate, request, clock)
+            except asyncio.CancelledError:
+                clock.cancel()
+                raise
         except BadInjectRequest as exc:
             log.info("inject request refused", peer=client.address, error=str(exc))
             raise HttpError(400, str(exc)) from exc

@@ -25,8 +25,6 @@ from email.utils import formatdate, make_msgid
 from typing import Any
 
 import jinja2
-from jinja2.exceptions import SecurityError
-from jinja2.sandbox import SandboxedEnvironment
 
 from kumoclient.core.address import split_mailbox, unquote_local_part
 from kumoclient.errors import BadInjectRequest
@@ -37,6 +35,7 @@ from kumoclient.http.inject_request import (
     Recipient,
     check_address,
 )
+from kumoclient.http.templates import CLOCK, OverLimit, RenderClock, Sandbox
 
 # 7-bit transfer encodings (quoted-printable, base64) for non-ASCII text: deliverable to
 # servers without 8BITMIME
@@ -51,36 +50,8 @@ _LINE_END = re.compile(r"\r\n|\r|\n")
 
 # --- templates -----------------------------------------------------------------------------
 
-MAX_SEQUENCE = 1024 * 1024  # longest string or list that `*` may make in a template
-MAX_EXPONENT = 1000
-
-
-class _Sandbox(SandboxedEnvironment):
-    """Jinja's sandbox (no access to Python internals) that also refuses the two operators
-    that make huge values from a short template: `'x' * 10**9` and `9 ** 9 ** 9`. (The
-    API serves trusted or authenticated clients; this is not a CPU-time limit.)"""
-
-    intercepted_binops = frozenset({"*", "**"})
-
-    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
-        if operator == "**" and isinstance(right, int) and abs(right) > MAX_EXPONENT:
-            raise SecurityError(f"exponent {right} is over the limit of {MAX_EXPONENT}")
-        if operator == "*":
-            for sequence, count in ((left, right), (right, left)):
-                if (
-                    isinstance(sequence, str | list | tuple)
-                    and isinstance(count, int)
-                    and len(sequence) * count > MAX_SEQUENCE
-                ):
-                    raise SecurityError(
-                        f"'*' would make {len(sequence) * count} items, "
-                        f"over the limit of {MAX_SEQUENCE}"
-                    )
-        return super().call_binop(context, operator, left, right)
-
-
-_TEXT = _Sandbox(keep_trailing_newline=True, autoescape=False)
-_HTML = _Sandbox(keep_trailing_newline=True, autoescape=True)
+_TEXT = Sandbox(html=False)
+_HTML = Sandbox(html=True)
 
 Render = Callable[[Mapping[str, Any]], str]
 
@@ -90,7 +61,7 @@ def _compile(source: str, where: str, dialect: str, *, html: bool = False) -> Re
         return lambda variables: source
     environment = _HTML if html else _TEXT
     try:
-        template = environment.from_string(source)
+        template = environment.from_source(source)
     except jinja2.TemplateSyntaxError as exc:
         raise BadInjectRequest(
             f"{where}: template syntax error at line {exc.lineno}: {exc.message}"
@@ -98,9 +69,12 @@ def _compile(source: str, where: str, dialect: str, *, html: bool = False) -> Re
 
     def render(variables: Mapping[str, Any]) -> str:
         try:
-            return template.render(variables)
+            text: str = template.render(variables)
+        except OverLimit as exc:
+            raise BadInjectRequest(f"{where}: template stopped: {exc}") from exc
         except Exception as exc:  # whatever a template raises is the request's problem
             raise BadInjectRequest(f"{where}: template error: {type(exc).__name__}: {exc}") from exc
+        return text
 
     return render
 
@@ -301,13 +275,25 @@ class _Compiled:
         msg.set_payload(list(body.iter_parts()))
 
 
-def generate(request: InjectRequest) -> list[Generated]:
-    """Every recipient's message; BadInjectRequest for a template or build problem."""
+def generate(request: InjectRequest, clock: RenderClock | None = None) -> list[Generated]:
+    """Every recipient's message; BadInjectRequest for a template or build problem, or a
+    recipient's message over the templates' time bound (`clock`, restarted per recipient;
+    cancelling it stops the generation)."""
+    clock = clock or RenderClock()
+    token = CLOCK.set(clock)
+    try:
+        return _generate(request, clock)
+    finally:
+        CLOCK.reset(token)
+
+
+def _generate(request: InjectRequest, clock: RenderClock) -> list[Generated]:
     compiled = _Compiled(request)
     messages: list[Generated] = []
     distinct: dict[bytes, bytes] = {}  # equal contents share one object (and one count)
     total = 0
     for recipient in request.recipients:
+        clock.restart()
         generated = compiled.message(recipient)
         content = distinct.setdefault(generated.content, generated.content)
         if content is generated.content:
