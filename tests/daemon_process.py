@@ -49,6 +49,7 @@ class DaemonProcess:
         self.cwd = cwd
         self.proc: subprocess.Popen[bytes] | None = None
         self.extra_args: list[str] = []  # more `kumoclient run` options, e.g. --http
+        self.nofile: int | None = None  # RLIMIT_NOFILE (soft and hard) of the daemon
         home = data_dir.parent if data_dir is not None else (cwd or Path.cwd())
         self.stderr_path = home / f"daemon-{self.port}.stderr"
 
@@ -59,6 +60,8 @@ class DaemonProcess:
         if self.policy is not None:
             args += ["--policy", str(self.policy)]
         args += self.extra_args
+        if self.nofile:  # util-linux's prlimit: no preexec_fn in a test process with threads
+            args = ["prlimit", f"--nofile={self.nofile}:{self.nofile}", "--", *args]
         self.stderr_path.parent.mkdir(parents=True, exist_ok=True)
         with self.stderr_path.open("ab") as stderr:
             self.proc = subprocess.Popen(
