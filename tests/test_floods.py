@@ -178,9 +178,8 @@ def test_one_address_past_its_limit_gets_421_while_others_are_served(
         floods = [flood(daemon.port, 8, source) for source in ("127.0.0.2", "127.0.0.3")]
         try:
             for source, (_, replies) in zip(("127.0.0.2", "127.0.0.3"), floods, strict=True):
-                assert [r[:9] for r in replies] == ["220 " + r[4:9] for r in replies[:5]] + [
-                    "421 4.7.0"
-                ] * 3
+                assert [r[:3] for r in replies] == ["220"] * 5 + ["421"] * 3
+                assert all(r.startswith("421 4.7.0 ") for r in replies[5:])
                 assert all(f"too many connections from {source}" in r for r in replies[5:])
             assert submit(daemon.port, ["local@example.net"], MESSAGE).startswith("250 ")
             wait_for(lambda: handler.received["local@example.net"] == 1, timeout=30)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from kumoclient.errors import ConfigError
-from kumoclient.listener.limits import session_cap
+from kumoclient.listener.limits import DataBudget, session_cap
 from kumoclient.policy import config
 from tests.smtp_client import Client
 from tests.test_listener import MESSAGE, Rig, make_rig, open_data
@@ -194,3 +194,38 @@ def test_sessions_are_capped_by_the_descriptors_less_a_reserve() -> None:
     ]
     assert session_cap(100, 1024) == 100  # max_connections, when it is lower
     assert session_cap(32768, 64) == 1  # never none
+
+
+class Sessionish:
+    """What the budget sees of a session (the budget is a pure bookkeeper: its rules are
+    tested here directly, and over real sockets above)."""
+
+    def __init__(self) -> None:
+        self.held = 0
+        self.closed = False
+        self.resumed = 0
+
+    def budget_resumed(self) -> None:
+        self.resumed += 1
+
+
+def test_the_budget_lets_one_session_past_it_and_hands_that_on_in_turn() -> None:
+    budget = DataBudget(100)
+    a, b, c = Sessionish(), Sessionish(), Sessionish()
+    assert budget.set(a, 60)
+    assert budget.set(b, 30)
+    assert budget.set(a, 150)  # past the budget: the first to meet it goes on
+    assert budget.holder is a
+    assert not budget.set(b, 60)  # the others wait, in turn
+    assert not budget.set(c, 10)
+    assert list(budget.waiting) == [b, c]
+    # a pipelining holder keeps its place for one message only
+    budget.finished(a)
+    assert budget.holder is b
+    assert (b.resumed, c.resumed) == (1, 0)
+    c.closed = True  # gone while waiting: skipped
+    assert budget.set(c, 0)
+    assert budget.set(a, 0)
+    assert budget.set(b, 0)  # all given back: nothing waits, nobody holds
+    assert (budget.held, budget.holder, list(budget.waiting)) == (0, None, [])
+    assert c.resumed == 0

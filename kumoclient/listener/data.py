@@ -73,5 +73,6 @@ async def _store(session: Session, mail: MailFrom, rcpts: list[str], content: by
         reply = "451 4.3.0 Local error in processing, try again later"
     del content
     session.storing = 0
+    session.listener.budget.finished(session)
     session.out.append(reply)
     session.resume()

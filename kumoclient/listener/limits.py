@@ -155,6 +155,13 @@ class DataBudget:
         self.waiting.append(who)
         return False
 
+    def finished(self, who: Holder) -> None:
+        """`who` has stored (or refused) a message: it goes past the budget no longer (a client
+        pipelining its messages does not keep that for ever)."""
+        if self.holder is who:
+            self.holder = None
+            self._wake()
+
     def _wake(self) -> None:
         """Let waiting sessions read again: all of them while the budget has room, else the
         first as the new holder."""
