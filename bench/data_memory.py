@@ -3,8 +3,10 @@
 Starts a real daemon (a policy allowing `--size` messages and setting `max_data_in_memory`
 to `--budget`), sends `--clients` messages of `--size` MiB at once over SMTP, waits for every
 `250`, and reports the daemon's resident memory before (VmRSS) and at its peak (VmHWM, from
-/proc). Run it with `--source DIR` to measure another checkout of kumoclient (for instance the
-listener before the memory budget: `git archive <commit> | tar -x -C DIR`).
+/proc). The final dots go out once every client has sent all its data or made no progress
+for 2 s (the daemon stopped reading from it): the time includes those 2 s when it did. With
+`--source DIR` it measures another checkout of kumoclient (for instance the listener before
+the memory budget: `git archive <commit> kumoclient | tar -x -C DIR`).
 
     python bench/data_memory.py [--clients 12] [--size 25] [--budget 64MiB] [--source DIR]
 """
@@ -57,8 +59,13 @@ async def send(port: int, content: bytes, sent: asyncio.Barrier) -> str:
         writer.write(b"DATA\r\n")
         await reply()
         writer.write(content)
-        with contextlib.suppress(TimeoutError):  # the daemon stopped reading: its budget
-            await asyncio.wait_for(writer.drain(), 10)
+        transport = writer.transport
+        while transport.get_write_buffer_size():
+            left = transport.get_write_buffer_size()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(writer.drain(), 2)
+            if transport.get_write_buffer_size() == left:
+                break  # no progress for 2 s: the daemon stopped reading (its memory budget)
         await sent.wait()
         writer.write(b".\r\n")
         await writer.drain()
