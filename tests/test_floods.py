@@ -39,14 +39,24 @@ def sink() -> Iterator[tuple[CountingSink, int]]:
 
 
 def start(
-    tmp_path: Path, mx_port: int, listener: str = "", nofile: int | None = None
+    tmp_path: Path,
+    mx_port: int,
+    listener: str = "",
+    nofile: int | None = None,
+    listeners: tuple[int, ...] = (),
 ) -> DaemonProcess:
     """A daemon delivering everything to 127.0.0.1:`mx_port`, its SMTP listener with the
-    keys in `listener` (Lua), under a descriptor limit `nofile`."""
+    keys in `listener` (Lua), under a descriptor limit `nofile`; or, given `listeners`, a
+    listener on each of these ports (`--listen` would keep the first only)."""
+    init = f"kumo.start_esmtp_listener {{ {listener} }}"
+    if listeners:
+        init = " ".join(
+            f"kumo.start_esmtp_listener {{ listen = '127.0.0.1:{p}' }}" for p in listeners
+        )
     policy = tmp_path / "policy.lua"
     policy.write_text(
         f"""
-kumo.on('init', function() kumo.start_esmtp_listener {{ {listener} }} end)
+kumo.on('init', function() {init} end)
 kumo.on('get_queue_config', function(domain, tenant, campaign, routing_domain)
   return kumo.make_queue_config {{
     retry_interval = '1s', protocol = {{ smtp = {{ mx_list = {{ '127.0.0.1:{mx_port}' }} }} }},
@@ -59,8 +69,9 @@ kumo.on('get_egress_path_config', function(routing_domain, egress_source, site_n
 end)
 """
     )
-    daemon = DaemonProcess(tmp_path / "data", policy)
+    daemon = DaemonProcess(tmp_path / "data", policy, port=listeners[0] if listeners else None)
     daemon.nofile = nofile
+    daemon.listen_option = not listeners
     return daemon.start()
 
 
@@ -163,6 +174,29 @@ def test_idle_sockets_past_the_limit_get_421_and_the_daemon_keeps_its_descriptor
         assert "Too many open files" not in daemon.stderr()
         assert daemon.stop() == 0
         assert handler.received == {"injected@example.net": 1, "after@example.net": 1}
+    finally:
+        daemon.kill()
+
+
+def test_two_listeners_share_the_descriptors_of_their_process(
+    tmp_path: Path, sink: tuple[CountingSink, int]
+) -> None:
+    """The reserve is the process's: two listeners under 256 descriptors take 192 sessions
+    between them, not 192 each."""
+    _, mx_port = sink
+    second = free_port()
+    daemon = start(tmp_path, mx_port, nofile=256, listeners=(free_port(), second))
+    try:
+        first_flood, first = flood(daemon.port, 150)
+        second_flood, then = flood(second, 150)
+        try:
+            greeted = [r for r in first + then if r.startswith("220 ")]
+            assert (len(greeted), sum(r.startswith("220 ") for r in first)) == (192, 150)
+            assert all(r.startswith("421 4.7.0 ") for r in then[42:])
+        finally:
+            close_all(first_flood + second_flood)
+        assert submit_when_free(second, "second@example.net").startswith("250 ")
+        assert daemon.stop() == 0
     finally:
         daemon.kill()
 

@@ -1,12 +1,12 @@
 """What one listener's clients may hold: connections (in all, per client address, within the
 process's descriptor limit) and the memory of the DATA sections in flight.
 
-Connections: a listener takes at most `max_connections` sessions, and never so many that the
-process's descriptors (RLIMIT_NOFILE, read when the listener starts) run short for the spool,
-the log, the drop folder and outbound SMTP: a quarter of them (at least RESERVE_MIN) is kept
-for those. A client address holds at most `max_connections_per_client` sessions, unless it is
-one of `relay_hosts` (Postfix exempts `$mynetworks` the same way). A connection past a limit is
-told `421 4.7.0` and closed at once.
+Connections: a listener takes at most `max_connections` sessions, and the listeners of a
+process never so many that its descriptors (RLIMIT_NOFILE, read when a listener starts) run
+short for the spool, the log, the drop folder and outbound SMTP: a quarter of them (at least
+RESERVE_MIN) is kept for those. A client address holds at most `max_connections_per_client`
+sessions of a listener, unless it is one of `relay_hosts` (Postfix exempts `$mynetworks` the
+same way). A connection past a limit is told `421 4.7.0` and closed at once.
 
 Memory: a session's DATA bytes count against the listener's budget (`max_data_in_memory`) from
 their arrival until the message is stored or dropped. A session that would grow past the
@@ -62,13 +62,30 @@ def session_cap(max_connections: int, limit: int) -> int:
     return max(1, min(max_connections, limit - descriptor_reserve(limit)))
 
 
+class ProcessSessions:
+    """The sessions of every listener of this process, against what the descriptors allow
+    (one object per process: the reserve is the process's, however many listeners)."""
+
+    def __init__(self) -> None:
+        self.open = 0
+        self.cap = 1 << 30
+
+    def size(self, limit: int) -> int:
+        """Size the cap from the descriptor `limit` (each listener does at its start)."""
+        self.cap = max(1, limit - descriptor_reserve(limit))
+        return self.cap
+
+
+PROCESS = ProcessSessions()
+
+
 class ConnectionLimits:
     """Counts a listener's sessions, in all and per client address, and admits new ones."""
 
     def __init__(
-        self, cap: int, per_client: int, exempt: Callable[[str], bool], hostname: str
+        self, max_connections: int, per_client: int, exempt: Callable[[str], bool], hostname: str
     ) -> None:
-        self.cap = cap
+        self.max_connections = max_connections
         self.per_client = per_client
         self.exempt = exempt  # client addresses with no per-address limit (relay_hosts)
         self.open = 0
@@ -78,9 +95,14 @@ class ConnectionLimits:
         self.refused = 0  # since the last log line
         self.logged_at = -REFUSAL_LOG_INTERVAL
 
+    @property
+    def cap(self) -> int:
+        """The most sessions this listener may have now."""
+        return min(self.max_connections, PROCESS.cap)
+
     def admit(self, host: str) -> str | None:
         """Count a new session from `host`: None, or the 421 reply refusing it."""
-        if self.open >= self.cap:
+        if self.open >= self.max_connections or PROCESS.open >= PROCESS.cap:
             return self._refuse(host, "max_connections", self.full_reply)
         if not self.exempt(host):
             count = self.by_client.get(host, 0)
@@ -89,11 +111,13 @@ class ConnectionLimits:
                 return self._refuse(host, "max_connections_per_client", reply)
             self.by_client[host] = count + 1
         self.open += 1
+        PROCESS.open += 1
         return None
 
     def release(self, host: str) -> None:
         """A session `admit` counted has ended."""
         self.open -= 1
+        PROCESS.open -= 1
         count = self.by_client.get(host)
         if count is not None:  # (an exempt host is not in by_client)
             if count <= 1:

@@ -113,6 +113,28 @@ def bind_listener(config: EsmtpListenerConfig) -> socket.socket:
     return sock
 
 
+def _bind_all(config: EsmtpListenerConfig) -> list[socket.socket]:
+    """What asyncio's create_server binds for `config.listen`: a listening socket for each
+    address its host resolves to (`localhost`: 127.0.0.1 and ::1)."""
+    host, port = split_listen(config.listen)
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    sockets: list[socket.socket] = []
+    try:
+        for family, kind, proto, _, address in dict.fromkeys(infos):
+            sock = socket.socket(family, kind, proto)
+            sockets.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind(address)
+            sock.listen(BACKLOG)
+    except OSError:
+        for sock in sockets:
+            sock.close()
+        raise
+    return sockets
+
+
 async def finish_in_flight(timeout: float) -> int:
     """Wait up to `timeout` seconds for the messages being stored when the listeners were
     closed, so that each gets its reply before the spool and the log close; returns how many
@@ -129,7 +151,7 @@ async def start_listener(
     """Listen on `config.listen` (OSError when the address cannot be had, ConfigError when it
     is not HOST:PORT), or accept on `sock` (from bind_listener)."""
     listener = Listener(config, accept)
-    server = SmtpServer(listener, [sock if sock is not None else bind_listener(config)])
+    server = SmtpServer(listener, [sock] if sock is not None else _bind_all(config))
     log.info(
         "esmtp listener started",
         listen=config.listen,

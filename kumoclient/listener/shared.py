@@ -9,7 +9,7 @@ import ssl
 from collections.abc import Awaitable, Callable
 
 from kumoclient.core.networks import address_in
-from kumoclient.listener.limits import ConnectionLimits, DataBudget, descriptor_limit, session_cap
+from kumoclient.listener.limits import PROCESS, ConnectionLimits, DataBudget, descriptor_limit
 from kumoclient.records import EsmtpListenerConfig
 
 # sender, recipients, content, peer address, SMTPUTF8 → the 250 reply
@@ -35,11 +35,9 @@ class Listener:
         self.ehlo_reply = self._ehlo(offer_tls=False)
         self.ehlo_reply_tls = self._ehlo(offer_tls=self.tls is not None)
         self.descriptors = descriptor_limit()
+        PROCESS.size(self.descriptors)
         self.limits = ConnectionLimits(
-            session_cap(config.max_connections, self.descriptors),
-            config.max_connections_per_client,
-            self.may_relay,
-            self.hostname,
+            config.max_connections, config.max_connections_per_client, self.may_relay, self.hostname
         )
         self.budget = DataBudget(config.max_data_in_memory)
 
