@@ -1,10 +1,16 @@
 """The inject API's templates within their time and size bounds: runaway loops, recursion and
-outputs that would be huge are stopped with a 400 reason, ordinary templates are untouched
-(tests/test_floods.py drives a runaway template through a real daemon)."""
+outputs that would be huge are stopped with a 400 reason, ordinary templates are untouched;
+and a runaway template sent to a real daemon, which goes on serving and stops on SIGTERM."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import json
 import threading
+import urllib.error
+import urllib.request
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,6 +19,8 @@ from kumoclient.errors import BadInjectRequest
 from kumoclient.http.inject_message import generate
 from kumoclient.http.inject_request import parse_request
 from kumoclient.http.templates import OUTPUT_LIMIT, RenderClock
+from tests.daemon_process import DaemonProcess, free_port
+from tests.test_daemon import submit
 
 BIG = "{% set big = 'y' * 1048576 %}"  # 1 MiB: as large as `*` may make
 
@@ -135,3 +143,63 @@ def test_a_render_given_up_from_another_thread_stops_at_its_next_step() -> None:
     thread.join(10)
     assert not thread.is_alive()  # ... and stops once given up
     assert "the request was given up" in str(outcome[0])
+
+
+def post(port: int, path: str, body: object | None = None) -> tuple[int, dict[str, object]]:
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=data)
+    try:
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            return answer.status, json.loads(answer.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+RUNAWAY = {
+    "envelope_sender": "a@example.com",
+    "recipients": [{"email": "b@example.net"}],
+    "content": "Subject: x\n\n{% for a in range(100000) %}{% for b in range(100000) %}"
+    "{% endfor %}{% endfor %}\n",
+}
+
+
+@pytest.mark.slow
+def test_a_runaway_template_gets_400_and_the_daemon_answers_meanwhile_and_stops(
+    tmp_path: Path,
+) -> None:
+    """A template looping 10**10 times is stopped at its time bound (2 s) with a 400; while it
+    runs, the daemon answers HTTP and SMTP; SIGTERM during another one stops the daemon."""
+    http_port = free_port()
+    daemon = DaemonProcess(tmp_path / "data")
+    daemon.extra_args = ["--http", f"127.0.0.1:{http_port}"]
+    daemon.start()
+    try:
+
+        async def meanwhile() -> tuple[tuple[int, dict[str, object]], str, int]:
+            runaway = asyncio.ensure_future(
+                asyncio.to_thread(post, http_port, "/api/inject/v1", RUNAWAY)
+            )
+            await asyncio.sleep(0.5)
+            message = b"Subject: meanwhile\r\n\r\nhi\r\n"
+            smtp = await asyncio.to_thread(submit, daemon.port, ["b@example.net"], message)
+            live, _ = await asyncio.to_thread(post, http_port, "/api/check-liveness/v1")
+            return await runaway, smtp, live
+
+        (status, answer), smtp, live = asyncio.run(meanwhile())
+        assert status == 400
+        assert "template stopped: rendering took more than 2 s" in str(answer["error"])
+        assert smtp.startswith("250 ")
+        assert live == 200
+        # and SIGTERM while one renders: the render is given up, the daemon exits 0
+        assert asyncio.run(_post_then_stop(daemon, http_port)) == 0
+    finally:
+        daemon.kill()
+
+
+async def _post_then_stop(daemon: DaemonProcess, http_port: int) -> int:
+    rendering = asyncio.ensure_future(asyncio.to_thread(post, http_port, "/api/inject/v1", RUNAWAY))
+    await asyncio.sleep(0.5)
+    code = await asyncio.to_thread(daemon.stop, 15)
+    with contextlib.suppress(OSError, urllib.error.URLError):
+        await rendering
+    return code
