@@ -174,6 +174,11 @@ class EsmtpListenerConfig:
     client_timeout: float = 60.0
     tls_certificate: str | None = None
     tls_private_key: str | None = None
+    # bounds against floods (docs/reception.md, "Limits"); the last three are kumoclient's
+    max_connections: int = 32768
+    max_connections_per_client: int = 50
+    max_session_duration: float = 1800.0
+    max_data_in_memory: int = 64 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)

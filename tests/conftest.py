@@ -33,7 +33,7 @@ def pytest_asyncio_loop_factories(
     """The SMTP listener's tests run on both event loops: asyncio's, and uvloop's, which
     `kumoclient run` uses when it is installed (its transports are not asyncio's classes).
     Every other test runs on asyncio's."""
-    if item.path.name == "test_listener.py":
+    if item.path.name.startswith("test_listener"):
         return {"asyncio": asyncio.new_event_loop, "uvloop": uvloop.new_event_loop}
     return {"asyncio": asyncio.new_event_loop}
 

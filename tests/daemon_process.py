@@ -49,16 +49,22 @@ class DaemonProcess:
         self.cwd = cwd
         self.proc: subprocess.Popen[bytes] | None = None
         self.extra_args: list[str] = []  # more `kumoclient run` options, e.g. --http
+        self.nofile: int | None = None  # RLIMIT_NOFILE (soft and hard) of the daemon
+        self.listen_option = True  # False: the policy's listeners as they are (port among them)
         home = data_dir.parent if data_dir is not None else (cwd or Path.cwd())
         self.stderr_path = home / f"daemon-{self.port}.stderr"
 
     def start(self, wait: bool = True) -> DaemonProcess:
-        args = [sys.executable, "-m", "kumoclient", "run", "--listen", f"127.0.0.1:{self.port}"]
+        args = [sys.executable, "-m", "kumoclient", "run"]
+        if self.listen_option:
+            args += ["--listen", f"127.0.0.1:{self.port}"]
         if self.data_dir is not None:
             args += ["--data-dir", str(self.data_dir)]
         if self.policy is not None:
             args += ["--policy", str(self.policy)]
         args += self.extra_args
+        if self.nofile:  # util-linux's prlimit: no preexec_fn in a test process with threads
+            args = ["prlimit", f"--nofile={self.nofile}:{self.nofile}", "--", *args]
         self.stderr_path.parent.mkdir(parents=True, exist_ok=True)
         with self.stderr_path.open("ab") as stderr:
             self.proc = subprocess.Popen(

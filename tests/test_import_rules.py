@@ -136,7 +136,8 @@ def test_the_order_runs_one_way(lower: str, upper: str) -> None:
 
 # --- inside the sub-packages: layers, top first ------------------------------------------------
 # A module may import modules of its own sub-package in lower layers only (never a module of
-# its own layer or above). `__init__` re-exports and may import any of its package.
+# its own layer or above). `__init__` re-exports and may import any of its package. An import
+# under `if TYPE_CHECKING:` names a type for annotations only and is not counted.
 LAYERS: dict[str, list[set[str]]] = {
     "core": [
         {"disposition", "dsn", "log_record", "smtp_server", "report_records"},
@@ -164,6 +165,7 @@ LAYERS: dict[str, list[set[str]]] = {
     ],
     "spool": [{"local"}, {"commit"}, {"drops", "reading"}, {"pool", "disk", "entry"}, {"fields"}],
     "http": [{"inject", "admin"}, {"inject_message", "server"}, {"inject_request"}],
+    "listener": [{"server"}, {"session"}, {"commands", "data"}, {"shared"}, {"limits"}],
     "testing": [{"fixtures"}, {"engine"}, {"mx", "records"}],
     "commands": [
         {"admin", "inject", "policy_check", "policy_rewrite", "queue", "run", "send"},
@@ -182,11 +184,24 @@ def _layer(package: str, module: str) -> int:
     raise AssertionError(f"{package}/{module}.py has no layer: add it to LAYERS")
 
 
+def _type_only(tree: ast.Module) -> set[int]:
+    """The ids of the nodes under `if TYPE_CHECKING:` (type hints only: no import at run time)."""
+    hidden: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and ast.unparse(node.test).endswith("TYPE_CHECKING"):
+            hidden.update(id(inner) for body in node.body for inner in ast.walk(body))
+    return hidden
+
+
 def _inner_imports(module: Path) -> list[str]:
-    """The modules of its own sub-package that `module` imports."""
+    """The modules of its own sub-package that `module` imports at run time."""
     package = module.relative_to(PACKAGE).parts[0]
     found: list[str] = []
-    for node in ast.walk(ast.parse(module.read_text(), filename=str(module))):
+    tree = ast.parse(module.read_text(), filename=str(module))
+    hidden = _type_only(tree)
+    for node in ast.walk(tree):
+        if id(node) in hidden:
+            continue
         if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             parts = node.module.split(".")
             if parts[:2] != ["kumoclient", package]:

@@ -18,7 +18,7 @@ import pytest
 import trustme
 
 from kumoclient.engine.reception import Reception
-from kumoclient.listener import start_listener
+from kumoclient.listener import SmtpServer, start_listener
 from kumoclient.logs import RecordLog
 from kumoclient.policy.memoize import MemoRegistry
 from kumoclient.policy.runtime import PolicyHolder
@@ -43,6 +43,16 @@ class Rig:
     spool: Spool
     logs: Path
     clients: list[Client]
+    server: SmtpServer | None = None
+
+    async def connect_from(self, source: str) -> Client:
+        """Connect from another loopback address (127.0.0.2, ...): another client."""
+        reader, writer = await asyncio.open_connection(
+            "127.0.0.1", self.port, local_addr=(source, 0)
+        )
+        client = Client(reader, writer)
+        self.clients.append(client)
+        return client
 
     async def connect(self) -> Client:
         reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
@@ -76,7 +86,7 @@ async def make_rig(tmp_path: Path, policy: str = "", **listener: object) -> Asyn
     config = replace(EsmtpListenerConfig(listen="127.0.0.1:0"), **listener)  # type: ignore[arg-type]
     server = await start_listener(config, reception.accept_smtp)
     port = server.sockets[0].getsockname()[1]
-    rig = Rig(port, spool, tmp_path / "logs", [])
+    rig = Rig(port, spool, tmp_path / "logs", [], server)
     try:
         yield rig
     finally:

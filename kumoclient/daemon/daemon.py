@@ -33,11 +33,12 @@ from kumoclient.daemon.workers import (
 from kumoclient.engine.engine import Engine
 from kumoclient.engine.reception import Reception
 from kumoclient.engine.routing import resolver_for
-from kumoclient.errors import StartupError
+from kumoclient.errors import KumoClientError, StartupError
 from kumoclient.http import Handlers, HttpServer, Route
 from kumoclient.http.admin import admin_routes
 from kumoclient.http.inject import InjectService
-from kumoclient.listener import bind_listener, finish_in_flight, start_listener
+from kumoclient.listener import SmtpServer, bind_listener, finish_in_flight, start_listener
+from kumoclient.listener.limits import raise_descriptor_limit
 from kumoclient.policies import default_policy_path
 from kumoclient.policy.runtime import PolicyHolder
 from kumoclient.records import EsmtpListenerConfig, SpooledMessage
@@ -46,6 +47,7 @@ log = logs.get_logger(__name__)
 
 STOP_GRACE = 10.0
 DROP_POLL_INTERVAL = 0.25
+DROP_RETRY_MAX = 5.0  # seconds between two attempts at most while the pick-up fails
 BIND_WAIT = 2.0
 
 
@@ -76,6 +78,8 @@ class Daemon:
 
     def __init__(self, options: DaemonOptions) -> None:
         self.options = options
+        # the listeners keep a share of the descriptors for the rest (docs/reception.md)
+        raise_descriptor_limit()
         self.policy = PolicyHolder(options.policy or default_policy_path())
         init = self.policy.current.run_init()
         self.layout = layout(options, init)
@@ -92,7 +96,7 @@ class Daemon:
         self.spool = self.engine.spool
         self.reception = self.engine.reception
         self._stop = asyncio.Event()
-        self._servers: list[asyncio.Server] = []
+        self._servers: list[SmtpServer] = []
         self._http_servers: list[HttpServer] = []
         self._sockets: list[tuple[EsmtpListenerConfig, socket.socket]] = []
         self.workers: list[Worker] = []
@@ -223,8 +227,29 @@ class Daemon:
         loop.add_signal_handler(signal.SIGHUP, self.reload)
 
     async def _drop_loop(self) -> None:
+        """Pick up `incoming/` every DROP_POLL_INTERVAL seconds. While that fails (out of
+        descriptors, the disk or the log failing, a bug), try again twice as long after
+        each failure, at most DROP_RETRY_MAX apart: one log line when it starts failing,
+        one when it works again. It never ends but with the daemon."""
+        delay = 0.0  # > 0 while failing
+        failures = 0
         while True:
-            taken = await self.reception.pick_up_drops()
+            try:
+                taken = await self.reception.pick_up_drops()
+            except Exception as exc:  # (a bug too: the drop folder must not stop for good)
+                if not failures:
+                    log.error(
+                        "drop folder pick-up failing; retrying",
+                        error=str(exc) or type(exc).__name__,
+                        exc_info=not isinstance(exc, KumoClientError | OSError),
+                    )
+                failures += 1
+                delay = min(DROP_RETRY_MAX, max(DROP_POLL_INTERVAL, delay * 2))
+                await asyncio.sleep(delay)
+                continue
+            if failures:
+                log.info("drop folder pick-up recovered", failed_attempts=failures)
+                failures, delay = 0, 0.0
             if taken:
                 log.info("picked up injected messages", submissions=taken)
             await asyncio.sleep(DROP_POLL_INTERVAL)

@@ -239,28 +239,36 @@ class Reception:
 
     async def pick_up_drops(self) -> int:
         """Move completed `incoming/` files into the spool; returns how many were taken
-        (none while the delivery log is down: the files wait)."""
+        (none while the delivery log is down: the files wait).
+
+        A file that cannot be taken now (out of descriptors, the disk or the log failing)
+        stays and is tried again at the next call; once the others were tried, the first
+        such failure is raised (SpoolError, SubmissionRefused), as is a folder that cannot
+        be listed, so that the caller knows the pick-up is failing."""
         taken = 0
+        failure: SpoolUnavailable | SubmissionRefused | None = None
         for path in self.spool.pending_drops():
             if self._log_down():
                 break
-            if await self._pick_up(path):
-                taken += 1
+            try:
+                if await self._pick_up(path):
+                    taken += 1
+            except (SpoolUnavailable, SubmissionRefused) as exc:
+                failure = failure or exc
+        if failure is not None:
+            raise failure
         return taken
 
     async def _pick_up(self, path: Path) -> bool:
         try:
             submission, created = await self.spool.read_drop(path)
-        except (SpoolEntryMissing, SpoolUnavailable):
-            return False  # gone, or the disk is failing: the file stays and is tried again
+        except SpoolEntryMissing:
+            return False  # gone
         except SpoolEntryCorrupt as exc:  # it must not stop the pick-up
             self.spool.quarantine_drop(path, f"{type(exc).__name__}: {exc}")
             return False
         views = self._views(submission)
-        try:
-            await self._store(views, submission.reception_protocol, created, fresh=False)
-        except SubmissionRefused:
-            return False  # the spool is full or failing: the file stays and is tried again
+        await self._store(views, submission.reception_protocol, created, fresh=False)
         self.spool.finish_drop(path)
         return True
 

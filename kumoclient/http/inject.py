@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from typing import Protocol
 
 from kumoclient import logs
+from kumoclient.core.template import RenderClock
 from kumoclient.errors import BadInjectRequest, HttpError, ReceptionPaused, SubmissionRefused
 from kumoclient.http.inject_message import generate
 from kumoclient.http.inject_request import parse_request
@@ -57,8 +58,14 @@ class InjectService:
         spooled in each case)."""
         try:
             request = parse_request(body)
-            # rendering and MIME building are CPU work: off the event loop
-            messages = await asyncio.to_thread(generate, request)
+            # rendering and MIME building are CPU work: off the event loop; given up (the
+            # client gone, the daemon stopping), the templates stop at their next step
+            clock = RenderClock()
+            try:
+                messages = await asyncio.to_thread(generate, request, clock)
+            except asyncio.CancelledError:
+                clock.cancel()
+                raise
         except BadInjectRequest as exc:
             log.info("inject request refused", peer=client.address, error=str(exc))
             raise HttpError(400, str(exc)) from exc

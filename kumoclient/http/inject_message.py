@@ -27,7 +27,7 @@ from typing import Any
 import jinja2
 
 from kumoclient.core.address import split_mailbox, unquote_local_part
-from kumoclient.core.template import Sandbox
+from kumoclient.core.template import CLOCK, OverLimit, RenderClock, Sandbox
 from kumoclient.errors import BadInjectRequest
 from kumoclient.http.inject_request import (
     Attachment,
@@ -50,8 +50,8 @@ _LINE_END = re.compile(r"\r\n|\r|\n")
 
 # --- templates -----------------------------------------------------------------------------
 
-_TEXT = Sandbox(keep_trailing_newline=True, autoescape=False)
-_HTML = Sandbox(keep_trailing_newline=True, autoescape=True)
+_TEXT = Sandbox(html=False)
+_HTML = Sandbox(html=True)
 
 Render = Callable[[Mapping[str, Any]], str]
 
@@ -61,7 +61,7 @@ def _compile(source: str, where: str, dialect: str, *, html: bool = False) -> Re
         return lambda variables: source
     environment = _HTML if html else _TEXT
     try:
-        template = environment.from_string(source)
+        template = environment.from_source(source)
     except jinja2.TemplateSyntaxError as exc:
         raise BadInjectRequest(
             f"{where}: template syntax error at line {exc.lineno}: {exc.message}"
@@ -69,9 +69,12 @@ def _compile(source: str, where: str, dialect: str, *, html: bool = False) -> Re
 
     def render(variables: Mapping[str, Any]) -> str:
         try:
-            return template.render(variables)
+            text: str = template.render(variables)
+        except OverLimit as exc:
+            raise BadInjectRequest(f"{where}: template stopped: {exc}") from exc
         except Exception as exc:  # whatever a template raises is the request's problem
             raise BadInjectRequest(f"{where}: template error: {type(exc).__name__}: {exc}") from exc
+        return text
 
     return render
 
@@ -272,13 +275,25 @@ class _Compiled:
         msg.set_payload(list(body.iter_parts()))
 
 
-def generate(request: InjectRequest) -> list[Generated]:
-    """Every recipient's message; BadInjectRequest for a template or build problem."""
+def generate(request: InjectRequest, clock: RenderClock | None = None) -> list[Generated]:
+    """Every recipient's message; BadInjectRequest for a template or build problem, or a
+    recipient's message over the templates' time bound (`clock`, restarted per recipient;
+    cancelling it stops the generation)."""
+    clock = clock or RenderClock()
+    token = CLOCK.set(clock)
+    try:
+        return _generate(request, clock)
+    finally:
+        CLOCK.reset(token)
+
+
+def _generate(request: InjectRequest, clock: RenderClock) -> list[Generated]:
     compiled = _Compiled(request)
     messages: list[Generated] = []
     distinct: dict[bytes, bytes] = {}  # equal contents share one object (and one count)
     total = 0
     for recipient in request.recipients:
+        clock.restart()
         generated = compiled.message(recipient)
         content = distinct.setdefault(generated.content, generated.content)
         if content is generated.content:

@@ -287,6 +287,11 @@ _ESMTP_FIELDS: Fields = {
     "client_timeout": ("client_timeout", _duration),
     "tls_certificate": ("tls_certificate", _optional(_str)),
     "tls_private_key": ("tls_private_key", _optional(_str)),
+    "max_connections": ("max_connections", _int(1)),
+    # kumoclient's own keys (docs/reception.md, "Limits")
+    "max_connections_per_client": ("max_connections_per_client", _int(1)),
+    "max_session_duration": ("max_session_duration", _duration),
+    "max_data_in_memory": ("max_data_in_memory", _size),
 }
 
 _HTTP_FIELDS: Fields = {

@@ -10,7 +10,7 @@ from typing import Any
 import jinja2
 from publicsuffixlist import PublicSuffixList
 
-from kumoclient.core.template import Sandbox
+from kumoclient.core.template import OverLimit, Sandbox, render_bounded
 from kumoclient.errors import ConfigError
 from kumoclient.policy.api import kumo_function
 from kumoclient.policy.modules import args
@@ -205,12 +205,12 @@ def _json_value(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
 
 
-_PLAIN = Sandbox(keep_trailing_newline=True, autoescape=False)
-_HTML = Sandbox(keep_trailing_newline=True, autoescape=True)
-_JSON = Sandbox(keep_trailing_newline=True, autoescape=False, finalize=_json_value)
+_PLAIN = Sandbox(html=False)
+_HTML = Sandbox(html=True)
+_JSON = Sandbox(html=False, finalize=_json_value)
 
 
-def _environment(name: str) -> jinja2.Environment:
+def _environment(name: str) -> Sandbox:
     """Escaping by the name's extension, as minijinja picks it (`.j2` and `.jinja` looked past)."""
     parts = name.lower().split(".")
     while len(parts) > 1 and parts[-1] in ("j2", "jinja", "jinja2"):
@@ -245,8 +245,10 @@ def eval_template(name: Any, source: Any, context: Any = None, dialect: Any = No
         raise ConfigError(f"{what}: dialect {kind!r} is not supported (Jinja or Static)")
     variables = _sorted(context) if isinstance(context, dict) else {}
     try:
-        return _environment(template_name).from_string(text).render(variables)
+        return render_bounded(_environment(template_name).from_source(text), variables)
     except jinja2.TemplateSyntaxError as exc:
         raise ConfigError(f"{what}: {template_name}:{exc.lineno}: {exc.message}") from exc
+    except OverLimit as exc:
+        raise ConfigError(f"{what}: {template_name}: template stopped: {exc}") from exc
     except Exception as exc:  # whatever a template raises is the template's problem
         raise ConfigError(f"{what}: {template_name}: {type(exc).__name__}: {exc}") from exc
