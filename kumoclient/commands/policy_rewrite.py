@@ -57,7 +57,7 @@ def policy_rewrite(options: PolicyRewriteOptions, out: TextIO) -> int:
     runtime = PolicyRuntime(options.file)
     line_break = LITERAL_CRLF if options.line_break == "literal" else SPACE
     if options.replay:
-        return _replay(runtime, options.replay, line_break, out)
+        return runtime.run(_replay(runtime, options.replay, line_break, out))
     assert options.response is not None
     reply = parse_one_line(text_option("--response", options.response))
     queue = QueueName(
@@ -66,7 +66,7 @@ def policy_rewrite(options: PolicyRewriteOptions, out: TextIO) -> int:
         options.campaign and text_option("--campaign", options.campaign),
         options.routing_domain and text_option("--routing-domain", options.routing_domain),
     )
-    outcome = runtime.rewrite_delivery_status(reply, queue, line_break)
+    outcome = runtime.run(runtime.rewrite_delivery_status(reply, queue, line_break))
     _print_outcome(reply, queue, outcome, line_break, out)
     return EX_OK
 
@@ -104,11 +104,13 @@ class _Replayed:
     outcome: RewriteOutcome
 
 
-def _replay(runtime: PolicyRuntime, files: tuple[Path, ...], line_break: str, out: TextIO) -> int:
+async def _replay(
+    runtime: PolicyRuntime, files: tuple[Path, ...], line_break: str, out: TextIO
+) -> int:
     seen = changed = 0
     for path in files:
         for number, line in enumerate(_log_lines(path), 1):
-            replayed = _replay_line(runtime, line, f"{path}:{number}", line_break)
+            replayed = await _replay_line(runtime, line, f"{path}:{number}", line_break)
             if replayed is None:
                 continue
             seen += 1
@@ -135,7 +137,7 @@ def _log_lines(path: Path) -> list[str]:
         ) from exc
 
 
-def _replay_line(
+async def _replay_line(
     runtime: PolicyRuntime, line: str, where: str, line_break: str
 ) -> _Replayed | None:
     if not line.strip():
@@ -147,7 +149,7 @@ def _replay_line(
     if not isinstance(record, dict) or record.get("type") not in REPLAYED:
         return None
     reply, queue = _decoded(record, where)
-    outcome = runtime.rewrite_delivery_status(reply, queue, line_break)
+    outcome = await runtime.rewrite_delivery_status(reply, queue, line_break)
     recipient = record.get("recipient")
     return _Replayed(str(record.get("id", "?")), str(recipient), record["type"], outcome)
 

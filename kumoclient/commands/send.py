@@ -102,7 +102,8 @@ async def _attempt(
 ) -> Decision:
     queue = queue_name_for(recipient, {})
     name = parse_queue_name(queue)
-    config = runtime.get_queue_config(name)
+    init = await runtime.start()
+    config = await runtime.get_queue_config(name)
     now = time.time()
 
     def decided(attempt: Attempt, hook: HookAnswer | None = None) -> Decision:
@@ -110,7 +111,7 @@ async def _attempt(
 
     if mx is not None:
         config = replace(config, mx_list=(mx,))
-    dns = resolver_for(runtime.run_init().resolver)
+    dns = resolver_for(init.resolver)
     if config.mx_list is not None:
         route = route_for(name, config)
     else:
@@ -121,7 +122,9 @@ async def _attempt(
         except DnsLookupError as exc:
             reply = synthesize(Synthesized.DNS_FAILURE, queue=queue, reason=exc.text)
             return decided(failed(reply))
-    egress = runtime.get_egress_path_config(route.routing_domain, EGRESS_SOURCE, route.site_name)
+    egress = await runtime.get_egress_path_config(
+        route.routing_domain, EGRESS_SOURCE, route.site_name
+    )
     if mx is not None:
         egress = replace(egress, prohibited_hosts=())
 
@@ -140,7 +143,7 @@ async def _attempt(
         attempt = attempt_of(exchange, session.target)
         hook = None
         if attempt.result is Result.REJECTED and attempt.reply is not None:
-            hook = runtime.rewrite_hook(attempt.reply, name, egress.response_line_break)
+            hook = await runtime.rewrite_hook(attempt.reply, name, egress.response_line_break)
         return decided(attempt, hook)
     finally:
         await session.close()

@@ -148,6 +148,7 @@ class Engine:
         self.metrics.spooled.set(len(names))
         self._spawn(self.table.scheduler.run(), "scheduler")
         self._spawn(self.dispositions.state.run(), "spool-state")
+        self.policy.attach(self._spawn)  # the policy's kumo.spawn_task tasks
         if background_scan:
             self._spawn(self._scan(names), "spool-scan")
             return len(names)
@@ -186,6 +187,7 @@ class Engine:
         self.table.stop()
         self.control.close()
         self.router.stop()
+        await self.policy.detach()
         await self.dispatcher.stop(grace)
         # a DSN being spooled removes its original afterwards: before the state writer closes
         await self.dispositions.close()
