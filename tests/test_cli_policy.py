@@ -135,12 +135,11 @@ def test_policy_check_lists_handlers_and_init_configuration() -> None:
         (
             "kumo.on('get_queue_config', function()\n"
             "  return kumo.make_queue_config{retry_intervl = '1m'}\nend)\n",
-            "policy.lua:2: get_queue_config event failed: make_queue_config: unknown key "
-            "'retry_intervl'",
+            "policy.lua:2: make_queue_config: unknown key 'retry_intervl'",
         ),
         (
             "kumo.on('init', function()\n  kumo.start_esmtp_listener{colour = 1}\nend)\n",
-            "policy.lua:2: init event failed: start_esmtp_listener: unknown key 'colour'",
+            "policy.lua:2: start_esmtp_listener: unknown key 'colour'",
         ),
         ("local m = kumo.regex_set_map.new({['(']= 1})\n", "compiling rules: invalid pattern '('"),
     ],

@@ -262,16 +262,13 @@ class PolicyRuntime:
 
 
 def failure(event: str, fired: Fired) -> PolicyError:
-    """The PolicyError of a failed handler call: `file:line: <event> event failed: message`,
-    the location being where the error arose (else the handler's kumo.on)."""
-    message = str(fired.value)
-    where = location(message)
-    if where is not None:
-        message = message[len(where) + 2 :]
-    where = where or fired.where
-    text = f"{event} event failed: {message}"
-    text = f"{where}: {text}" if where else text
-    return PolicyError(text, location=where, traceback=fired.detail)
+    """The PolicyError of a failed handler call: `<event> event failed: file:line: message`,
+    located where the error arose (else at the handler's kumo.on)."""
+    return PolicyError(
+        f"{event} event failed: {fired.value}",
+        location=location(fired.value) or fired.where,
+        traceback=fired.detail,
+    )
 
 
 def _init_config(found: list[object]) -> InitConfig:

@@ -81,7 +81,7 @@ async def test_kumo_on_inside_an_event_is_an_error(load_policy: LoadPolicy) -> N
     )
     with pytest.raises(
         PolicyError,
-        match=r"policy\.lua:3: init event failed: kumo\.on\('get_queue_config', \.\.\.\) "
+        match=r"policy\.lua:3: kumo\.on\('get_queue_config', \.\.\.\) "
         r"called from within the handler of 'init'",
     ):
         await runtime.run_init()

@@ -63,6 +63,6 @@ async def test_bad_meta_value_is_a_policy_error_naming_the_line(load_policy: Loa
     )
     with pytest.raises(
         PolicyError,
-        match=r"policy\.lua:2: smtp_server_message_received event failed: meta 'tenant': values are strings",
+        match=r"policy\.lua:2: meta 'tenant': values are strings",
     ):
         await runtime.message_event("smtp_server_message_received", view())

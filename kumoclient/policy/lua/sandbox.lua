@@ -91,13 +91,20 @@ function core.where(level)
   return nil
 end
 
--- the source (`@path`) of the nearest policy frame above the caller
+-- the source (`@path`) of the nearest policy frame above the caller; the bundled helpers
+-- (kumoclient/share) are passed over: a relative path they are given is the policy's
+local share_source = '@' .. settings.share_dir .. '/'
 function core.source_of()
   local level = 2
   local info = getinfo(level, 'S')
   while info ~= nil do
-    if info.what ~= 'C' and not is_internal(info.source) then
-      return info.source
+    local source = info.source
+    if
+      info.what ~= 'C'
+      and not is_internal(source)
+      and string_sub(source, 1, #share_source) ~= share_source
+    then
+      return source
     end
     level = level + 1
     info = getinfo(level, 'S')
