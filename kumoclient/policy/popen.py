@@ -3,7 +3,8 @@
 lupa's Lua is built without `popen`; this one runs `/bin/sh -c command` as an asyncio
 subprocess, so the handler waits without blocking the daemon. Only reading is supported (mode
 `'r'`). The command has POPEN_TIMEOUT seconds and may print at most POPEN_MAX_OUTPUT bytes;
-past either it is killed and `io.popen` raises an error. Its standard input is empty, its
+past either it is killed (with what it started: it runs in a process group of its own) and
+`io.popen` raises an error. Its standard input is empty, its
 standard error goes where the daemon's goes. The Lua side hands the output back as a file
 (`read`, `lines`, `close`, which answers as Lua's does: `true, 'exit', 0` or
 `nil, 'exit', code` / `nil, 'signal', number`).
@@ -13,6 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import signal
 
 from kumoclient.errors import ConfigError
 
@@ -26,7 +29,10 @@ async def read_command(
 ) -> tuple[bytes, str, int]:
     """The output of `command`, and how it ended: ('exit', status) or ('signal', number)."""
     process = await asyncio.create_subprocess_shell(
-        command, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE
+        command,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        start_new_session=True,  # its own process group: what it started dies with it
     )
     try:
         async with asyncio.timeout(timeout):
@@ -37,7 +43,7 @@ async def read_command(
     finally:
         if process.returncode is None:
             with contextlib.suppress(ProcessLookupError):
-                process.kill()
+                os.killpg(process.pid, signal.SIGKILL)
             await process.wait()
     if code < 0:
         return output, "signal", -code

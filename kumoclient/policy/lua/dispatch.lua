@@ -235,5 +235,6 @@ function kumo.traceback(level)
   if level ~= nil and math.type(level) ~= 'integer' then
     fail('kumo.traceback: level must be an integer, got ' .. type(level))
   end
-  return core.frames((level or 1) + 1)
+  local frames = core.frames((level or 1) + 1) -- (not a tail call: this frame counts)
+  return frames
 end
