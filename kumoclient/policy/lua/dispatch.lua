@@ -171,7 +171,12 @@ end
 local function run_policy(path)
   local chunk, err = raw.load_file(path, 't')
   if chunk == nil then
-    return 'error', nil, safe_tostring(err), nil
+    err = safe_tostring(err)
+    local shown = err:match('^%.%.%.(.-):%d+:')
+    if shown ~= nil and path:sub(-#shown) == shown then -- Lua shortened the name: in full
+      err = path .. err:sub(#shown + 4)
+    end
+    return 'error', nil, err, nil
   end
   local ok, result = raw_xpcall(chunk, on_error)
   if not ok then

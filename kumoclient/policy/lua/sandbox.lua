@@ -201,6 +201,25 @@ local fail = core.fail
 
 -- An error message positioned in an internal chunk is re-positioned at the nearest policy line
 -- (call while the stack of the error is still there: from a message handler).
+-- Lua shortens a long file name in a message to its last 60 characters (`...cy/policy.lua:3:`):
+-- the full name of the frame it stands for is put back.
+local function lengthen(err)
+  if string_sub(err, 1, 3) ~= '...' then
+    return err
+  end
+  for level = 3, 12 do
+    local info = getinfo(level, 'S')
+    if info == nil then
+      break
+    end
+    local short = info.short_src
+    if string_sub(short, 1, 3) == '...' and string_sub(err, 1, #short + 1) == short .. ':' then
+      return display_source(info) .. string_sub(err, #short + 1)
+    end
+  end
+  return err
+end
+
 local function relocate(err)
   if type(err) == 'string' then
     local rest = string_match(err, '^kumoclient%-%a+:%d+: (.*)$')
@@ -210,6 +229,7 @@ local function relocate(err)
         return where .. ': ' .. rest
       end
     end
+    return lengthen(err)
   end
   return err
 end
