@@ -43,7 +43,7 @@ from kumoclient.errors import ConfigError, DnsLookupError, NullMx, UsageError
 from kumoclient.policies import default_policy_path
 from kumoclient.policy.config import parse_mx_entry
 from kumoclient.policy.runtime import PolicyRuntime
-from kumoclient.records import MxHost, RecordType
+from kumoclient.records import InitConfig, MxHost, RecordType
 from kumoclient.smtp import Session
 
 EXIT_CODES = {
@@ -71,9 +71,7 @@ def send(options: SendOptions, stdin: BinaryIO, out: TextIO) -> int:
     recipient = check_mailbox(options.recipient)
     content = read_message(options.file, stdin)
     runtime = PolicyRuntime(options.policy or default_policy_path())
-    decision = asyncio.run(
-        _attempt(runtime, sender=sender, recipient=recipient, content=content, mx=mx, out=out)
-    )
+    decision = asyncio.run(_send(runtime, sender, recipient, content, mx, out))
     first = decision.records[0]
     out.write(f"disposition: {first.type.value}\n")
     out.write(f"response: {single_line(first.reply, ' ')}\n")
@@ -91,8 +89,24 @@ def _mx_host(mx: str | None) -> MxHost | None:
         raise UsageError(f"--mx: {exc}") from exc  # the message names the value
 
 
+async def _send(
+    runtime: PolicyRuntime,
+    sender: str,
+    recipient: str,
+    content: bytes,
+    mx: MxHost | None,
+    out: TextIO,
+) -> Decision:
+    """`pre_init` and `init` (for the resolver), then the attempt."""
+    init = await runtime.start()
+    return await _attempt(
+        runtime, init, sender=sender, recipient=recipient, content=content, mx=mx, out=out
+    )
+
+
 async def _attempt(
     runtime: PolicyRuntime,
+    init: InitConfig,
     *,
     sender: str,
     recipient: str,
@@ -102,7 +116,6 @@ async def _attempt(
 ) -> Decision:
     queue = queue_name_for(recipient, {})
     name = parse_queue_name(queue)
-    init = await runtime.start()
     config = await runtime.get_queue_config(name)
     now = time.time()
 

@@ -20,18 +20,16 @@ from typing import Any
 from lupa import lua54
 
 from kumoclient import logs
-from kumoclient.core.queue_name import parse_queue_name
 from kumoclient.errors import ConfigError, KumoClientError
 from kumoclient.policy import config, limits
 from kumoclient.policy.api import REGISTRY, LuaObject, Values
 from kumoclient.policy.convert import ConversionError, to_lua, to_python
+from kumoclient.policy.event_host import EventHost
 from kumoclient.policy.memo_host import MemoHost
 from kumoclient.policy.memoize import MemoRegistry
 from kumoclient.policy.paths import share_path
 from kumoclient.policy.popen import read_command
 from kumoclient.policy.regex_map import RegexSetMap
-from kumoclient.policy.tasks import TaskRequest
-from kumoclient.records import EgressPathConfig, QueueConfig
 
 log = logs.get_logger(__name__)
 
@@ -39,7 +37,6 @@ Answer = tuple[Any, ...]
 
 _PATH_FIELDS = ("path", "log_dir", "tls_certificate", "tls_private_key")
 _MAX_PROXIES = 256
-_UNSPECIFIED = "unspecified"
 _HOOKS = ("index", "newindex", "len", "tostring", "call", "pairs")
 
 
@@ -99,9 +96,7 @@ class Host:
         self.internal: Any = None  # the Lua chunks' `internal` table, set by the runtime
         self.configured: list[tuple[str, object]] = []
         self.memo = MemoHost(memo, self.to_python, self.to_lua)
-        self.validating = False
-        self.validation_failed = False
-        self.spawn: Callable[[TaskRequest], None] | None = None  # set by the runtime
+        self.events = EventHost(self.to_python, self.to_lua)
 
     def functions(self) -> dict[str, Callable[..., Any]]:
         """The table handed to the Lua chunks as `host`."""
@@ -123,10 +118,10 @@ class Host:
             "object_method": answers(self.object_method),
             "object_hook": answers(self.object_hook),
             "interrupted": limits.interrupted,
-            "validation_failed": self.note_validation_failed,
-            "spawn_task": answers(self.spawn_task),
-            "invoke_arguments": answers(self.invoke_arguments),
-            "invoke_result": answers(self.invoke_result),
+            "validation_failed": self.events.note_validation_failed,
+            "spawn_task": answers(self.events.spawn_task),
+            "invoke_arguments": answers(self.events.invoke_arguments),
+            "invoke_result": answers(self.events.invoke_result),
         }
 
     # --- conversion ------------------------------------------------------------------
@@ -233,68 +228,6 @@ class Host:
         if changes:
             record = replace(record, **changes)  # type: ignore[type-var]
         return record
-
-    # --- events: validation, tasks, invoke_* ---------------------------------------------
-
-    def note_validation_failed(self) -> None:
-        """`kumo.validation_failed()`."""
-        self.validation_failed = True
-
-    def spawn_task(self, params: Any) -> Answer:
-        """`kumo.spawn_task{event_name=, args=}` (ignored while validating)."""
-        table = self.to_python(params)
-        if not isinstance(table, dict) or set(table) - {"event_name", "args"}:
-            raise ConfigError("kumo.spawn_task: expected a table {event_name=, args={...}}")
-        name, args = table.get("event_name"), table.get("args", [])
-        if not isinstance(name, str) or not name:
-            raise ConfigError("kumo.spawn_task: event_name must be a non-empty string")
-        if args == {}:
-            args = []
-        if not isinstance(args, list):
-            raise ConfigError("kumo.spawn_task: args must be a list (a sequence table)")
-        if not self.validating and self.spawn is not None:
-            self.spawn(TaskRequest(name, json.loads(json.dumps(args))))
-        return True, None
-
-    def invoke_arguments(self, event: str, *args: Any) -> Answer:
-        """The event arguments of `kumo.invoke_<event>(...)`."""
-        values = [self.to_python(a) for a in args]
-        if event == "get_queue_config":
-            if len(values) != 1 or not isinstance(values[0], str):
-                raise ConfigError("kumo.invoke_get_queue_config: expected a queue name")
-            queue = parse_queue_name(values[0])
-            return True, queue.domain, queue.tenant, queue.campaign, queue.routing_domain
-        if event == "get_egress_path_config":
-            if len(values) != 3 or not all(isinstance(v, str) for v in values):
-                raise ConfigError(
-                    "kumo.invoke_get_egress_path_config: expected routing_domain, "
-                    "egress_source and site_name (strings)"
-                )
-            return (True, *values)
-        name = values[0] if values else None
-        if name is None:
-            name = _UNSPECIFIED
-        if not isinstance(name, str):
-            raise ConfigError(f"kumo.invoke_{event}: expected a name, got {name!r}")
-        return True, name
-
-    def invoke_result(self, event: str, value: Any, first: Any) -> Answer:
-        """What `kumo.invoke_<event>` returns: the params table of the event's result."""
-        data = self.to_python(value) if value is not None else None
-        if event in ("get_queue_config", "get_egress_path_config"):
-            kind = QueueConfig if event == "get_queue_config" else EgressPathConfig
-            if data is None:
-                data = kind()
-            if not isinstance(data, kind):
-                raise ConfigError(f"{event} returned {type(data).__name__}, not its config")
-            return True, self.to_lua(config.params_of(data))
-        if data is None and first == _UNSPECIFIED:
-            data = {"name": _UNSPECIFIED}
-            if event == "get_egress_pool":
-                data["entries"] = [{"name": _UNSPECIFIED}]
-        if data is None:
-            raise ConfigError(f"{event} did not return a value for {first!r}")
-        return True, self.to_lua(data)
 
     # --- modules written in Python (policy.api) ---------------------------------------------
 

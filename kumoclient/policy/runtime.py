@@ -72,8 +72,8 @@ class PolicyRuntime:
         self.host = self.vm.host
         self._lua = self.vm.lua
         self.tasks = tasks if tasks is not None else PolicyTasks()
-        self.host.validating = validating
-        self.host.spawn = self._spawn
+        self.host.events.validating = validating
+        self.host.events.spawn = self._spawn
         if validating:
             self.vm.set_global("_VALIDATING_CONFIG", True)
         fired = self.vm.load(self.display_path)
@@ -97,7 +97,7 @@ class PolicyRuntime:
     @property
     def validation_failed(self) -> bool:
         """True once a handler called `kumo.validation_failed()`."""
-        return self.host.validation_failed
+        return self.host.events.validation_failed
 
     # --- firing --------------------------------------------------------------------------
 

@@ -40,7 +40,7 @@ log = logs.get_logger(__name__)
 
 SLOW_HANDLER_SECONDS = 0.1
 MAX_IDLE_WORKERS = 64
-_CHUNKS = ("loading", "dispatch", "kumo")
+_CHUNKS = ("waits", "loading", "dispatch", "kumo")
 _LUA_FAILURES = (lua54.LuaError, UnicodeError, TypeError, ValueError)
 _T = TypeVar("_T")
 

@@ -53,7 +53,6 @@ async def test_validate_config_and_validation_failed(tmp_path: Path) -> None:
     await validate(runtime)
     assert lua(runtime, "return SEEN.validating and SEEN.first") is True
     failing = load_validating(path)
-    failing.host.validating = True
     failing._lua.execute("os.getenv = function() return '1' end")
     with pytest.raises(PolicyError, match=r"kumo\.validation_failed"):
         await validate(failing)

@@ -118,6 +118,6 @@ function require(name)
       messages[#messages + 1] = loader
     end
   end
-  fail("module '" .. name .. "' not found:" .. concat(messages))
+  fail("module '" .. name .. "' not found:\n\t" .. concat(messages, '\n\t'))
 end
 

@@ -4,7 +4,8 @@
 -- Loaded first, with `raw_host` (a table of Python callables) and `settings`. It captures what
 -- the other chunks need (`debug`, the raw `pcall`/`coroutine` functions) before policy code
 -- exists, removes `debug` and `python` from the globals, and returns `core`: the table the
--- other internal chunks (dispatch.lua, kumo.lua) share. Internal chunks are named
+-- other internal chunks (waits.lua, loading.lua, dispatch.lua, kumo.lua, bridge.lua) share,
+-- loaded in that order. Internal chunks are named
 -- `=kumoclient-<name>`; their frames never appear in a location shown to the policy.
 
 local raw_host, settings = ...
@@ -345,111 +346,11 @@ function xpcall(fn, handler, ...)
   return rethrow(raw_xpcall(fn, handle, ...))
 end
 
-------------------------------------------------------------------------------
--- coroutines: the policy's own ones pass our waits through and carry the limit
-------------------------------------------------------------------------------
-
--- What a handler call yields to the Python driver when it waits: a string only Python knows.
-local WAIT = settings.wait_marker
-core.workers = setmetatable({}, { __mode = 'k' }) -- the dispatcher's coroutines
-
--- The global `_KUMO_CURRENT_EVENT` names the event of the handler that runs (or ran last, as
--- in KumoMTA, whose Lua states keep it); set only when it changes.
-local published = nil
-function core.publish(event)
-  if event ~= published then
-    published = event
-    rawset(_G, '_KUMO_CURRENT_EVENT', event)
-  end
-end
-
--- The handler call that runs now: its limit state, its event (dispatch.lua sets them).
-function core.enter(state)
-  core.current = state
-  core.current_event = state.event
-  core.publish(state.event)
-end
-
-function core.leave()
-  core.current = nil
-  core.current_event = nil
-end
-
--- Wait for Python: the driver serves `...` and resumes with `ok, results...`.
-function core.await(what, ...)
-  if not raw_isyieldable() then
-    fail(what .. ' waits for I/O and cannot be called here (inside a function that Lua '
-      .. 'calls from C, such as a table.sort comparator or a string.gsub callback)')
-  end
-  local state = core.current
-  core.leave()
-  local results = pack(raw_yield(WAIT, ...))
-  if state ~= nil then
-    core.enter(state)
-    if state.per_slice then
-      state.used = 0
-    end
-  end
-  return unpack(results, 1, results.n)
-end
-
-local function pass_through(co, results)
-  while true do
-    if not results[1] then
-      local err = results[2]
-      if aborts[err] or (core.current ~= nil and core.current.abort ~= nil) then
-        error(core.current and core.current.abort or err, 0)
-      end
-      return unpack(results, 1, results.n)
-    end
-    if results[2] ~= WAIT or raw_status(co) ~= 'suspended' then
-      return unpack(results, 1, results.n)
-    end
-    -- the inner coroutine waits for Python: pass its request out, the answer back in
-    results = pack(raw_resume(co, raw_yield(unpack(results, 2, results.n))))
-  end
-end
-
-local policy_coroutine = {}
-for name, fn in pairs(coroutine) do
-  policy_coroutine[name] = fn
-end
-
-function policy_coroutine.create(fn)
-  local co = raw_create(fn)
-  local hook, mask, count = raw_gethook(raw_running())
-  if hook ~= nil then
-    raw_sethook(co, hook, mask, count)
-  end
-  return co
-end
-
-function policy_coroutine.resume(co, ...)
-  return pass_through(co, pack(raw_resume(co, ...)))
-end
-
-function policy_coroutine.yield(...)
-  if core.workers[raw_running()] then
-    fail('coroutine.yield called outside a coroutine (in the body of an event handler)')
-  end
-  return raw_yield(...)
-end
-
-function policy_coroutine.wrap(fn)
-  local co = policy_coroutine.create(fn)
-  return function(...)
-    local results = pack(policy_coroutine.resume(co, ...))
-    if not results[1] then
-      error(results[2], 0)
-    end
-    return unpack(results, 2, results.n)
-  end
-end
-
-coroutine = policy_coroutine
-loaded.coroutine = policy_coroutine
-
 core.raw = {
+  gethook = raw_gethook,
+  sethook = raw_sethook,
+  isyieldable = raw_isyieldable,
+  running = raw_running,
   pcall = raw_pcall,
   xpcall = raw_xpcall,
   create = raw_create,
