@@ -71,7 +71,9 @@ def send(options: SendOptions, stdin: BinaryIO, out: TextIO) -> int:
     recipient = check_mailbox(options.recipient)
     content = read_message(options.file, stdin)
     runtime = PolicyRuntime(options.policy or default_policy_path())
-    decision = asyncio.run(_send(runtime, sender, recipient, content, mx, out))
+    decision = asyncio.run(
+        _send(runtime, sender=sender, recipient=recipient, content=content, mx=mx, out=out)
+    )
     first = decision.records[0]
     out.write(f"disposition: {first.type.value}\n")
     out.write(f"response: {single_line(first.reply, ' ')}\n")
@@ -91,6 +93,7 @@ def _mx_host(mx: str | None) -> MxHost | None:
 
 async def _send(
     runtime: PolicyRuntime,
+    *,
     sender: str,
     recipient: str,
     content: bytes,
