@@ -227,7 +227,10 @@ def _add_policy(commands: Subcommands) -> None:
         dest="policy_command", required=True, parser_class=_Parser
     )
     check = _subcommand(
-        policy_commands, "check", "load a policy, run its init event, list its event handlers"
+        policy_commands,
+        "check",
+        "load a policy, run pre_init, init, validate_config and its configuration events with "
+        "sample arguments, list its event handlers",
     )
     check.add_argument("file", type=Path)
     rewrite = _subcommand(

@@ -34,11 +34,11 @@ async def mx() -> AsyncIterator[ScriptedMX]:
         yield server
 
 
-def routing(mx: ScriptedMX) -> str:
+def routing(mx: ScriptedMX, retry: str = "1s") -> str:
     return f"""
 kumo.on('get_queue_config', function(domain, tenant, campaign, routing_domain)
   return kumo.make_queue_config {{
-    retry_interval = '1s', protocol = {{ smtp = {{ mx_list = {{ '{mx.address}' }} }} }},
+    retry_interval = '{retry}', protocol = {{ smtp = {{ mx_list = {{ '{mx.address}' }} }} }},
   }}
 end)
 kumo.on('get_egress_path_config', function(routing_domain, egress_source, site_name)
@@ -133,7 +133,7 @@ async def test_sighup_after_editing_a_memoized_rules_file_applies_the_new_rule(
     rules = tmp_path / "dsn_rewrite.json"
     rules.write_text("{}")
     example = (Path(__file__).parents[1] / "examples" / "dsn_rewrite.lua").read_text()
-    daemon = start(tmp_path, routing(mx) + example)
+    daemon = start(tmp_path, routing(mx, retry="1 hour") + example)
     data = tmp_path / "data"
     try:
         assert (await send(daemon.port, "first@example.net")).startswith("250")
@@ -275,3 +275,35 @@ end)
     finally:
         assert daemon.stop() == 0
     assert len(Spool(tmp_path / "data" / "spool").ids()) == 1  # only the accepted one
+
+
+async def test_editing_a_watched_rules_file_applies_it_without_a_signal(
+    tmp_path: Path, mx: ScriptedMX
+) -> None:
+    """The monitor notices the change (it polls every 10 s), bumps the epoch: the cache with
+    invalidate_with_epoch computes the rules again."""
+    rules = tmp_path / "rules.json"
+    rules.write_text("{}")
+    daemon = start(
+        tmp_path,
+        routing(mx, retry="1 hour")
+        + """
+local rules = kumo.memoize(function()
+  return kumo.regex_set_map.new(kumo.json_load('rules.json'))
+end, { name = 'watched_rules', ttl = '1 hour', capacity = 1, invalidate_with_epoch = true })
+kumo.on('smtp_client_rewrite_delivery_status', function(response)
+  return rules()[response]
+end)
+""",
+    )
+    data = tmp_path / "data"
+    try:
+        assert (await send(daemon.port, "first@example.net")).startswith("250")
+        await until(lambda: records(data, "TransientFailure"))
+        rules.write_text(json.dumps({"over quota": 550}))
+        await until(lambda: "configuration files changed" in daemon.stderr(), timeout=40)
+        assert (await send(daemon.port, "second@example.net")).startswith("250")
+        await until(lambda: records(data, "Bounce"))
+    finally:
+        assert daemon.stop() == 0
+    assert [r["recipient"] for r in records(data, "Bounce")] == ["second@example.net"]

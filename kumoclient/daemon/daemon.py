@@ -43,7 +43,7 @@ from kumoclient.http.admin import admin_routes
 from kumoclient.http.inject import InjectService
 from kumoclient.listener import bind_listener, finish_in_flight, start_listener
 from kumoclient.policies import default_policy_path
-from kumoclient.policy.epoch import MONITOR
+from kumoclient.policy.epoch import EPOCH, MONITOR
 from kumoclient.policy.runtime import PolicyHolder
 from kumoclient.records import EsmtpListenerConfig, SpooledMessage
 
@@ -225,9 +225,15 @@ class Daemon:
         asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self.reload)
 
     async def _monitor(self) -> None:
-        """Watch the configuration files (policy/epoch.py); a change bumps the epoch."""
+        """Watch the configuration files (policy/epoch.py): a change bumps the epoch (which
+        reloads the policy) here, and reloads the reception workers' policies."""
+
+        def changed(reason: str) -> None:
+            EPOCH.bump(reason)
+            signal_workers(self.workers, signal.SIGHUP)
+
         MONITOR.watch_policy_directory(Path(self.policy.current.path))
-        await MONITOR.run()
+        await MONITOR.run(changed=changed)
 
     async def _drop_loop(self) -> None:
         while True:

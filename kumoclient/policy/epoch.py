@@ -91,15 +91,22 @@ class ConfigMonitor:
                 found[name] = (status.st_size, status.st_mtime_ns)
         return found
 
-    async def run(self, interval: float = POLL_INTERVAL) -> None:
-        """Poll until cancelled; bump the epoch when the fingerprint changes."""
+    async def run(
+        self, interval: float = POLL_INTERVAL, changed: Callable[[str], None] | None = None
+    ) -> None:
+        """Poll until cancelled; when the fingerprint changes, call `changed(reason)` (by
+        default: bump the epoch)."""
         before = await asyncio.to_thread(self.fingerprint)
         while True:
             await asyncio.sleep(interval)
             now = await asyncio.to_thread(self.fingerprint)
             if now != before:
-                changed = sorted(set(now.items()) ^ set(before.items()))
-                self.epoch.bump(f"configuration files changed: {changed[0][0]}")
+                first = sorted(set(now.items()) ^ set(before.items()))[0][0]
+                reason = f"configuration files changed: {first}"
+                if changed is None:
+                    self.epoch.bump(reason)
+                else:
+                    changed(reason)
                 before = now
 
 
