@@ -320,7 +320,7 @@ class PolicyHolder:
 
     def reload(self) -> PolicyError | None:
         """Load the file again; on failure keep the old runtime and return the error."""
-        self._reload_pending = False
+        self._reload_pending = True  # a bump made while the file loads needs no other reload
         try:
             runtime = PolicyRuntime(
                 self._path, memo=self.memo, limits=self._limits, tasks=self.tasks
@@ -332,6 +332,8 @@ class PolicyHolder:
                 error=str(exc),
             )
             return exc
+        finally:
+            self._reload_pending = False
         self.current = runtime
         self.generation += 1
         log.info("policy reloaded", policy=str(self._path), generation=self.generation)
@@ -344,14 +346,15 @@ class PolicyHolder:
         self._epoch.bump(reason)
 
     def _epoch_bumped(self, epoch: int) -> None:
+        if self._reload_pending:  # one reload for bumps in a row, none for the reload's own
+            return
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
             self.reload()
             return
-        if not self._reload_pending:  # one reload for bumps in a row (not from inside Lua)
-            self._reload_pending = True
-            loop.call_soon(self.reload)
+        self._reload_pending = True
+        loop.call_soon(self.reload)  # not from inside the handler that bumped
 
     def attach(self, spawn: Spawn) -> None:
         """Run the policy's tasks (`kumo.spawn_task`) with `spawn` (the engine's task group)."""

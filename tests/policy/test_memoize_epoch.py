@@ -152,3 +152,13 @@ async def test_monitor_globs_from_the_policy(tmp_path: Path) -> None:
         assert (await runtime.fire("e")).value == f"{tmp_path}/a.toml,{tmp_path}/b.json"
     finally:
         MONITOR.globs = before
+
+
+async def test_a_policy_that_bumps_while_it_loads_is_reloaded_once(tmp_path: Path) -> None:
+    path = tmp_path / "policy.lua"
+    path.write_text("kumo.bump_config_epoch()\n")
+    holder = PolicyHolder(path, memo=MemoRegistry())
+    EPOCH.bump("test")
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert holder.generation == 2  # its own bump while reloading asked for no other reload
