@@ -2,11 +2,13 @@
 
 The state is Lua 5.4 through lupa with a memory limit, no `python` global, no `debug` library
 and an attribute filter that refuses every attribute access into Python objects; policy code
-only sees the Lua functions of the internal chunks (lua/*.lua). Every handler call is a Lua
-coroutine: `fire` starts it and, each time it waits (an `async def` kumo function, io.popen, a
-memoized value another handler computes), awaits what it waits for on the event loop and
-resumes it, so many handler calls can be in flight at once. A call that never waits costs one
-call into Lua, as it did before coroutines.
+only sees the Lua functions of the internal chunks (lua/*.lua). Every handler call runs in a
+worker coroutine (lua/dispatch.lua): `fire` gives an idle worker the job and, each time the
+call waits (an `async def` kumo function, io.popen, a memoized value another handler computes),
+awaits what it waits for on the event loop and resumes the worker with the result, so many
+handler calls can be in flight at once. A call that never waits costs one resume of an idle
+worker, about what one call into Lua cost before. Workers are resumed from Python only: lupa
+cannot call into Lua from Python while a Lua thread of the state is inside a resume.
 
 While the policy file loads (a constructor, not a coroutine of asyncio) a wait is served by
 running it to its end on an event loop of its own.
@@ -68,6 +70,7 @@ class LuaVM:
 
     def __init__(self, path: Path, memo: MemoRegistry, limits: PolicyLimits) -> None:
         self.limits = limits
+        self.path = path
         self.lua = lua54.LuaRuntime(
             register_eval=False,
             register_builtins=False,
@@ -209,6 +212,7 @@ class LuaVM:
                 policy_event=event,
                 seconds=round(elapsed, 3),
                 policy_location=fired.where,
+                policy=str(self.path),
             )
         if fired.status == "error" and self.lua.get_memory_used() > self.limits.max_memory // 2:
             self.lua.execute("collectgarbage()")  # an aborted handler's garbage
