@@ -171,3 +171,48 @@ def test_limits_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("KUMOCLIENT_LUA_MAX_MEMORY", "1k")
     with pytest.raises(ConfigError, match="must be at least"):
         PolicyLimits.from_environment()
+
+
+async def test_a_coroutine_kept_from_an_earlier_call_counts_for_the_call_resuming_it(
+    load: Load,
+) -> None:
+    runtime = load(
+        """
+        kumo.on('make', function()
+          KEPT = coroutine.create(function() coroutine.yield() while true do end end)
+          coroutine.resume(KEPT)
+        end)
+        kumo.on('resume', function()
+          coroutine.resume(KEPT)
+        end)
+        """
+    )
+    assert (await runtime.fire("make")).status == "ok"
+    fired = await runtime.fire("resume")
+    assert "instruction limit exceeded" in fired.value
+    assert "policy.lua:3:" in fired.value
+
+
+@pytest.mark.parametrize("limit", [1, 7, 50, 333, 1000, 5000])
+async def test_tiny_limits_abort_cleanly_whatever_instruction_they_fall_on(
+    load: Load, limit: int
+) -> None:
+    source = (
+        "kumo.on('e', function()\n  local n = 0\n  for i = 1, 100 do n = n + i end\n"
+        "  return n\nend)\n"
+    )
+    load_error = None
+    try:
+        runtime = load(source, PolicyLimits(max_instructions=limit, max_memory=32 * MIB))
+    except PolicyLoadError as exc:
+        load_error = str(exc)
+    if load_error is not None:  # loading needs more than the limit: it says so
+        assert "instruction limit exceeded" in load_error
+        assert "policy handler failed" not in load_error
+        return
+    for _ in range(20):  # wherever the count ends, the answer is the handler's or its abort
+        fired = await runtime.fire("e")
+        assert fired.status in ("ok", "error")
+        if fired.status == "error":
+            assert "instruction limit exceeded" in fired.value
+            assert "policy handler failed" not in fired.value  # no worker died

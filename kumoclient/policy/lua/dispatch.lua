@@ -188,28 +188,32 @@ end
 -- A worker takes jobs from the driver, one at a time: ('fire', event, args...),
 -- ('task', event, args...) or ('policy', path); it yields each answer, and waits in between.
 local function worker(state)
-  local function leave(...)
+  -- the job, under the dispatcher's own xpcall: an abort raised while the dispatcher handles
+  -- a handler's result still ends in an answer
+  local function run(kind, name, ...)
+    state.used, state.abort, state.per_slice = 0, nil, kind == 'task'
+    state.handler, state.origin = nil, kind == 'policy' and name or nil
+    state.event = kind ~= 'policy' and name or nil
+    core.enter(state)
+    if kind == 'policy' then
+      return run_policy(name)
+    end
+    return call_handlers(state, name, ...)
+  end
+  local function leave(ok, ...)
     core.current = nil
     core.current_event = nil
-    return ...
-  end
-  local function job(kind, name, ...)
-    state.used, state.abort, state.per_slice = 0, nil, kind == 'task'
-    if kind == 'policy' then
-      state.event = nil
-      core.enter(state)
-      return leave(run_policy(name))
+    if ok then
+      return ...
     end
-    state.event = name
-    core.current = state
-    core.current_event = name
-    core.publish(name)
-    return leave(call_handlers(state, name, ...))
+    return failure((...), nil)
   end
   -- yield the answer, take the next job (a proper tail call: the stack does not grow)
   local function serve(...)
-    return serve(job(raw_yield(...)))
+    return serve(leave(raw_xpcall(run, on_error, raw_yield(...))))
   end
+  core.unlimited[leave] = true -- the hook never aborts the worker's own bookkeeping
+  core.unlimited[serve] = true
   return serve('ready')
 end
 
@@ -218,7 +222,7 @@ function internal.new_worker()
   local state = core.new_limit()
   local co = raw_create(worker)
   core.workers[co] = true
-  core.limit(co, state)
+  core.limit(co)
   raw_resume(co, state)
   return co
 end

@@ -268,32 +268,55 @@ local function new_abort(message)
   return abort
 end
 
--- The limit of a handler call: a count hook every `quantum` instructions. With `per_slice`
--- the count starts again after each wait (a spawned task that waits between its turns).
+-- The limit of a handler call: its count of instructions, its abort once raised. With
+-- `per_slice` the count starts again after each wait (a spawned task that waits between its
+-- turns). The dispatcher makes it `core.current` while the call runs.
 function core.new_limit()
-  local state = { used = 0, per_slice = false, abort = nil }
-  state.hook = function()
-    if state.abort ~= nil then
-      error(state.abort, 0) -- swallowed once (by an error handler that failed): again
-    end
-    state.used = state.used + quantum
-    local reason
-    if interrupted() then
-      reason = 'handler interrupted: kumoclient is stopping'
-    elseif state.used >= budget then
-      reason = 'instruction limit exceeded (' .. tostring(budget)
-        .. ' instructions; KUMOCLIENT_LUA_MAX_INSTRUCTIONS)'
-    end
-    if reason ~= nil then
-      state.abort = new_abort((core.where(2) or '?') .. ': ' .. reason)
-      error(state.abort, 0)
-    end
-  end
-  return state
+  return { used = 0, per_slice = false, abort = nil }
 end
 
-function core.limit(co, state)
-  raw_sethook(co, state.hook, '', quantum)
+-- The count hook, every `quantum` instructions of a worker or of a coroutine the policy made:
+-- it counts for the call that runs now (none: the worker's own bookkeeping, not counted).
+-- where the limit was met: the policy line running, else the handler (or the policy file)
+local function running_place(state)
+  local where = core.where(3)
+  if where ~= nil then
+    return where
+  end
+  if state.handler ~= nil then
+    local info = getinfo(state.handler, 'S')
+    return display_source(info) .. ':' .. tostring(info.linedefined)
+  end
+  return state.origin or '?'
+end
+
+local unlimited = setmetatable({}, { __mode = 'k' })
+core.unlimited = unlimited
+
+local function hook()
+  local state = core.current
+  if state == nil or unlimited[getinfo(2, 'f').func] then
+    return
+  end
+  if state.abort ~= nil then
+    error(state.abort, 0) -- swallowed once (by an error handler that failed): again
+  end
+  state.used = state.used + quantum
+  local reason
+  if interrupted() then
+    reason = 'handler interrupted: kumoclient is stopping'
+  elseif state.used >= budget then
+    reason = 'instruction limit exceeded (' .. tostring(budget)
+      .. ' instructions; KUMOCLIENT_LUA_MAX_INSTRUCTIONS)'
+  end
+  if reason ~= nil then
+    state.abort = new_abort(running_place(state) .. ': ' .. reason)
+    error(state.abort, 0)
+  end
+end
+
+function core.limit(co)
+  raw_sethook(co, hook, '', quantum)
 end
 
 function core.is_abort(err)
