@@ -27,13 +27,6 @@ class Fired:
         """True for 'error' and 'reject'."""
         return self.status in ("error", "reject")
 
-    @classmethod
-    def of(cls, answer: Any) -> Fired:
-        """From the tuple the Lua dispatcher answered."""
-        if not isinstance(answer, tuple):
-            answer = (answer,)
-        return cls(*answer[:4])
-
 
 def status_code(value: Any) -> tuple[int | None, str | None]:
     """The code a rewrite handler returned, or None and a description of the problem."""
