@@ -171,7 +171,7 @@ LAYERS: dict[str, list[set[str]]] = {
         {"admin", "inject", "policy_check", "policy_rewrite", "queue", "run", "send"},
         {"admin_client", "inputs"},
     ],
-    "daemon": [{"daemon"}, {"layout", "workers"}],
+    "daemon": [{"daemon"}, {"layout", "workers"}, {"signals"}],
     "logs": [{"record_log"}, {"health"}],
     "smtp": [{"session"}, {"opening", "transaction"}, {"channel"}, {"protocol"}, {"values"}],
 }

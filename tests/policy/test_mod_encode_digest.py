@@ -216,7 +216,6 @@ def test_hmac_python_level_with_inline_and_file_keys(tmp_path: Path) -> None:
     assert result.raw == hmac.new(b"\x00\xffkey", b"\xff", "sha1").digest()
 
 
-@pytest.mark.usefixtures("needs_awaits")
 def test_reference_example_of_hmac_sha256(load_policy: LoadPolicy) -> None:
     load_policy(
         """

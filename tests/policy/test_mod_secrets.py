@@ -101,7 +101,6 @@ async def test_bad_sources(tmp_path: Path, source: object, message: str) -> None
     assert message in str(info.value)
 
 
-@pytest.mark.usefixtures("needs_awaits")
 def test_secrets_load_from_a_policy(load_policy: LoadPolicy, tmp_path: Path) -> None:
     (tmp_path / "pw.txt").write_text("hunter2")
     load_policy(
