@@ -160,6 +160,12 @@ def _add_run(commands: Subcommands) -> None:
         "then only delivers (default: 0, everything in one process; 'auto': one per CPU "
         "beyond the first)",
     )
+    run_.add_argument(
+        "--validate",
+        action="store_true",
+        help="check the policy as KumoMTA's --validate does (pre_init, init, validate_config; "
+        "nothing is started) and exit: 0 when valid, 78 when not",
+    )
 
 
 def _add_inject(commands: Subcommands) -> None:
@@ -221,7 +227,10 @@ def _add_policy(commands: Subcommands) -> None:
         dest="policy_command", required=True, parser_class=_Parser
     )
     check = _subcommand(
-        policy_commands, "check", "load a policy, run its init event, list its event handlers"
+        policy_commands,
+        "check",
+        "load a policy, run pre_init, init, validate_config and its configuration events with "
+        "sample arguments, list its event handlers",
     )
     check.add_argument("file", type=Path)
     rewrite = _subcommand(
@@ -268,7 +277,9 @@ def command(args: argparse.Namespace) -> Command:
     """The parsed command line as a call of one command with its options."""
     out, stdin = _streams()
     if args.command == "run":
-        options = DaemonOptions(args.policy, args.data_dir, args.listen, args.http, args.workers)
+        options = DaemonOptions(
+            args.policy, args.data_dir, args.listen, args.http, args.workers, args.validate
+        )
         return lambda: run(options)
     if args.command == "inject":
         inject_options = InjectOptions(

@@ -128,7 +128,15 @@ def test_policy_check_lists_handlers_and_init_configuration() -> None:
     ("source", "message"),
     [
         ("x = = 1\n", "policy.lua:1: unexpected symbol near '='"),
-        ("\nkumo.on('bogus', function() end)\n", "policy.lua:2: kumo.on: unknown event 'bogus'"),
+        (
+            "kumo.on('init', function() end)\nkumo.on('init', function() end)\n",
+            "policy.lua:2: init event already has a handler defined at",
+        ),
+        (
+            "kumo.on('get_queue_config', function()\n"
+            "  return kumo.make_queue_config{retry_intervl = '1m'}\nend)\n",
+            "policy.lua:2: make_queue_config: unknown key 'retry_intervl'",
+        ),
         (
             "kumo.on('init', function()\n  kumo.start_esmtp_listener{colour = 1}\nend)\n",
             "policy.lua:2: start_esmtp_listener: unknown key 'colour'",

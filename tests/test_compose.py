@@ -283,7 +283,7 @@ def test_compose_policy_matches_the_compose_file() -> None:
     assert Path(policy_in_container).name == POLICY.name
 
     runtime = PolicyRuntime(POLICY, memo=MemoRegistry())
-    [listener] = runtime.run_init().esmtp_listeners
+    [listener] = runtime.run(runtime.run_init()).esmtp_listeners
     host, _, port = listener.listen.rpartition(":")
     assert host == "0.0.0.0"
     assert any(p.endswith(f":{port}") for p in compose["kumoclient"]["ports"])
@@ -295,12 +295,12 @@ def test_compose_policy_matches_the_compose_file() -> None:
 
     # every domain goes to the mta service, which is not a prohibited host
     for domain in ("gmail.com", "example.net"):
-        queue = runtime.get_queue_config(QueueName(domain))
+        queue = runtime.run(runtime.get_queue_config(QueueName(domain)))
         assert queue.mx_list is not None
         assert [(mx.host, mx.port) for mx in queue.mx_list] == [("mta", 25)]
     assert "mta" in compose
     assert "EXPOSE 25" in (ROOT / "docker" / "postfix" / "Dockerfile").read_text()
-    egress = runtime.get_egress_path_config("gmail.com", "unspecified", "mta")
+    egress = runtime.run(runtime.get_egress_path_config("gmail.com", "unspecified", "mta"))
     assert egress.prohibited_hosts == ()
 
 
@@ -339,8 +339,8 @@ def test_policy_classifies_the_test_mta_rejections(
     code, enhanced, text = reply.split(None, 2)
     address = pattern + "example.net" if pattern.endswith("@") else pattern
     response = f"{code} {enhanced} <{address}>: Recipient address rejected: {text}"
-    outcome = compose_policy.rewrite_delivery_status(
-        parse_one_line(response), QueueName("example.net")
+    outcome = compose_policy.run(
+        compose_policy.rewrite_delivery_status(parse_one_line(response), QueueName("example.net"))
     )
     assert outcome.error is None
     assert outcome.disposition.value == EXPECTED[pattern], outcome

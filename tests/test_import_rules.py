@@ -5,7 +5,7 @@ logs → core → {records, errors}.
 A module may import its own component and the components below it, never above or beside.
 Foreign libraries stay at their boundary: lupa only in policy/, aiosmtplib only in two modules
 of smtp/ (protocol.py extends it, channel.py is the one that catches its errors), aiosmtpd only
-in testing.py (the scripted MX), redis only in throttles.py. A boundary names a component
+in testing/ (the scripted MX), redis only in throttles.py. A boundary names a component
 (`policy`) or one module (`smtp.channel`).
 """
 
@@ -138,6 +138,9 @@ def test_the_order_runs_one_way(lower: str, upper: str) -> None:
 # A module may import modules of its own sub-package in lower layers only (never a module of
 # its own layer or above). `__init__` re-exports and may import any of its package. An import
 # under `if TYPE_CHECKING:` names a type for annotations only and is not counted.
+# A package inside a sub-package (`policy.modules`) has layers of its own, and is one unit in
+# its parent's layers: its modules import the parent's modules below that unit, and each other
+# by their own layers. (policy/lua/ holds the Lua chunks: files vm.py reads, not imports.)
 LAYERS: dict[str, list[set[str]]] = {
     "core": [
         {"disposition", "dsn", "log_record", "smtp_server", "report_records"},
@@ -171,9 +174,48 @@ LAYERS: dict[str, list[set[str]]] = {
         {"admin", "inject", "policy_check", "policy_rewrite", "queue", "run", "send"},
         {"admin_client", "inputs"},
     ],
-    "daemon": [{"daemon"}, {"layout", "workers"}],
+    "daemon": [{"daemon"}, {"layout", "workers"}, {"signals"}],
     "logs": [{"record_log"}, {"health"}],
     "smtp": [{"session"}, {"opening", "transaction"}, {"channel"}, {"protocol"}, {"values"}],
+    "policy": [
+        {"check"},
+        {"runtime"},
+        {"vm"},
+        {"host"},
+        {"event_host", "memo_host", "regex_map"},
+        {"config", "limits", "memoize", "modules"},
+        {
+            "api",
+            "config_values",
+            "convert",
+            "epoch",
+            "events",
+            "message",
+            "paths",
+            "popen",
+            "results",
+            "tasks",
+        },
+    ],
+    "policy.modules": [
+        {"digest", "fs"},
+        {
+            "cidr",
+            "config_epoch",
+            "domain_map",
+            "encode",
+            "keysource",
+            "regexes",
+            "serde",
+            "sleep",
+            "strings",
+            "times",
+            "uuids",
+            "version",
+        },
+        {"args", "rust_regex", "strftime", "yaml12"},
+        {"rust_regex_lexer"},
+    ],
 }
 
 
@@ -193,9 +235,20 @@ def _type_only(tree: ast.Module) -> set[int]:
     return hidden
 
 
+def _packages(module: Path) -> list[tuple[str, str]]:
+    """Each layered package `module` is inside, with the unit it is there: for
+    policy/modules/serde.py, ("policy", "modules") and ("policy.modules", "serde")."""
+    parts = module.relative_to(PACKAGE).with_suffix("").parts
+    return [
+        (".".join(parts[:depth]), parts[depth])
+        for depth in range(1, len(parts))
+        if ".".join(parts[:depth]) in LAYERS
+    ]
+
+
 def _inner_imports(module: Path) -> list[str]:
-    """The modules of its own sub-package that `module` imports at run time."""
-    package = module.relative_to(PACKAGE).parts[0]
+    """The kumoclient modules (dotted, below `kumoclient.`) `module` imports at run time, each
+    `from X import name` as X.name (a name may be a module)."""
     found: list[str] = []
     tree = ast.parse(module.read_text(), filename=str(module))
     hidden = _type_only(tree)
@@ -203,35 +256,52 @@ def _inner_imports(module: Path) -> list[str]:
         if id(node) in hidden:
             continue
         if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            parts = node.module.split(".")
-            if parts[:2] != ["kumoclient", package]:
-                continue
-            found.extend([parts[2]] if len(parts) > 2 else [a.name for a in node.names])
+            top, _, rest = node.module.partition(".")
+            if top == "kumoclient" and rest:
+                found.extend(f"{rest}.{alias.name}" for alias in node.names)
     return found
 
 
-LAYERED = [
-    m
-    for m in MODULES
-    if len(m.relative_to(PACKAGE).parts) > 1
-    and m.relative_to(PACKAGE).parts[0] in LAYERS
-    and m.stem != "__init__"
-]
+def _unit(package: str, target: str) -> str | None:
+    """The unit of `package` that the dotted `target` lies in (None: outside the package)."""
+    prefix = package + "."
+    if not target.startswith(prefix):
+        return None
+    return target[len(prefix) :].split(".", maxsplit=1)[0]
+
+
+LAYERED = [m for m in MODULES if _packages(m) and m.stem != "__init__"]
 
 
 @pytest.mark.parametrize("module", LAYERED, ids=lambda m: str(m.relative_to(PACKAGE)))
 def test_a_sub_package_imports_only_its_lower_layers(module: Path) -> None:
-    package = module.relative_to(PACKAGE).parts[0]
-    mine = _layer(package, module.stem)
-    for target in _inner_imports(module):
-        if target == module.stem:
-            continue
-        assert _layer(package, target) > mine, (
-            f"{package}/{module.stem} must not import {package}/{target}: it is not in a lower layer"
-        )
+    for package, mine in _packages(module):
+        layer = _layer(package, mine)
+        for target in _inner_imports(module):
+            unit = _unit(package, target)
+            if unit is None or unit == mine:
+                continue
+            assert _layer(package, unit) > layer, (
+                f"{package}/{mine} must not import {package}/{unit}: it is not in a lower layer"
+            )
 
 
 def test_the_layer_rule_catches_a_sideways_import() -> None:
     """The checker itself can fail: routing importing control (same layer) is refused."""
     assert _layer("engine", "control") == _layer("engine", "routing")
     assert not _layer("engine", "dispatch") > _layer("engine", "dispositions")  # upward
+
+
+def test_a_package_inside_a_sub_package_is_one_unit_of_it(tmp_path: Path) -> None:
+    """policy/modules/ is the unit `modules` of policy: a module there may import policy.api
+    (below it) but not policy.host (above it); among themselves its modules have layers."""
+    serde = PACKAGE / "policy" / "modules" / "serde.py"
+    assert _packages(serde) == [("policy", "modules"), ("policy.modules", "serde")]
+    assert _layer("policy", "api") > _layer("policy", "modules")
+    assert not _layer("policy", "host") > _layer("policy", "modules")
+    assert not _layer("policy.modules", "digest") > _layer("policy.modules", "encode")
+    fake = tmp_path / "bad.py"
+    fake.write_text("from kumoclient.policy.host import Host\nfrom kumoclient.policy import vm\n")
+    assert _inner_imports(fake) == ["policy.host.Host", "policy.vm"]
+    assert _unit("policy", "policy.host.Host") == "host"
+    assert _unit("policy.modules", "policy.host.Host") is None

@@ -15,7 +15,8 @@ from kumoclient.records import ResolverConfig
 def init_of(tmp_path: Path, body: str) -> ResolverConfig | None:
     policy = tmp_path / "p.lua"
     policy.write_text(f"kumo.on('init', function()\n{body}\nend)\n")
-    return PolicyRuntime(policy).run_init().resolver
+    runtime = PolicyRuntime(policy)
+    return runtime.run(runtime.run_init()).resolver
 
 
 def test_name_servers_and_timeout_come_from_init(tmp_path: Path) -> None:

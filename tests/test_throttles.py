@@ -449,7 +449,8 @@ def run_init(tmp_path: Path, body: str) -> object:
         "local kumo = require 'kumo'\n"
         "kumo.on('init', function()\n" + textwrap.indent(textwrap.dedent(body), "  ") + "end)\n"
     )
-    return PolicyRuntime(path).run_init().redis_throttles
+    runtime = PolicyRuntime(path)
+    return runtime.run(runtime.run_init()).redis_throttles
 
 
 def test_policy_configures_redis_throttles_in_init(tmp_path: Path) -> None:

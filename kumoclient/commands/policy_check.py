@@ -1,7 +1,11 @@
-"""`kumoclient policy check FILE`: load a policy, run `init`, list what it registered.
+"""`kumoclient policy check FILE`: load a policy as KumoMTA's `--validate` does, try its
+configuration events, list what it registered.
 
-The event handlers and what `init` configured are printed. A load or `init` error is
-PolicyError (exit 78, `file:line: message`).
+The policy is loaded validating (`_VALIDATING_CONFIG` is true, `kumo.spawn_task` does nothing);
+`pre_init`, `init` and `validate_config` run; then each configuration event the policy
+registered is called once with sample arguments (`policy/check.py`). The event handlers, what
+`init` configured and what the sample calls answered are printed. Any failure, or a handler
+calling `kumo.validation_failed()`, is PolicyError (exit 78, `file:line: message`).
 """
 
 from __future__ import annotations
@@ -10,7 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
+from kumoclient.policy.check import load_validating, sample_events, validate
 from kumoclient.policy.runtime import PolicyRuntime
+from kumoclient.records import InitConfig
 
 EX_OK = 0
 
@@ -23,10 +29,11 @@ class PolicyCheckOptions:
 
 
 def policy_check(options: PolicyCheckOptions, out: TextIO) -> int:
-    """Load the policy and run `init`; print the handlers and the listeners."""
+    """Load the policy, run its lifecycle and sample configuration events; print the
+    handlers, the listeners and the samples' answers."""
     path = options.file
-    runtime = PolicyRuntime(path)
-    init = runtime.run_init()
+    runtime = load_validating(path)
+    init, samples = runtime.run(_check(runtime))
     out.write(f"{path}: OK\n")
     events = runtime.registered_events()
     if not events:
@@ -40,4 +47,11 @@ def policy_check(options: PolicyCheckOptions, out: TextIO) -> int:
         out.write(f"  http listener {http.listen}\n")
     if init.local_logs is not None:
         out.write(f"  log records in {init.local_logs.log_dir}\n")
+    for line in samples:
+        out.write(f"  sample {line}\n")
     return EX_OK
+
+
+async def _check(runtime: PolicyRuntime) -> tuple[InitConfig, list[str]]:
+    init = await validate(runtime)
+    return init, await sample_events(runtime)

@@ -11,7 +11,6 @@ fields a replay needs, is BadInput (65) naming the file and line.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
@@ -62,7 +61,7 @@ def policy_rewrite(options: PolicyRewriteOptions, out: TextIO) -> int:
     runtime = PolicyRuntime(options.file)
     line_break = LITERAL_CRLF if options.line_break == "literal" else SPACE
     if options.replay:
-        return _replay(runtime, options.replay, line_break, out)
+        return runtime.run(_replay(runtime, options.replay, line_break, out))
     assert options.response is not None
     reply = parse_one_line(text_option("--response", options.response))
     queue = QueueName(
@@ -71,7 +70,7 @@ def policy_rewrite(options: PolicyRewriteOptions, out: TextIO) -> int:
         options.campaign and text_option("--campaign", options.campaign),
         options.routing_domain and text_option("--routing-domain", options.routing_domain),
     )
-    outcome = runtime.rewrite_delivery_status(reply, queue, line_break)
+    outcome = runtime.run(runtime.rewrite_delivery_status(reply, queue, line_break))
     _print_outcome(reply, queue, outcome, line_break, out)
     return EX_OK
 
@@ -109,17 +108,13 @@ class _Replayed:
     outcome: RewriteOutcome
 
 
-def _replay(runtime: PolicyRuntime, files: tuple[Path, ...], line_break: str, out: TextIO) -> int:
-    return asyncio.run(_replay_files(runtime, files, line_break, out))
-
-
-async def _replay_files(
+async def _replay(
     runtime: PolicyRuntime, files: tuple[Path, ...], line_break: str, out: TextIO
 ) -> int:
     seen = changed = 0
     for path in files:
         async for number, line in _log_lines(path):
-            replayed = _replay_line(runtime, line, f"{path}:{number}", line_break)
+            replayed = await _replay_line(runtime, line, f"{path}:{number}", line_break)
             if replayed is None:
                 continue
             seen += 1
@@ -156,7 +151,7 @@ async def _log_lines(path: Path) -> AsyncIterator[tuple[int, str]]:
         raise NoInput(str(path), exc.strerror or str(exc)) from exc
 
 
-def _replay_line(
+async def _replay_line(
     runtime: PolicyRuntime, line: str, where: str, line_break: str
 ) -> _Replayed | None:
     if not line.strip():
@@ -168,7 +163,7 @@ def _replay_line(
     if isinstance(fields, dict) and fields.get("type") not in REPLAYED:
         return None
     reply, queue, record = _decoded(fields, where)
-    outcome = runtime.rewrite_delivery_status(reply, queue, line_break)
+    outcome = await runtime.rewrite_delivery_status(reply, queue, line_break)
     return _Replayed(record.id, record.recipient, record.type.value, outcome)
 
 

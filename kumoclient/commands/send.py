@@ -44,7 +44,7 @@ from kumoclient.mx import MxResolver
 from kumoclient.policies import default_policy_path
 from kumoclient.policy.config import parse_mx_entry
 from kumoclient.policy.runtime import PolicyRuntime
-from kumoclient.records import MxHost, QueueName, RecordType
+from kumoclient.records import InitConfig, MxHost, QueueName, RecordType
 from kumoclient.smtp import Session
 
 EXIT_CODES = {
@@ -73,7 +73,7 @@ def send(options: SendOptions, stdin: BinaryIO, out: TextIO) -> int:
     content = read_message(options.file, stdin)
     runtime = PolicyRuntime(options.policy or default_policy_path())
     decision = asyncio.run(
-        _attempt(runtime, sender=sender, recipient=recipient, content=content, mx=mx, out=out)
+        _send(runtime, sender=sender, recipient=recipient, content=content, mx=mx, out=out)
     )
     first = decision.records[0]
     out.write(f"disposition: {first.type.value}\n")
@@ -92,8 +92,25 @@ def _mx_host(mx: str | None) -> MxHost | None:
         raise UsageError(f"--mx: {exc}") from exc  # the message names the value
 
 
+async def _send(
+    runtime: PolicyRuntime,
+    *,
+    sender: str,
+    recipient: str,
+    content: bytes,
+    mx: MxHost | None,
+    out: TextIO,
+) -> Decision:
+    """`pre_init` and `init` (for the resolver), then the attempt."""
+    init = await runtime.start()
+    return await _attempt(
+        runtime, init, sender=sender, recipient=recipient, content=content, mx=mx, out=out
+    )
+
+
 async def _attempt(
     runtime: PolicyRuntime,
+    init: InitConfig,
     *,
     sender: str,
     recipient: str,
@@ -104,7 +121,7 @@ async def _attempt(
     envelope = (sender, recipient, content)
     queue = queue_name_for(recipient, {})
     name = parse_queue_name(queue)
-    config = runtime.get_queue_config(name)
+    config = await runtime.get_queue_config(name)
     now = time.time()
 
     def decided(attempt: Attempt, hook: HookAnswer | None = None) -> Decision:
@@ -112,7 +129,7 @@ async def _attempt(
 
     if mx is not None:
         config = replace(config, mx_list=(mx,))
-    dns = resolver_for(runtime.run_init().resolver)
+    dns = resolver_for(init.resolver)
     if config.mx_list is not None:
         route = route_for(name, config)
     else:
@@ -123,7 +140,9 @@ async def _attempt(
         except DnsLookupError as exc:
             reply = synthesize(Synthesized.DNS_FAILURE, queue=queue, reason=exc.text)
             return decided(failed(reply))
-    egress = runtime.get_egress_path_config(route.routing_domain, EGRESS_SOURCE, route.site_name)
+    egress = await runtime.get_egress_path_config(
+        route.routing_domain, EGRESS_SOURCE, route.site_name
+    )
     if mx is not None:
         egress = replace(egress, prohibited_hosts=())
     out.write(f"queue: {queue}\nsite: {route.site}\n")
@@ -157,6 +176,6 @@ async def _transact(
         if attempt.result is not Result.REJECTED or attempt.reply is None:
             return attempt, None
         line_break = site.egress.response_line_break
-        return attempt, runtime.rewrite_hook(attempt.reply, name, line_break)
+        return attempt, await runtime.rewrite_hook(attempt.reply, name, line_break)
     finally:
         await session.close()

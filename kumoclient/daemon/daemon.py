@@ -1,10 +1,12 @@
 """`kumoclient run`: load the policy, open spool and logs, listen, pick up drops, handle signals.
 
-Start-up order: policy (a load error is EX_CONFIG), `init`, spool (enumerated; unreadable
-entries are quarantined), delivery log, SMTP listeners, HTTP listeners. SIGHUP reloads the
-policy (a failed reload keeps the old one). SIGTERM/SIGINT stop accepting (SMTP and HTTP), let
-in-flight transactions and requests finish for at most STOP_GRACE seconds, and leave everything
-else spooled.
+Start-up order: policy (a load error is EX_CONFIG), `pre_init`, `init`, spool (enumerated;
+unreadable entries are quarantined), delivery log, SMTP listeners, HTTP listeners, the policy's
+spawned tasks, the watch of configuration files. SIGHUP forgets every memoized value and bumps
+the configuration epoch, which reloads the policy (a failed reload keeps the old one); a change
+of a watched file bumps the epoch too. SIGTERM/SIGINT interrupt a policy handler that is
+running, stop accepting (SMTP and HTTP), let in-flight transactions and requests finish for at
+most STOP_GRACE seconds, and leave everything else spooled.
 """
 
 from __future__ import annotations
@@ -18,10 +20,12 @@ import signal
 import socket
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from kumoclient import logs
 from kumoclient.core.listen import show_address
 from kumoclient.daemon.layout import DaemonOptions, layout, ready_directory
+from kumoclient.daemon.signals import install_stop_signals
 from kumoclient.daemon.workers import (
     Worker,
     WorkerSetup,
@@ -40,6 +44,7 @@ from kumoclient.http.inject import InjectService
 from kumoclient.listener import SmtpServer, bind_listener, finish_in_flight, start_listener
 from kumoclient.listener.limits import raise_descriptor_limit
 from kumoclient.policies import default_policy_path
+from kumoclient.policy.epoch import EPOCH, MONITOR
 from kumoclient.policy.runtime import PolicyHolder
 from kumoclient.records import EsmtpListenerConfig, SpooledMessage
 
@@ -62,8 +67,8 @@ def http_handlers(
     policy's `http_server_validate_auth_basic` (the policy active at each request), the
     engine's metrics, and extra `routes` (the admin API)."""
 
-    def validate_auth(user: str, password: str) -> bool:
-        return policy.current.validate_auth_basic(user, password)
+    async def validate_auth(user: str, password: str) -> bool:
+        return await policy.current.validate_auth_basic(user, password)
 
     return Handlers(
         inject=InjectService(reception).handle,
@@ -81,7 +86,8 @@ class Daemon:
         # the listeners keep a share of the descriptors for the rest (docs/reception.md)
         raise_descriptor_limit()
         self.policy = PolicyHolder(options.policy or default_policy_path())
-        init = self.policy.current.run_init()
+        runtime = self.policy.current
+        init = runtime.run(runtime.start())  # pre_init, init: before any event loop runs
         self.layout = layout(options, init)
         ready_directory(self.layout.spool_dir)  # CannotCreate: before the engine opens them
         ready_directory(self.layout.log_dir)
@@ -132,8 +138,9 @@ class Daemon:
         self._stop.set()
 
     def reload(self) -> None:
-        """Reload the policy (SIGHUP), here and in the reception workers."""
-        self.policy.reload()
+        """SIGHUP: forget memoized values and bump the configuration epoch, which reloads the
+        policy; here and in the reception workers."""
+        self.policy.refresh("SIGHUP")
         signal_workers(self.workers, signal.SIGHUP)
 
     async def run(self) -> None:
@@ -162,10 +169,12 @@ class Daemon:
                 http_bound=[f"{h}:{p}" for s in self._http_servers for h, p in s.addresses],
             )
             drops = asyncio.create_task(self._drop_loop(), name="incoming")
+            monitor = asyncio.create_task(self._monitor(), name="config-monitor")
             await self._stop.wait()
-            drops.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await drops
+            for task in (drops, monitor):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         finally:
             await self._shutdown()
 
@@ -221,10 +230,19 @@ class Daemon:
             self._http_servers.append(http)
 
     def _install_signals(self) -> None:
-        loop = asyncio.get_running_loop()
-        loop.add_signal_handler(signal.SIGTERM, self.request_stop)
-        loop.add_signal_handler(signal.SIGINT, self.request_stop)
-        loop.add_signal_handler(signal.SIGHUP, self.reload)
+        install_stop_signals(self.request_stop)
+        asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self.reload)
+
+    async def _monitor(self) -> None:
+        """Watch the configuration files (policy/epoch.py): a change bumps the epoch (which
+        reloads the policy) here, and reloads the reception workers' policies."""
+
+        def changed(reason: str) -> None:
+            EPOCH.bump(reason)
+            signal_workers(self.workers, signal.SIGHUP)
+
+        MONITOR.watch_policy_directory(Path(self.policy.current.path))
+        await MONITOR.run(changed=changed)
 
     async def _drop_loop(self) -> None:
         """Pick up `incoming/` every DROP_POLL_INTERVAL seconds. While that fails (out of

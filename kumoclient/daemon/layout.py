@@ -24,6 +24,7 @@ class DaemonOptions:
     listen: str | None = None
     http: str | None = None
     workers: int = 0  # reception worker processes (kumoclient/daemon/workers.py)
+    validate: bool = False  # check the policy (pre_init, init, validate_config) and exit
 
 
 @dataclass(frozen=True, slots=True)

@@ -36,6 +36,7 @@ from pathlib import Path
 import orjson
 
 from kumoclient import logs
+from kumoclient.daemon.signals import install_stop_signals
 from kumoclient.engine.reception import Reception
 from kumoclient.listener import finish_in_flight, start_listener
 from kumoclient.logs import LogHealth
@@ -132,9 +133,8 @@ def _worker_main(index: int, setup: WorkerSetup, write_fd: int) -> int:
 async def _serve(index: int, setup: WorkerSetup, write_fd: int) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    loop.add_signal_handler(signal.SIGTERM, stop.set)
-    loop.add_signal_handler(signal.SIGINT, stop.set)  # Ctrl-C reaches the whole group
-    loop.add_signal_handler(signal.SIGHUP, setup.policy.reload)
+    install_stop_signals(stop.set)  # Ctrl-C reaches the whole group
+    loop.add_signal_handler(signal.SIGHUP, setup.policy.refresh, "SIGHUP")
 
     async def announce(groups: dict[bytes, list[SpooledMessage]]) -> None:
         # a blocking write: when it returns, the bytes are the main process's to read

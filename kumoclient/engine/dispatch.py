@@ -293,7 +293,7 @@ class Dispatcher:
         attempt = attempt_of(exchange, session.target)
         hook = None
         if attempt.result is disposition.Result.REJECTED:
-            hook = self._rewrite_hook(item, attempt, site)
+            hook = await self._rewrite_hook(item, attempt, site)
         if exchange.kind == "transport":  # try the other hosts first for a while
             site.penalize(session.target.address, session.target.port, time.monotonic())
         target = session.target
@@ -304,11 +304,13 @@ class Dispatcher:
             return None
         return session
 
-    def _rewrite_hook(self, item: Item, attempt: Attempt, site: Site) -> HookAnswer | None:
+    async def _rewrite_hook(self, item: Item, attempt: Attempt, site: Site) -> HookAnswer | None:
         assert attempt.reply is not None
         runtime = self.policy.current
         started = time.perf_counter()
-        answer = runtime.rewrite_hook(attempt.reply, item.name, site.egress.response_line_break)
+        answer = await runtime.rewrite_hook(
+            attempt.reply, item.name, site.egress.response_line_break
+        )
         if answer is not None:
             rewritten = answer.code is not None and answer.code != attempt.reply.code
             rewritten = rewritten and answer.error is None

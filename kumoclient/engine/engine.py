@@ -165,6 +165,7 @@ class Engine:
         if delivered:
             names = self._recovered(names, delivered)
         self.metrics.spooled.set(len(names))
+        self.policy.attach(self._spawn)  # the policy's kumo.spawn_task tasks
         if background_scan:
             self._spawn(self._scan(names), "spool-scan")
             return len(names)
@@ -211,6 +212,7 @@ class Engine:
         self.table.stop()
         self.control.close()
         self.router.stop()
+        await self.policy.detach()
         await self.dispatcher.stop(grace)
         # a DSN being spooled removes its original afterwards: before the state writer closes
         await self.dispositions.close()

@@ -99,7 +99,7 @@ class Reception:
             MessageView(msgid.message_id(base, i), sender, rcpt, content, {})
             for i, rcpt in enumerate(recipients)
         ]
-        self._run_policy("smtp_server_message_received", views)
+        await self._run_policy("smtp_server_message_received", views)
         ids = await self._store(views, "ESMTP")
         suffix = f" and {len(ids) - 1} more" if len(ids) > 1 else ""
         return f"250 2.0.0 OK queued as {ids[0]}{suffix}"
@@ -148,7 +148,7 @@ class Reception:
         kept: list[MessageView] = []
         for view in views:
             try:
-                self._policy_event("http_message_generated", view)
+                await self._policy_event("http_message_generated", view)
             except PolicyReject as reject:
                 refused.append((view.recipient, f"{reject.code} {reject.text}"))
                 continue
@@ -173,18 +173,18 @@ class Reception:
     def _log_down(self) -> bool:
         return self.log_health is not None and not self.log_health.ok
 
-    def _run_policy(self, event: str, views: list[MessageView]) -> None:
+    async def _run_policy(self, event: str, views: list[MessageView]) -> None:
         for view in views:
             try:
-                self._policy_event(event, view)
+                await self._policy_event(event, view)
             except PolicyReject as reject:
                 raise SubmissionRefused(reject.code, reject.text) from reject
 
-    def _policy_event(self, event: str, view: MessageView) -> None:
+    async def _policy_event(self, event: str, view: MessageView) -> None:
         """Run a reception event on one message: PolicyReject when the policy refuses it,
         SubmissionRefused (451) when the policy fails."""
         try:
-            self.policy.current.message_event(event, view)
+            await self.policy.current.message_event(event, view)
         except PolicyError as exc:
             log.error(
                 "reception policy failed; asking the client to retry",

@@ -11,10 +11,12 @@ MX hosts through the DNS resolver of `kumoclient.mx`.
 `Router.route(item)` decides for a message that came due: it asks the policy for the queue
 config (`get_queue_config`, cached per queue and policy generation) and, for the site, for the
 egress path (`get_egress_path_config`, cached per site and generation). A queue without
-`mx_list` waits for its routing domain's MX lookup, one lookup per domain however many
-messages wait (in the message table). The outcome goes to one of two callbacks: `ready(item,
-site)`, or `failed(item, attempt)` with the made-up reply of a null MX (Bounce), a DNS failure
-or a failing policy event (TransientFailure).
+`mx_list` waits for its routing domain's MX lookup. Each of the three waits parks the message
+in the message table, one lookup for every message that needs the same answer (a policy
+handler may itself wait: DNS, HTTP); a known answer routes at once. The outcome goes to one of
+two callbacks: `ready(item, site)`, or `failed(item, attempt)` with the made-up reply of a null
+MX (Bounce), a DNS failure or a failing policy event (TransientFailure, retried later with the
+reason; an aborted handler too).
 """
 
 from __future__ import annotations
@@ -201,38 +203,82 @@ class Router:
         self.stopping = False
 
     def route(self, item: Item) -> None:
-        """Send `item` on: to its site now, or after its routing domain's MX lookup."""
-        try:
-            item.config = self.queue_config(item)
-            if item.config.mx_list is None:
-                self._by_dns(item)
-                return
-            site = self.site(route_for(item.name, item.config))
-        except PolicyError as exc:
-            self._policy_failed(item, exc)
+        """Send `item` on: to its site now, or once its queue config, its routing domain's MX
+        or its site's egress path is known (the item is parked meanwhile, one lookup for all
+        the items that need the same answer)."""
+        config = self._known_config(item.queue)
+        if config is not None:
+            self._with_config(item, config)
             return
-        self._ready(item, site)
+        key = f"queue-config {item.queue}"  # a space: never a routing domain
+        if self.table.await_route(key, item):
+            self._start(self._ask_queue_config(key, item), key)
 
-    def queue_config(self, item: Item) -> QueueConfig:
-        """The queue's config, asked of the policy once per queue and policy generation."""
-        generation = self.policy.generation
-        cached = self._configs.get(item.queue)
-        if cached is not None and cached[0] == generation:
+    def _known_config(self, queue: str) -> QueueConfig | None:
+        """The queue's config when asked of the current policy already."""
+        cached = self._configs.get(queue)
+        if cached is not None and cached[0] == self.policy.generation:
             return cached[1]
-        config = self.policy.current.get_queue_config(item.name)
-        self._configs[item.queue] = (generation, config)
-        return config
+        return None
 
-    def site(self, route: Route) -> Site:
-        """The site of a route, its egress path asked of the policy once per generation."""
+    async def _ask_queue_config(self, key: str, first: Item) -> None:
         generation = self.policy.generation
+        result: QueueConfig | PolicyError
+        try:
+            result = await self.policy.current.get_queue_config(first.name)
+        except PolicyError as exc:
+            result = exc
+        else:
+            self._configs[first.queue] = (generation, result)
+        items = self.table.routed(key)
+        if self.stopping:
+            return  # the messages stay spooled
+        for item in items:
+            if isinstance(result, PolicyError):
+                self._policy_failed(item, result)
+            else:
+                self._with_config(item, result)
+
+    def _with_config(self, item: Item, config: QueueConfig) -> None:
+        item.config = config
+        if config.mx_list is None:
+            self._by_dns(item)
+        else:
+            self._to_site(item, route_for(item.name, config))
+
+    def _to_site(self, item: Item, route: Route) -> None:
+        """The item to its site's ready queue, once the site's egress path is known."""
         site = self.table.site(route.site)
-        if site is not None and site.generation == generation:
+        if site is not None and site.generation == self.policy.generation:
             site.route = route  # the latest order of the MX hosts
-            return site
-        egress = self.policy.current.get_egress_path_config(
-            route.routing_domain, EGRESS_SOURCE, route.site_name
-        )
+            self._ready(item, site)
+            return
+        key = f"egress-path {route.site}"
+        if self.table.await_route(key, item):
+            self._start(self._ask_egress_path(key, route), key)
+
+    async def _ask_egress_path(self, key: str, route: Route) -> None:
+        generation = self.policy.generation
+        result: Site | PolicyError
+        try:
+            egress = await self.policy.current.get_egress_path_config(
+                route.routing_domain, EGRESS_SOURCE, route.site_name
+            )
+        except PolicyError as exc:
+            result = exc
+        else:
+            result = self._configured_site(route, egress, generation)
+        items = self.table.routed(key)
+        if self.stopping:
+            return
+        for item in items:
+            if isinstance(result, PolicyError):
+                self._policy_failed(item, result)
+            else:
+                self._ready(item, result)
+
+    def _configured_site(self, route: Route, egress: EgressPathConfig, generation: int) -> Site:
+        site = self.table.site(route.site)
         if site is None:
             return self.table.add_site(Site(route, egress, generation, self.throttles))
         site.configure(egress, generation)
@@ -246,9 +292,12 @@ class Router:
     def _by_dns(self, item: Item) -> None:
         domain = routing_domain(item.name)
         if self.table.await_route(domain, item):
-            task = self._spawn(self._resolve(domain), f"mx {domain}")
-            self._lookups.add(task)
-            task.add_done_callback(self._lookups.discard)
+            self._start(self._resolve(domain), f"mx {domain}")
+
+    def _start(self, lookup: Coroutine[Any, Any, None], name: str) -> None:
+        task = self._spawn(lookup, name)
+        self._lookups.add(task)
+        task.add_done_callback(self._lookups.discard)
 
     async def _resolve(self, domain: str) -> None:
         result: Route | DnsLookupError
@@ -266,12 +315,7 @@ class Router:
                 reply = synthesize(Synthesized.DNS_FAILURE, queue=item.queue, reason=result.text)
                 self._failed(item, failed(reply))
             else:
-                try:
-                    site = self.site(result)
-                except PolicyError as exc:
-                    self._policy_failed(item, exc)
-                    continue
-                self._ready(item, site)
+                self._to_site(item, result)
 
     def stop(self) -> None:
         """Cancel the lookups in flight (their messages stay spooled)."""

@@ -70,7 +70,14 @@ class Route:
 
 Inject = Callable[[object, Client], Awaitable[Mapping[str, object]]]
 Metrics = Callable[[], tuple[bytes, str]]
-ValidateAuth = Callable[[str, str], bool]
+ValidateAuth = Callable[[str, str], bool | Awaitable[bool]]
+
+
+async def _answer(result: bool | Awaitable[bool]) -> bool:
+    """A validator's answer, awaited when it is awaitable (the policy's check may wait)."""
+    if isinstance(result, bool):
+        return result
+    return await result
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,8 +87,8 @@ class Handlers:
     - `inject(body, client)`: the parsed JSON body of `POST /api/inject/v1` (any JSON value);
       returns the response object, or raises HttpError (4xx for bad input, 5xx otherwise);
     - `metrics()`: `(body, content_type)` for `GET /metrics`; None → 404;
-    - `validate_auth(user, password)`: true admits a client outside `trusted_hosts`; None →
-      such clients are always refused; an exception → 500;
+    - `validate_auth(user, password)`: true (or an awaitable of true) admits a client outside
+      `trusted_hosts`; None → such clients are always refused; an exception → 500;
     - `routes`: extra endpoints, checked like the inject API unless `public`.
     """
 
@@ -261,7 +268,7 @@ class HttpServer:
         """True when `address` is in `trusted_hosts` (IPv4-mapped IPv6 counts as IPv4)."""
         return address_in(address, self._trusted)
 
-    def _admit(self, request: web.Request) -> Client:
+    async def _admit(self, request: web.Request) -> Client:
         peer = request.remote or ""
         if self.is_trusted(peer):
             return Client(peer)
@@ -276,7 +283,7 @@ class HttpServer:
         user, password = _basic_credentials(header)
         validate = self.handlers.validate_auth
         try:
-            admitted = validate is not None and validate(user, password)
+            admitted = validate is not None and await _answer(validate(user, password))
         except Exception as exc:  # whatever the check raised, the client gets a clear 500
             log.error("http authentication check failed", peer=peer, user=user, error=str(exc))
             raise HttpError(
@@ -289,7 +296,7 @@ class HttpServer:
 
     def _guarded(self, handler: RouteHandler) -> Handler:
         async def guarded(request: web.Request) -> web.StreamResponse:
-            return await handler(request, self._admit(request))
+            return await handler(request, await self._admit(request))
 
         return guarded
 

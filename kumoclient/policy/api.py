@@ -8,8 +8,9 @@ object); the result goes back the same way, a `Values` tuple as several Lua resu
 exception of kumoclient's hierarchy, a ValueError or an OSError becomes a Lua error naming the
 policy's calling `file:line`; anything else is a bug, logged with its traceback, and also a Lua
 error. With `source=True` the function receives, first, the directory of the calling file (relative
-file names resolve against it). An `async def` function is awaited on the event loop while the
-calling handler waits (the runtime runs handlers as coroutines).
+file names resolve against it; `policy.paths.share_path` maps a missing /opt/kumomta/share file to
+the bundled one). An `async def` function is awaited on the event loop while the calling handler
+waits (the runtime runs handlers as coroutines); so is an `async def` LuaObject method or hook.
 
 Objects: a `LuaObject` subclass returned from a function reaches Lua as a proxy: `obj:name(...)`
 calls the method `name` listed in `lua_methods`; `obj[key]`, `obj[key] = v`, `#obj`,

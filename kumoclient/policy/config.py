@@ -6,19 +6,15 @@ ConfigError naming the function, the key and the value. Defaults are SPEC 5's.
 
 from __future__ import annotations
 
-import ipaddress
 import re
 import socket
-import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any, TypeVar
 
-from kumoclient.core.duration import UNITS, parse_duration
-from kumoclient.core.listen import split_listen
-from kumoclient.core.nameserver import parse_nameserver
-from kumoclient.core.reply import LINE_BREAKS
 from kumoclient.errors import ConfigError
+from kumoclient.policy import config_values as conv
+from kumoclient.policy.config_values import Converter, parse_mx_entry, parse_rate
 from kumoclient.records import (
     EgressPathConfig,
     EsmtpListenerConfig,
@@ -33,235 +29,36 @@ from kumoclient.records import (
     TlsMode,
 )
 
-Converter = Callable[[Any], Any]
+__all__ = ["MAKERS", "params_of", "parse_mx_entry", "parse_rate"]
+
 T = TypeVar("T")
-
-
-class _Bad(ValueError):
-    """A converter's complaint; turned into ConfigError with the key and value."""
-
-
-# --- converters -------------------------------------------------------------------------
-
-
-def _duration(value: Any) -> float:
-    return parse_duration(value, what="duration")
-
-
-def _optional(convert: Converter) -> Converter:
-    def inner(value: Any) -> Any:
-        return None if value is None else convert(value)
-
-    return inner
-
-
-def _int(minimum: int, maximum: int | None = None) -> Converter:
-    def inner(value: Any) -> int:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise _Bad(f"expected an integer, got {type(value).__name__}")
-        if isinstance(value, float) and not value.is_integer():
-            raise _Bad("expected an integer")
-        number = int(value)
-        if number < minimum or (maximum is not None and number > maximum):
-            upper = f" and at most {maximum}" if maximum is not None else ""
-            raise _Bad(f"must be at least {minimum}{upper}")
-        return number
-
-    return inner
-
-
-def _size(value: Any) -> int:
-    """Bytes: an integer, or a string like '20MiB', '10 MB', '512k'."""
-    if isinstance(value, str):
-        match = re.fullmatch(r"\s*(\d+)\s*([kKmMgG]?)(i?[bB])?\s*", value)
-        if match is None:
-            raise _Bad("expected a size such as 20971520, '20MiB' or '512k'")
-        scale = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}[match[2].lower()]
-        return int(match[1]) * scale
-    converted: int = _int(1)(value)
-    return converted
-
-
-def _bool(value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise _Bad(f"expected true or false, got {type(value).__name__}")
-    return value
-
-
-def _str(value: Any) -> str:
-    if not isinstance(value, str) or not value:
-        raise _Bad("expected a non-empty string")
-    return value
-
-
-def _str_list(value: Any) -> tuple[str, ...]:
-    if isinstance(value, dict) and not value:  # an empty Lua table
-        return ()
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise _Bad("expected a list of strings")
-    return tuple(value)
-
-
-def _cidr_list(value: Any) -> tuple[str, ...]:
-    items = _str_list(value)
-    for item in items:
-        try:
-            ipaddress.ip_network(item, strict=False)
-        except ValueError as exc:
-            raise _Bad(f"{item!r} is not an IP address or CIDR range") from exc
-    return items
-
-
-def _host_port(value: Any) -> str:
-    text = _str(value)
-    try:
-        split_listen(text)
-    except ConfigError as exc:
-        raise _Bad("expected 'address:port', e.g. '127.0.0.1:2025' or '[::1]:2025'") from exc
-    return text
-
-
-def _enum(kind: type[TlsMode]) -> Converter:
-    def inner(value: Any) -> TlsMode:
-        for member in kind:
-            if member.value == value:
-                return member
-        names = ", ".join(repr(m.value) for m in kind)
-        raise _Bad(f"expected one of {names}")
-
-    return inner
-
-
-def _line_break(value: Any) -> str:
-    if value not in LINE_BREAKS:
-        raise _Bad("expected '\\\\r\\\\n' (the literal form) or ' '")
-    converted: str = value
-    return converted
-
-
-_RATE = re.compile(r"\s*(\d+)\s*/\s*(.+?)\s*")
-
-
-def parse_rate(value: Any) -> Rate:
-    """`'100/s'`, `'5000/h'`, `'10/5m'`: a count per period."""
-    if not isinstance(value, str):
-        raise _Bad("expected a rate such as '100/s' or '5000/h'")
-    match = _RATE.fullmatch(value)
-    if match is None or int(match[1]) <= 0:
-        raise _Bad("expected a rate such as '100/s' or '5000/h'")
-    period_text = match[2]
-    try:
-        period = UNITS[period_text] if period_text in UNITS else parse_duration(period_text)
-    except ConfigError as exc:
-        raise _Bad(f"unknown period {period_text!r}") from exc
-    if period <= 0:
-        raise _Bad("the period must be longer than zero")
-    return Rate(int(match[1]), period, value)
-
-
-def parse_mx_entry(entry: Any) -> MxHost:
-    """One `mx_list` entry (SPEC 2.1): 'host', 'host:port', '[addr]', '[addr]:port', or a table;
-    ConfigError (with `value`) when it is none of these."""
-    try:
-        return _mx_entry(entry)
-    except _Bad as exc:
-        raise ConfigError(str(exc), value=entry) from exc
-
-
-def _mx_entry(entry: Any) -> MxHost:
-    if isinstance(entry, dict):
-        unknown = set(entry) - {"name", "addr"}
-        if unknown or "name" not in entry or "addr" not in entry:
-            raise _Bad("a table entry needs exactly the keys 'name' and 'addr'")
-        target = _mx_entry(_str(entry["addr"]))
-        return MxHost(_str(entry["name"]), target.host, target.port, is_literal=True)
-    text = _str(entry)
-    if text.startswith("["):
-        inner, close, rest = text[1:].partition("]")
-        if not close or (rest and not re.fullmatch(r":\d{1,5}", rest)):
-            raise _Bad(f"{text!r}: expected '[address]' or '[address]:port'")
-        address = inner.removeprefix("IPv6:")
-        try:
-            ipaddress.ip_address(address)
-        except ValueError as exc:
-            raise _Bad(f"{text!r}: {address!r} is not an IP address") from exc
-        return MxHost(text, address, _port(rest[1:]) if rest else None, is_literal=True)
-    if text.count(":") > 1:  # a bare IPv6 address
-        try:
-            ipaddress.ip_address(text)
-        except ValueError as exc:
-            raise _Bad(f"{text!r}: write IPv6 addresses as '[addr]:port'") from exc
-        return MxHost(text, text, None, is_literal=True)
-    host, colon, port = text.partition(":")
-    if not re.fullmatch(r"[A-Za-z0-9_.-]+", host):
-        raise _Bad(f"{text!r}: {host!r} is not a host name")
-    literal = _is_ip(host)
-    return MxHost(text, host, _port(port) if colon else None, is_literal=literal)
-
-
-def _is_ip(text: str) -> bool:
-    try:
-        ipaddress.ip_address(text)
-    except ValueError:
-        return False
-    return True
-
-
-def _ip_address(value: Any) -> str:
-    text = _str(value)
-    if not _is_ip(text):
-        raise _Bad(f"{text!r} is not an IP address")
-    return text
-
-
-def _port(text: str) -> int:
-    if not text.isdigit() or not 0 < int(text) <= 65535:
-        raise _Bad(f"port {text!r} is not a number from 1 to 65535")
-    return int(text)
-
-
-def _protocol(value: Any) -> tuple[MxHost, ...] | None:
-    if not isinstance(value, dict) or set(value) - {"smtp"}:
-        raise _Bad("expected { smtp = { mx_list = {...} } }")
-    smtp = value.get("smtp")
-    if smtp is None:
-        return None
-    if not isinstance(smtp, dict) or set(smtp) - {"mx_list"}:
-        raise _Bad("expected { smtp = { mx_list = {...} } }")
-    mx_list = smtp.get("mx_list")
-    if mx_list is None:
-        return None
-    if not isinstance(mx_list, list) or not mx_list:
-        raise _Bad("mx_list must be a non-empty list of hosts")
-    return tuple(_mx_entry(entry) for entry in mx_list)
-
 
 # --- makers -----------------------------------------------------------------------------
 
 Fields = Mapping[str, tuple[str, Converter]]  # lua key -> (record field, converter)
 
 _QUEUE_FIELDS: Fields = {
-    "retry_interval": ("retry_interval", _duration),
-    "max_retry_interval": ("max_retry_interval", _optional(_duration)),
-    "max_age": ("max_age", _duration),
-    "egress_pool": ("egress_pool", _optional(_str)),
-    "protocol": ("mx_list", _protocol),
-    "generate_dsn": ("generate_dsn", _bool),
+    "retry_interval": ("retry_interval", conv.duration),
+    "max_retry_interval": ("max_retry_interval", conv.optional(conv.duration)),
+    "max_age": ("max_age", conv.duration),
+    "egress_pool": ("egress_pool", conv.optional(conv.string)),
+    "protocol": ("mx_list", conv.protocol),
+    "generate_dsn": ("generate_dsn", conv.boolean),
 }
 
 _EGRESS_FIELDS: Fields = {
-    "connection_limit": ("connection_limit", _int(1)),
-    "max_deliveries_per_connection": ("max_deliveries_per_connection", _int(1)),
-    "max_message_rate": ("max_message_rate", _optional(parse_rate)),
-    "max_connection_rate": ("max_connection_rate", _optional(parse_rate)),
-    "enable_tls": ("enable_tls", _enum(TlsMode)),
-    "smtp_port": ("smtp_port", _int(1, 65535)),
-    "response_line_break": ("response_line_break", _line_break),
-    "prohibited_hosts": ("prohibited_hosts", _cidr_list),
-    "ehlo_domain": ("ehlo_domain", _optional(_str)),
-    "source_address": ("source_address", _optional(_ip_address)),
+    "connection_limit": ("connection_limit", conv.integer(1)),
+    "max_deliveries_per_connection": ("max_deliveries_per_connection", conv.integer(1)),
+    "max_message_rate": ("max_message_rate", conv.optional(conv.parse_rate)),
+    "max_connection_rate": ("max_connection_rate", conv.optional(conv.parse_rate)),
+    "enable_tls": ("enable_tls", conv.choice(TlsMode)),
+    "smtp_port": ("smtp_port", conv.integer(1, 65535)),
+    "response_line_break": ("response_line_break", conv.line_break),
+    "prohibited_hosts": ("prohibited_hosts", conv.cidr_list),
+    "ehlo_domain": ("ehlo_domain", conv.optional(conv.string)),
+    "source_address": ("source_address", conv.optional(conv.ip_address)),
     **{
-        name: (name, _duration)
+        name: (name, conv.duration)
         for name in (
             "connect_timeout",
             "banner_timeout",
@@ -278,114 +75,57 @@ _EGRESS_FIELDS: Fields = {
 }
 
 _ESMTP_FIELDS: Fields = {
-    "listen": ("listen", _host_port),
-    "hostname": ("hostname", _optional(_str)),
-    "relay_hosts": ("relay_hosts", _cidr_list),
-    "banner": ("banner", _optional(_str)),
-    "max_message_size": ("max_message_size", _size),
-    "max_recipients_per_message": ("max_recipients_per_message", _int(1)),
-    "client_timeout": ("client_timeout", _duration),
-    "tls_certificate": ("tls_certificate", _optional(_str)),
-    "tls_private_key": ("tls_private_key", _optional(_str)),
-    "max_connections": ("max_connections", _int(1)),
+    "listen": ("listen", conv.host_port),
+    "hostname": ("hostname", conv.optional(conv.string)),
+    "relay_hosts": ("relay_hosts", conv.cidr_list),
+    "banner": ("banner", conv.optional(conv.string)),
+    "max_message_size": ("max_message_size", conv.size),
+    "max_recipients_per_message": ("max_recipients_per_message", conv.integer(1)),
+    "client_timeout": ("client_timeout", conv.duration),
+    "tls_certificate": ("tls_certificate", conv.optional(conv.string)),
+    "tls_private_key": ("tls_private_key", conv.optional(conv.string)),
+    "max_connections": ("max_connections", conv.integer(1)),
     # kumoclient's own keys (docs/reception.md, "Limits")
-    "max_connections_per_client": ("max_connections_per_client", _int(1)),
-    "max_session_duration": ("max_session_duration", _duration),
-    "max_data_in_memory": ("max_data_in_memory", _size),
+    "max_connections_per_client": ("max_connections_per_client", conv.integer(1)),
+    "max_session_duration": ("max_session_duration", conv.duration),
+    "max_data_in_memory": ("max_data_in_memory", conv.size),
 }
 
 _HTTP_FIELDS: Fields = {
-    "listen": ("listen", _host_port),
-    "trusted_hosts": ("trusted_hosts", _cidr_list),
-    "hostname": ("hostname", _optional(_str)),
-    "use_tls": ("use_tls", _bool),
-    "tls_certificate": ("tls_certificate", _optional(_str)),
-    "tls_private_key": ("tls_private_key", _optional(_str)),
-    "request_body_limit": ("request_body_limit", _size),
+    "listen": ("listen", conv.host_port),
+    "trusted_hosts": ("trusted_hosts", conv.cidr_list),
+    "hostname": ("hostname", conv.optional(conv.string)),
+    "use_tls": ("use_tls", conv.boolean),
+    "tls_certificate": ("tls_certificate", conv.optional(conv.string)),
+    "tls_private_key": ("tls_private_key", conv.optional(conv.string)),
+    "request_body_limit": ("request_body_limit", conv.size),
 }
 
 _SPOOL_FIELDS: Fields = {
-    "name": ("name", _str),
-    "path": ("path", _str),
-    "kind": ("kind", _str),
+    "name": ("name", conv.string),
+    "path": ("path", conv.string),
+    "kind": ("kind", conv.string),
 }
 
 _LOG_FIELDS: Fields = {
-    "log_dir": ("log_dir", _str),
-    "max_segment_duration": ("max_segment_duration", _duration),
+    "log_dir": ("log_dir", conv.string),
+    "max_segment_duration": ("max_segment_duration", conv.duration),
 }
-
-
-def _name_servers(value: Any) -> tuple[str, ...]:
-    if not isinstance(value, list) or not value:
-        raise _Bad("expected a non-empty list such as { '127.0.0.1:53' }")
-    servers = tuple(_str(entry) for entry in value)
-    for server in servers:
-        try:
-            parse_nameserver(server)
-        except ValueError as exc:
-            raise _Bad(str(exc)) from None
-    return servers
-
-
-def _resolver_options(value: Any) -> float:
-    if not isinstance(value, dict) or set(value) - {"timeout"}:
-        raise _Bad("expected { timeout = '5s' }")
-    return _duration(value.get("timeout", "5s"))
 
 
 _RESOLVER_FIELDS: Fields = {
-    "name_servers": ("name_servers", _name_servers),
-    "options": ("timeout", _resolver_options),
+    "name_servers": ("name_servers", conv.name_servers),
+    "options": ("timeout", conv.resolver_options),
 }
 
 
-_REDIS_SCHEMES = ("redis", "rediss", "unix")
-
-
-def _redis_url(value: Any) -> str:
-    text = _str(value)
-    try:
-        url = urllib.parse.urlsplit(text)
-        port = url.port  # raises ValueError when it is not a number from 0 to 65535
-    except ValueError as exc:
-        raise _Bad(f"{text!r} is not a URL: {exc}") from None
-    if url.scheme not in _REDIS_SCHEMES:
-        raise _Bad(
-            f"{text!r}: expected a URL such as 'redis://127.0.0.1:6379/', "
-            "'rediss://host/' or 'unix:///path/redis.sock'"
-        )
-    if url.scheme == "unix" and not url.path:
-        raise _Bad(f"{text!r}: a unix:// URL needs the socket's path")
-    if url.scheme != "unix" and not url.hostname:
-        raise _Bad(f"{text!r}: the URL names no host")
-    if port == 0:
-        raise _Bad(f"{text!r}: port 0 is not a Redis port")
-    db = url.path.strip("/")
-    if url.scheme != "unix" and db and not db.isdigit():
-        raise _Bad(f"{text!r}: the path must be a database number, e.g. '/0'")
-    return text
-
-
-def _redis_node(value: Any) -> str:
-    """`node`: one URL, or a list of one URL (KumoMTA's form for a cluster's nodes)."""
-    if isinstance(value, list):
-        if len(value) != 1:
-            raise _Bad(
-                "several nodes make a Redis Cluster, which kumoclient does not support; "
-                "give one node"
-            )
-        value = value[0]
-    return _redis_url(value)
-
-
 _REDIS_FIELDS: Fields = {
-    "node": ("node", _redis_node),
-    "username": ("username", _optional(_str)),
-    "password": ("password", _optional(_str)),
-    "pool_size": ("pool_size", _int(1)),
-    "connect_timeout": ("connect_timeout", _duration),
-    "read_timeout": ("read_timeout", _duration),
+    "node": ("node", conv.redis_node),
+    "username": ("username", conv.optional(conv.string)),
+    "password": ("password", conv.optional(conv.string)),
+    "pool_size": ("pool_size", conv.integer(1)),
+    "connect_timeout": ("connect_timeout", conv.duration),
+    "read_timeout": ("read_timeout", conv.duration),
 }
 
 
@@ -404,7 +144,7 @@ def _build(function: str, record: type[T], spec: Fields, params: Any) -> T:
         field_name, convert = spec[key]
         try:
             values[field_name] = convert(value)
-        except (_Bad, ConfigError) as exc:
+        except (conv.Bad, ConfigError) as exc:
             raise ConfigError(
                 f"{function}: {key} = {_show(value)}: {exc}", key=key, value=value
             ) from exc
@@ -512,3 +252,37 @@ MAKERS: dict[str, Callable[[Any], object]] = {
     "configure_local_logs": configure_local_logs,
     "configure_redis_throttles": configure_redis_throttles,
 }
+
+
+_PARAMS_OF: dict[type, Fields] = {QueueConfig: _QUEUE_FIELDS, EgressPathConfig: _EGRESS_FIELDS}
+
+
+def params_of(record: QueueConfig | EgressPathConfig) -> dict[str, Any]:
+    """The `make_queue_config` / `make_egress_path` table that makes `record` (what
+    `kumo.invoke_get_queue_config` and `invoke_get_egress_path_config` return): durations in
+    seconds, rates as written, unset optional keys left out."""
+    params: dict[str, Any] = {}
+    for key, (field_name, _) in _PARAMS_OF[type(record)].items():
+        value = getattr(record, field_name)
+        if value is None:
+            continue
+        if key == "protocol":
+            value = {"smtp": {"mx_list": [_mx_param(host) for host in value]}}
+        elif isinstance(value, TlsMode):
+            value = value.value
+        elif isinstance(value, Rate):
+            value = value.spec
+        elif isinstance(value, tuple):
+            value = list(value)
+        params[key] = value
+    return params
+
+
+def _mx_param(host: MxHost) -> str | dict[str, str]:
+    try:
+        if parse_mx_entry(host.name) == host:
+            return host.name
+    except ConfigError:
+        pass
+    address = f"[{host.host}]" if ":" in host.host else host.host
+    return {"name": host.name, "addr": address if host.port is None else f"{address}:{host.port}"}

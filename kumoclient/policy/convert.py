@@ -39,7 +39,7 @@ def to_python(value: Any, opaque_of: Callable[[Any], Any], depth: int = 0) -> An
     if depth >= MAX_DEPTH:
         raise ConversionError(f"table nested more than {MAX_DEPTH} deep (a cycle?)")
     stand_in = opaque_of(value)
-    if isinstance(stand_in, str):  # a string that is not UTF-8: its bytes (bootstrap.lua)
+    if isinstance(stand_in, str):  # a string that is not UTF-8: its bytes (lua/bridge.lua)
         return stand_in.encode("latin-1")
     if stand_in is not None:
         return getattr(stand_in, "target", stand_in)

@@ -1,16 +1,36 @@
-"""The Lua events kumoclient knows, declared once: name, arguments, handlers, result kind."""
+"""The Lua events, declared once: which take several handlers, and the ones kumoclient fires
+(name, arguments, result kind, and the sample arguments `policy check` calls them with).
+
+`kumo.on` accepts any name, as KumoMTA does: a policy may register events kumoclient does not
+fire (yet), and custom events for `kumo.spawn_task`. An event of MULTI_HANDLER_EVENTS takes
+several handlers, called in order until one returns a value; every other takes one.
+"""
 
 from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from typing import Any
+
+# KumoMTA declares exactly these as taking several handlers (declare_event! ... Multiple)
+MULTI_HANDLER_EVENTS = frozenset(
+    {
+        "pre_init",
+        "validate_config",
+        "get_queue_config",
+        "throttle_insert_ready_queue",
+        "requeue_message",
+        "should_enqueue_log_record",
+        "get_acl_definition",
+    }
+)
 
 
 class Handlers(enum.Enum):
     """How many handlers an event may have and how they are called."""
 
     SINGLE = "single"  # a second kumo.on is an error
-    MULTI = "multi"  # called in order (until one returns non-nil, for events with results)
+    MULTI = "multi"  # called in order until one returns a value (nothing passes on)
 
 
 class Result(enum.Enum):
@@ -21,47 +41,55 @@ class Result(enum.Enum):
     EGRESS_PATH = "egress_path"  # kumo.make_egress_path{} or nil
     STATUS_CODE = "status_code"  # an integer or numeric string, or nil (SPEC 2.3)
     BOOLEAN = "boolean"
+    ANY = "any"  # not interpreted by kumoclient (yet)
 
 
 @dataclass(frozen=True, slots=True)
 class EventSpec:
-    """One event of SPEC 4.2."""
+    """One event kumoclient fires; `sample` are the arguments `policy check` calls a
+    configuration event with (None: not called there)."""
 
     name: str
     args: tuple[str, ...]
-    handlers: Handlers
     result: Result
+    sample: tuple[Any, ...] | None = None
 
+    @property
+    def handlers(self) -> Handlers:
+        """Single or several handlers."""
+        return Handlers.MULTI if self.name in MULTI_HANDLER_EVENTS else Handlers.SINGLE
+
+
+SAMPLE_DOMAIN = "example.com"
+SAMPLE_RESPONSE = "451 4.7.1 sample response from policy check"
 
 EVENTS: dict[str, EventSpec] = {
     spec.name: spec
     for spec in (
-        EventSpec("init", (), Handlers.MULTI, Result.NOTHING),
+        EventSpec("pre_init", (), Result.NOTHING),
+        EventSpec("init", (), Result.NOTHING),
+        EventSpec("validate_config", (), Result.NOTHING),
         EventSpec(
             "get_queue_config",
             ("domain", "tenant", "campaign", "routing_domain"),
-            Handlers.MULTI,
             Result.QUEUE_CONFIG,
+            (SAMPLE_DOMAIN, None, None, None),
         ),
         EventSpec(
             "get_egress_path_config",
             ("routing_domain", "egress_source", "site_name"),
-            Handlers.SINGLE,
             Result.EGRESS_PATH,
+            (SAMPLE_DOMAIN, "unspecified", f"mx.{SAMPLE_DOMAIN}"),
         ),
         EventSpec(
             "smtp_client_rewrite_delivery_status",
             ("response", "domain", "tenant", "campaign", "routing_domain"),
-            Handlers.SINGLE,
             Result.STATUS_CODE,
+            (SAMPLE_RESPONSE, SAMPLE_DOMAIN, None, None, SAMPLE_DOMAIN),
         ),
-        EventSpec("smtp_server_message_received", ("msg",), Handlers.MULTI, Result.NOTHING),
-        EventSpec("http_message_generated", ("msg",), Handlers.MULTI, Result.NOTHING),
-        EventSpec(
-            "http_server_validate_auth_basic",
-            ("user", "password"),
-            Handlers.SINGLE,
-            Result.BOOLEAN,
-        ),
+        EventSpec("smtp_server_message_received", ("msg",), Result.NOTHING),
+        EventSpec("http_message_generated", ("msg",), Result.NOTHING),
+        EventSpec("http_server_validate_auth_basic", ("user", "password"), Result.BOOLEAN),
+        EventSpec("get_acl_definition", ("resource",), Result.ANY, ("http_listener/*/api/",)),
     )
 }

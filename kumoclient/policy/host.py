@@ -1,43 +1,76 @@
-"""The Python side of the `kumo` module: the callables bootstrap.lua wraps.
+"""The Python side of the `kumo` module: the callables the Lua chunks wrap, and the waits the
+Lua driver hands to Python (`serve`).
 
-Each host function answers `(True, value)` or `(False, message)` and never raises into Lua,
+Each host function answers `(True, value...)` or `(False, message)` and never raises into Lua,
 so Lua code only ever sees plain Lua errors. Values cross with `convert`; Python objects that
-Lua may hold (regex maps, typed configs) cross as Lua stand-ins made by bootstrap.lua.
+Lua may hold (regex maps, typed configs, api.LuaObject) cross as Lua stand-ins made by the Lua
+chunks.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable
+import inspect
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from lupa import lua54
+
 from kumoclient import logs
-from kumoclient.core.duration import parse_duration
 from kumoclient.errors import ConfigError, KumoClientError
-from kumoclient.policy import config
-from kumoclient.policy.api import REGISTRY, LuaObject, Values, fit_arguments
+from kumoclient.policy import config, limits
+from kumoclient.policy.api import REGISTRY, KumoFunction, LuaObject, Values, fit_arguments
 from kumoclient.policy.convert import ConversionError, to_lua, to_python
-from kumoclient.policy.memoize import Lookup, MemoCache, MemoParams, MemoRegistry
+from kumoclient.policy.event_host import EventHost
+from kumoclient.policy.memo_host import MemoHost
+from kumoclient.policy.memoize import MemoRegistry
+from kumoclient.policy.paths import share_path
+from kumoclient.policy.popen import read_command
 from kumoclient.policy.regex_map import RegexSetMap
 
 log = logs.get_logger(__name__)
 
-Answer = tuple[bool, Any]
+Answer = tuple[Any, ...]
 
-_MEMO_KEYS = {
-    "name",
-    "ttl",
-    "capacity",
-    "allow_stale_reads",
-    # accepted for KumoMTA compatibility; see docs/policy.md
-    "invalidate_with_epoch",
-    "populate_timeout",
-    "retry_on_populate_timeout",
-}
 _PATH_FIELDS = ("path", "log_dir", "tls_certificate", "tls_private_key")
 _MAX_PROXIES = 256
+_HOOKS = (
+    "index",
+    "newindex",
+    "len",
+    "tostring",
+    "call",
+    "pairs",
+    "eq",
+    "add",
+    "radd",
+    "sub",
+    "rsub",
+    "close",
+)
+
+
+def _failure(exc: BaseException, name: str) -> tuple[bool, str]:
+    if isinstance(exc, KumoClientError | ValueError | OSError):
+        return False, str(exc)
+    if isinstance(exc, lua54.LuaMemoryError):
+        return False, "not enough memory"
+    log.error("internal error in a kumo function", function=name, exc_info=exc)
+    return False, f"internal error: {type(exc).__name__}: {exc}"
+
+
+def answers(fn: Callable[..., Answer]) -> Callable[..., Answer]:
+    """Turn exceptions into `(False, message)`; unexpected ones are logged with a traceback."""
+
+    def inner(*args: Any) -> Answer:
+        try:
+            return fn(*args)
+        except Exception as exc:  # a bug of ours must not surface as a Python object in Lua
+            return _failure(exc, fn.__name__)
+
+    inner.__name__ = fn.__name__
+    return inner
 
 
 class MapLookup:
@@ -57,20 +90,11 @@ class MapLookup:
         return self._to_lua(self.target.lookup(subject))
 
 
-def answers(fn: Callable[..., Answer]) -> Callable[..., Answer]:
-    """Turn exceptions into `(False, message)`; unexpected ones are logged with a traceback."""
-
-    def inner(*args: Any) -> Answer:
-        try:
-            return fn(*args)
-        except (KumoClientError, ValueError, OSError) as exc:
-            return False, str(exc)
-        except Exception as exc:  # a bug of ours must not surface as a Python object in Lua
-            log.exception("internal error in a kumo function", function=fn.__name__)
-            return False, f"internal error: {type(exc).__name__}: {exc}"
-
-    inner.__name__ = fn.__name__
-    return inner
+def _waits(value: LuaObject) -> dict[str, bool]:
+    """The methods and hooks of a LuaObject that are `async def` (Lua waits for them)."""
+    kind = type(value)
+    names = [*kind.lua_methods, *(f"lua_{hook}" for hook in _HOOKS)]
+    return {name: True for name in names if inspect.iscoroutinefunction(getattr(kind, name))}
 
 
 class Host:
@@ -79,19 +103,21 @@ class Host:
     def __init__(self, lua: Any, policy_path: Path, memo: MemoRegistry) -> None:
         self._lua = lua
         self._policy_dir = policy_path.parent
-        self._memo = memo
-        self._caches: list[MemoCache] = []
         self._proxies: dict[int, tuple[object, Any]] = {}
-        self.internal: Any = None  # bootstrap.lua's `internal` table, set by the runtime
+        self.internal: Any = None  # the Lua chunks' `internal` table, set by the runtime
         self.configured: list[tuple[str, object]] = []
+        self.memo = MemoHost(memo, self.to_python, self.to_lua)
+        self.events = EventHost(self.to_python, self.to_lua)
 
     def functions(self) -> dict[str, Callable[..., Any]]:
-        """The table handed to bootstrap.lua as `host`."""
+        """The table handed to the Lua chunks as `host`."""
         return {
-            "memoize_new": answers(self.memoize_new),
-            "memo_get": self.memo_get,
-            "memo_put": answers(self.memo_put),
-            "memo_put_error": self.memo_put_error,
+            "memoize_new": answers(self.memo.memoize_new),
+            "memo_get": self.memo.memo_get,
+            "memo_put": answers(self.memo.memo_put),
+            "memo_put_error": self.memo.memo_put_error,
+            "memo_abandon": self.memo.memo_abandon,
+            "memo_retries": self.memo.memo_retries,
             "regex_set_map_new": answers(self.regex_set_map_new),
             "make_config": answers(self.make_config),
             "configure": answers(self.configure),
@@ -99,6 +125,11 @@ class Host:
             "module_call": answers(self.module_call),
             "object_method": answers(self.object_method),
             "object_hook": answers(self.object_hook),
+            "interrupted": limits.interrupted,
+            "validation_failed": self.events.note_validation_failed,
+            "spawn_task": answers(self.events.spawn_task),
+            "invoke_arguments": answers(self.events.invoke_arguments),
+            "invoke_result": answers(self.events.invoke_result),
         }
 
     # --- conversion ------------------------------------------------------------------
@@ -108,9 +139,12 @@ class Host:
         return to_python(value, self.internal.opaque_of)
 
     def to_lua(self, value: Any) -> Any:
-        """Python data as a Lua value; maps and configs become their Lua stand-ins."""
+        """Python data as a Lua value; maps, configs and LuaObjects become their stand-ins."""
         if value is None or type(value) in (str, int, float, bool, bytes):
             return value
+        cached = self._proxies.get(id(value))  # a memoized map or object: its stand-in
+        if cached is not None and cached[0] is value:
+            return cached[1]
         return to_lua(self._lua, value, self._stand_in)
 
     def _stand_in(self, value: object) -> Any:
@@ -119,7 +153,8 @@ class Host:
             return cached[1]
         if isinstance(value, LuaObject):
             methods = self._lua.table_from(sorted(type(value).lua_methods))
-            proxy = self.internal.make_object(value, value.lua_name, methods)
+            waits = self._lua.table_from(_waits(value))
+            proxy = self.internal.make_object(value, value.lua_name, methods, waits)
         elif isinstance(value, RegexSetMap):
             proxy = self.internal.make_map_proxy(MapLookup(value, self.to_lua))
         elif type(value).__module__ == "kumoclient.records":
@@ -131,75 +166,6 @@ class Host:
         self._proxies[id(value)] = (value, proxy)
         return proxy
 
-    # --- memoize ---------------------------------------------------------------------
-
-    def memoize_new(self, params: Any) -> Answer:
-        table = self.to_python(params)
-        if not isinstance(table, dict):
-            raise ConfigError(
-                "kumo.memoize: the second argument must be a table {name=, ttl=, capacity=}"
-            )
-        unknown = sorted(set(table) - _MEMO_KEYS)
-        if unknown:
-            raise ConfigError(f"kumo.memoize: unknown key {unknown[0]!r}", key=unknown[0])
-        for required in ("name", "ttl", "capacity"):
-            if required not in table:
-                raise ConfigError(f"kumo.memoize: missing required key {required!r}")
-        name, capacity = table["name"], table["capacity"]
-        if not isinstance(name, str) or not name:
-            raise ConfigError(f"kumo.memoize: name = {name!r}: expected a non-empty string")
-        if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 1:
-            raise ConfigError(f"kumo.memoize: capacity = {capacity!r}: expected an integer >= 1")
-        stale = table.get("allow_stale_reads", False)
-        if not isinstance(stale, bool):
-            raise ConfigError(f"kumo.memoize: allow_stale_reads = {stale!r}: expected a boolean")
-        ttl = parse_duration(table["ttl"], what="kumo.memoize: ttl")
-        self._caches.append(self._memo.cache(MemoParams(name, ttl, capacity, stale)))
-        return True, len(self._caches) - 1
-
-    def memo_get(self, cache_id: int, *args: Any) -> tuple[int, Any]:
-        """HIT and the value, CACHED_ERROR and the message, MISS and the key, or 0 and an error."""
-        try:
-            key = self._memo_key(args)
-        except (ConversionError, ValueError) as exc:
-            return 0, f"memoized function: cannot use the arguments as a cache key: {exc}"
-        state, value = self._caches[cache_id].get(key)
-        if state is Lookup.HIT:
-            return state, self.to_lua(value)
-        if state is Lookup.CACHED_ERROR:
-            return state, value
-        return state, key
-
-    def _memo_key(self, args: tuple[Any, ...]) -> str:
-        if not args:
-            return "null"
-        data = [self.to_python(a) for a in args]
-        return json.dumps(
-            data[0] if len(data) == 1 else data,
-            sort_keys=True,
-            separators=(",", ":"),
-            allow_nan=False,
-        )
-
-    def memo_put(self, cache_id: int, key: str, value: Any) -> Answer:
-        data = self.to_python(value)
-        self._caches[cache_id].put(key, data)
-        return True, self.to_lua(data)
-
-    def memo_put_error(self, cache_id: int, key: str, message: str) -> Answer:
-        """Cache the error, unless a stale value may be served instead: then answer it."""
-        cache = self._caches[cache_id]
-        usable, value = cache.stale(key)
-        if usable:
-            log.warning(
-                "memoized function failed; serving the stale value",
-                cache=cache.params.name,
-                error=message,
-            )
-            return True, self.to_lua(value)
-        cache.put_error(key, message)
-        return False, None
-
     # --- regex_set_map ----------------------------------------------------------
 
     def regex_set_map_new(self, rules: Any) -> Answer:
@@ -208,14 +174,14 @@ class Host:
             table = {}
         if not isinstance(table, dict):
             raise ConfigError("kumo.regex_set_map.new: expected a table of pattern = value")
-        target = RegexSetMap(table)
-        return True, MapLookup(target, self.to_lua)
+        return True, MapLookup(RegexSetMap(table), self.to_lua)
 
     def resolve(self, path: str, source: str | None) -> Path:
-        """A path given to a kumo function, relative to the calling policy file's directory."""
+        """A path given to a kumo function, relative to the calling policy file's directory
+        (a missing file under /opt/kumomta/share/ is read from the bundled share)."""
         candidate = Path(path)
         if candidate.is_absolute():
-            return candidate
+            return share_path(candidate)
         base = self._policy_dir
         if source and source.startswith("@"):
             base = Path(source[1:]).resolve().parent
@@ -245,27 +211,33 @@ class Host:
 
     def module_call(self, name: str, source: str | None, *args: Any) -> Answer:
         entry = REGISTRY[name]
-        if entry.is_async:
-            raise ConfigError(f"kumo.{name} waits for I/O, which this runtime cannot do yet")
+        return self._results(entry.fn(*self._arguments(entry, source, args)))
+
+    def _arguments(self, entry: KumoFunction, source: str | None, args: Sequence[Any]) -> list[Any]:
+        """The Python arguments of a module function: converted, the calling file's directory
+        first when it wants it, fitted to its parameters as Lua calls are."""
         values = [self.to_python(arg) for arg in args]
         if entry.source:
             values.insert(0, str(self.resolve(".", source)))  # the calling file's directory
-        return self._results(entry.fn(*fit_arguments(entry.fn, values)))
+        return fit_arguments(entry.fn, values)
+
+    def _method_arguments(self, target: LuaObject, method: str, args: Sequence[Any]) -> list[Any]:
+        values = [self.to_python(a) for a in args]
+        return fit_arguments(getattr(type(target), method), values, skip=1)
 
     def object_method(self, target: LuaObject, method: str, *args: Any) -> Answer:
-        values = [self.to_python(a) for a in args]
-        fitted = fit_arguments(getattr(type(target), method), values, skip=1)
-        return self._results(getattr(target, method)(*fitted))
+        return self._results(getattr(target, method)(*self._method_arguments(target, method, args)))
 
     def object_hook(self, target: LuaObject, hook: str, *args: Any) -> Answer:
         values = [self.to_python(arg) for arg in args]
         if hook == "pairs":
-            pairs = [
-                self._lua.table_from([self.to_lua(k), self.to_lua(v)])
-                for k, v in target.lua_pairs()
-            ]
-            return True, self._lua.table_from(pairs)
+            return True, self._pairs(target.lua_pairs())
         return self._results(getattr(target, f"lua_{hook}")(*values))
+
+    def _pairs(self, pairs: Any) -> Any:
+        return self._lua.table_from(
+            [self._lua.table_from([self.to_lua(k), self.to_lua(v)]) for k, v in pairs]
+        )
 
     def _results(self, result: Any) -> Answer:
         if isinstance(result, Values):
@@ -274,3 +246,32 @@ class Host:
 
     def log(self, level: str, where: str, message: str) -> None:
         log.log(logs.level_number(level), message, policy_location=where)
+
+    # --- waits: what the Lua driver hands to Python ------------------------------------------
+
+    async def serve(self, kind: str, *args: Any) -> Answer:
+        """Serve one wait of a handler: `(True, results...)` or `(False, message)`."""
+        try:
+            return await self._serve(kind, *args)
+        except Exception as exc:
+            return _failure(exc, kind)
+
+    async def _serve(self, kind: str, *args: Any) -> Answer:
+        if kind == "call":
+            name, source, *rest = args
+            entry = REGISTRY[name]
+            return self._results(await entry.fn(*self._arguments(entry, source, rest)))
+        if kind == "method":
+            target, method, *rest = args
+            call: Callable[..., Awaitable[Any]] = getattr(target, method)
+            return self._results(await call(*self._method_arguments(target, method, rest)))
+        if kind == "hook":
+            target, hook, *rest = args
+            result = await getattr(target, f"lua_{hook}")(*(self.to_python(a) for a in rest))
+            return (True, self._pairs(result)) if hook == "pairs" else self._results(result)
+        if kind == "memo_wait":
+            return await self.memo.memo_wait(*args)
+        if kind == "popen":
+            output, how, code = await read_command(args[0])
+            return True, output, how, code
+        raise ConfigError(f"unknown wait {kind!r}")

@@ -77,13 +77,13 @@ def _route(runtime: PolicyRuntime, mx_list: tuple[MxHost, ...]) -> PolicyRuntime
     queue_config = runtime.get_queue_config
     egress_path_config = runtime.get_egress_path_config
 
-    def routed_queue_config(name: QueueName) -> QueueConfig:
-        return replace(queue_config(name), mx_list=mx_list)
+    async def routed_queue_config(name: QueueName) -> QueueConfig:
+        return replace(await queue_config(name), mx_list=mx_list)
 
-    def routed_egress_path_config(
+    async def routed_egress_path_config(
         routing_domain: str, egress_source: str, site_name: str
     ) -> EgressPathConfig:
-        egress = egress_path_config(routing_domain, egress_source, site_name)
+        egress = await egress_path_config(routing_domain, egress_source, site_name)
         return replace(
             egress, prohibited_hosts=(), enable_tls=TlsMode.DISABLED, source_address=None
         )

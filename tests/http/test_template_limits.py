@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kumoclient.core.template import OUTPUT_LIMIT, RenderClock
 
+from kumoclient.core.template import OUTPUT_LIMIT, RenderClock
 from kumoclient.errors import BadInjectRequest
 from kumoclient.http.inject_message import generate
 from kumoclient.http.inject_request import parse_request

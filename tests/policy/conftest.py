@@ -53,25 +53,3 @@ def load_policy(tmp_path: Path, memo: MemoRegistry) -> LoadPolicy:
 def lua(runtime: PolicyRuntime, code: str) -> object:
     """Run Lua code in the policy's sandbox (test access only)."""
     return runtime._lua.execute(code)
-
-
-def awaits_supported(tmp_path: Path) -> bool:
-    """True when the runtime awaits `async def` kumo functions (the coroutine runtime)."""
-    from kumoclient.errors import PolicyLoadError
-
-    policy = tmp_path / "probe_async.lua"
-    policy.write_text("kumo.secrets.load { key_data = 'x' }\n")
-    try:
-        PolicyRuntime(policy, memo=MemoRegistry())
-    except PolicyLoadError as exc:
-        if "cannot do yet" in str(exc):
-            return False
-        raise
-    return True
-
-
-@pytest.fixture
-def needs_awaits(tmp_path: Path) -> None:
-    """Skip a test that calls an `async def` kumo function until the runtime awaits them."""
-    if not awaits_supported(tmp_path):
-        pytest.skip("this runtime does not await async kumo functions yet")

@@ -5,27 +5,24 @@ from __future__ import annotations
 import pytest
 
 from kumoclient.errors import PolicyError, PolicyLoadError, PolicyReject
-from kumoclient.policy.events import EVENTS, Handlers
+from kumoclient.policy.events import EVENTS, MULTI_HANDLER_EVENTS, Handlers
 from kumoclient.records import QueueName
 from tests.policy.conftest import LoadPolicy
 
 
-def test_event_table_matches_spec() -> None:
-    assert set(EVENTS) == {
-        "init",
+def test_multi_handler_events_are_kumomtas_seven() -> None:
+    assert {
+        "pre_init",
+        "validate_config",
         "get_queue_config",
-        "get_egress_path_config",
-        "smtp_client_rewrite_delivery_status",
-        "smtp_server_message_received",
-        "http_message_generated",
-        "http_server_validate_auth_basic",
-    }
+        "throttle_insert_ready_queue",
+        "requeue_message",
+        "should_enqueue_log_record",
+        "get_acl_definition",
+    } == MULTI_HANDLER_EVENTS
     singles = {n for n, e in EVENTS.items() if e.handlers is Handlers.SINGLE}
-    assert singles == {
-        "smtp_client_rewrite_delivery_status",
-        "get_egress_path_config",
-        "http_server_validate_auth_basic",
-    }
+    assert "init" in singles
+    assert "smtp_server_message_received" in singles
     assert EVENTS["smtp_client_rewrite_delivery_status"].args == (
         "response",
         "domain",
@@ -35,9 +32,16 @@ def test_event_table_matches_spec() -> None:
     )
 
 
-def test_unknown_event_is_a_load_error_naming_file_and_line(load_policy: LoadPolicy) -> None:
-    with pytest.raises(PolicyLoadError, match=r"policy\.lua:3: kumo\.on: unknown event 'nope'"):
-        load_policy("-- a comment\n\nkumo.on('nope', function() end)\n")
+async def test_any_event_name_is_accepted_and_fired(load_policy: LoadPolicy) -> None:
+    runtime = load_policy(
+        """
+        kumo.on('my.custom.event', function(a, b) return a .. b end)
+        kumo.on('throttle_insert_ready_queue', function() end)
+        """
+    )
+    fired = await runtime.fire("my.custom.event", "x", "y")
+    assert (fired.status, fired.value) == ("ok", "xy")
+    assert runtime.has_handler("throttle_insert_ready_queue")
 
 
 def test_second_handler_for_single_event_names_the_first(load_policy: LoadPolicy) -> None:
@@ -54,7 +58,20 @@ def test_second_handler_for_single_event_names_the_first(load_policy: LoadPolicy
     assert message.endswith("policy.lua:1")
 
 
-def test_kumo_on_inside_an_event_is_an_error(load_policy: LoadPolicy) -> None:
+@pytest.mark.parametrize("event", ["init", "smtp_server_message_received", "pre_init"])
+def test_a_second_handler_is_an_error_for_every_single_handler_event(
+    load_policy: LoadPolicy, event: str
+) -> None:
+    source = f"kumo.on('{event}', function() end)\nkumo.on('{event}', function() end)\n"
+    if event == "pre_init":  # multi: both kept, in order
+        runtime = load_policy(source)
+        assert [w.rsplit(":", 1)[1] for w in runtime.registered_events()[event]] == ["1", "2"]
+        return
+    with pytest.raises(PolicyLoadError, match=f"policy.lua:2: {event} event already has"):
+        load_policy(source)
+
+
+async def test_kumo_on_inside_an_event_is_an_error(load_policy: LoadPolicy) -> None:
     runtime = load_policy(
         """
         kumo.on('init', function()
@@ -63,9 +80,23 @@ def test_kumo_on_inside_an_event_is_an_error(load_policy: LoadPolicy) -> None:
         """
     )
     with pytest.raises(
-        PolicyError, match=r"policy\.lua:3: kumo\.on may only be called at the top level"
+        PolicyError,
+        match=r"policy\.lua:3: kumo\.on\('get_queue_config', \.\.\.\) "
+        r"called from within the handler of 'init'",
     ):
-        runtime.run_init()
+        await runtime.run_init()
+
+
+async def test_kumo_on_inside_main_is_allowed(load_policy: LoadPolicy) -> None:
+    runtime = load_policy(
+        """
+        kumo.on('main', function()
+          kumo.on('later', function() return 'registered in main' end)
+        end)
+        """
+    )
+    assert (await runtime.fire("main")).status == "ok"
+    assert (await runtime.fire("later")).value == "registered in main"
 
 
 def test_handler_must_be_a_function(load_policy: LoadPolicy) -> None:
@@ -73,7 +104,7 @@ def test_handler_must_be_a_function(load_policy: LoadPolicy) -> None:
         load_policy("kumo.on('init', 42)")
 
 
-def test_multi_handler_get_queue_config_stops_at_first_non_nil(load_policy: LoadPolicy) -> None:
+async def test_multi_handler_get_queue_config_stops_at_first_value(load_policy: LoadPolicy) -> None:
     runtime = load_policy(
         """
         CALLS = {}
@@ -87,8 +118,8 @@ def test_multi_handler_get_queue_config_stops_at_first_non_nil(load_policy: Load
         end)
         """
     )
-    assert runtime.get_queue_config(QueueName("a.com")).retry_interval == 60
-    assert runtime.get_queue_config(QueueName("b.com")).retry_interval == 120
+    assert (await runtime.get_queue_config(QueueName("a.com"))).retry_interval == 60
+    assert (await runtime.get_queue_config(QueueName("b.com"))).retry_interval == 120
     assert list(runtime._lua.globals().CALLS.values()) == ["first", "first", "second"]
     assert runtime.registered_events()["get_queue_config"] == [
         f"{runtime.path}:3",
@@ -96,7 +127,33 @@ def test_multi_handler_get_queue_config_stops_at_first_non_nil(load_policy: Load
     ]
 
 
-def test_get_queue_config_receives_nil_for_absent_parts(load_policy: LoadPolicy) -> None:
+async def test_an_explicit_nil_stops_the_chain_and_nothing_passes_on(
+    load_policy: LoadPolicy,
+) -> None:
+    """KumoMTA counts return values: `return nil` is one (the chain stops, the defaults
+    apply); `return` with nothing, or falling off the end, passes to the next handler."""
+    runtime = load_policy(
+        """
+        CALLS = {}
+        kumo.on('get_queue_config', function(domain)
+          table.insert(CALLS, 'first')
+          if domain == 'nil.com' then return nil end
+          if domain == 'bare.com' then return end
+        end)
+        kumo.on('get_queue_config', function(domain)
+          table.insert(CALLS, 'second')
+          return kumo.make_queue_config{retry_interval='2m'}
+        end)
+        """
+    )
+    assert (await runtime.get_queue_config(QueueName("nil.com"))).retry_interval == 20 * 60
+    assert (await runtime.get_queue_config(QueueName("bare.com"))).retry_interval == 120
+    assert (await runtime.get_queue_config(QueueName("other.com"))).retry_interval == 120
+    calls = list(runtime._lua.globals().CALLS.values())
+    assert calls == ["first", "first", "second", "first", "second"]
+
+
+async def test_get_queue_config_receives_nil_for_absent_parts(load_policy: LoadPolicy) -> None:
     runtime = load_policy(
         """
         kumo.on('get_queue_config', function(domain, tenant, campaign, routing_domain)
@@ -105,25 +162,28 @@ def test_get_queue_config_receives_nil_for_absent_parts(load_policy: LoadPolicy)
         end)
         """
     )
-    runtime.get_queue_config(QueueName("d.com"))
+    await runtime.get_queue_config(QueueName("d.com"))
     assert runtime._lua.globals().SEEN == "d.com|nil|nil|nil"
-    runtime.get_queue_config(QueueName("d.com", "t", "c", "r.com"))
+    await runtime.get_queue_config(QueueName("d.com", "t", "c", "r.com"))
     assert runtime._lua.globals().SEEN == "d.com|t|c|r.com"
 
 
-def test_no_handler_gives_defaults(load_policy: LoadPolicy) -> None:
+async def test_no_handler_gives_defaults(load_policy: LoadPolicy) -> None:
     runtime = load_policy("")
-    assert runtime.get_queue_config(QueueName("d.com")).max_age == 7 * 86400
-    assert runtime.get_egress_path_config("d.com", "unspecified", "site").connection_limit == 32
+    assert (await runtime.get_queue_config(QueueName("d.com"))).max_age == 7 * 86400
+    egress = await runtime.get_egress_path_config("d.com", "unspecified", "site")
+    assert egress.connection_limit == 32
 
 
-def test_get_queue_config_returning_a_plain_table_is_an_error(load_policy: LoadPolicy) -> None:
+async def test_get_queue_config_returning_a_plain_table_is_an_error(
+    load_policy: LoadPolicy,
+) -> None:
     runtime = load_policy("kumo.on('get_queue_config', function() return {retry_interval=5} end)")
     with pytest.raises(PolicyError, match=r"returned a table; expected kumo\.make_queue_config"):
-        runtime.get_queue_config(QueueName("d.com"))
+        await runtime.get_queue_config(QueueName("d.com"))
 
 
-def test_get_egress_path_config_arguments_and_result(load_policy: LoadPolicy) -> None:
+async def test_get_egress_path_config_arguments_and_result(load_policy: LoadPolicy) -> None:
     runtime = load_policy(
         """
         kumo.on('get_egress_path_config', function(routing_domain, source, site)
@@ -132,13 +192,13 @@ def test_get_egress_path_config_arguments_and_result(load_policy: LoadPolicy) ->
         end)
         """
     )
-    config = runtime.get_egress_path_config("d.com", "unspecified", "mx.d.com")
+    config = await runtime.get_egress_path_config("d.com", "unspecified", "mx.d.com")
     assert config.connection_limit == 3
     assert config.enable_tls.value == "Disabled"
     assert runtime._lua.globals().ARGS == "d.com|unspecified|mx.d.com"
 
 
-def test_init_collects_listener_spool_and_log_configuration(load_policy: LoadPolicy) -> None:
+async def test_init_collects_listener_spool_and_log_configuration(load_policy: LoadPolicy) -> None:
     runtime = load_policy(
         """
         kumo.on('init', function()
@@ -149,7 +209,7 @@ def test_init_collects_listener_spool_and_log_configuration(load_policy: LoadPol
         end)
         """
     )
-    init = runtime.run_init()
+    init = await runtime.run_init()
     assert init.esmtp_listeners[0].listen == "127.0.0.1:2600"
     assert init.esmtp_listeners[0].relay_hosts == ("10.0.0.0/8",)
     assert init.http_listeners[0].listen == "127.0.0.1:8001"
@@ -159,33 +219,35 @@ def test_init_collects_listener_spool_and_log_configuration(load_policy: LoadPol
     assert init.local_logs.max_segment_duration == 600
 
 
-def test_init_error_carries_file_line_and_traceback(load_policy: LoadPolicy) -> None:
+async def test_init_error_carries_file_line_and_traceback(load_policy: LoadPolicy) -> None:
     runtime = load_policy("kumo.on('init', function()\n  local x = nil + 1\nend)\n")
     with pytest.raises(PolicyError) as info:
-        runtime.run_init()
+        await runtime.run_init()
     assert info.value.location is not None
     assert info.value.location.endswith("policy.lua:2")
     assert info.value.traceback is not None
     assert "stack traceback" in info.value.traceback
 
 
-def test_kumo_reject_raises_policy_reject(load_policy: LoadPolicy) -> None:
+async def test_kumo_reject_raises_policy_reject(load_policy: LoadPolicy) -> None:
     runtime = load_policy("kumo.on('init', function() kumo.reject(550, 'go away') end)")
     with pytest.raises(PolicyReject) as info:
-        runtime.run_init()
+        await runtime.run_init()
     assert (info.value.code, info.value.text) == (550, "go away")
 
 
 @pytest.mark.parametrize(("code", "message"), [("'x'", "got x"), ("200", "got 200")])
-def test_kumo_reject_validates_its_code(load_policy: LoadPolicy, code: str, message: str) -> None:
+async def test_kumo_reject_validates_its_code(
+    load_policy: LoadPolicy, code: str, message: str
+) -> None:
     runtime = load_policy(f"kumo.on('init', function() kumo.reject({code}, 'no') end)")
     with pytest.raises(
         PolicyError, match=f"kumo.reject: code must be an integer from 400 to 599, {message}"
     ):
-        runtime.run_init()
+        await runtime.run_init()
 
 
-def test_auth_basic_is_true_only_for_true(load_policy: LoadPolicy) -> None:
+async def test_auth_basic_is_true_only_for_true(load_policy: LoadPolicy) -> None:
     runtime = load_policy(
         """
         kumo.on('http_server_validate_auth_basic', function(user, password)
@@ -195,10 +257,10 @@ def test_auth_basic_is_true_only_for_true(load_policy: LoadPolicy) -> None:
         end)
         """
     )
-    assert runtime.validate_auth_basic("admin", "s3cret") is True
-    assert runtime.validate_auth_basic("admin", "wrong") is False
-    assert runtime.validate_auth_basic("one", "x") is False
-    assert runtime.validate_auth_basic("err", "x") is False
+    assert await runtime.validate_auth_basic("admin", "s3cret") is True
+    assert await runtime.validate_auth_basic("admin", "wrong") is False
+    assert await runtime.validate_auth_basic("one", "x") is False
+    assert await runtime.validate_auth_basic("err", "x") is False
 
 
 def test_kumo_log_functions_prefix_file_and_line(load_policy: LoadPolicy) -> None:

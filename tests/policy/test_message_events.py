@@ -18,7 +18,7 @@ def view() -> MessageView:
     return MessageView("0" * 32, "a@example.com", "b@example.net", CONTENT, {})
 
 
-def test_msg_methods_meta_and_headers(load_policy: LoadPolicy) -> None:
+async def test_msg_methods_meta_and_headers(load_policy: LoadPolicy) -> None:
     runtime = load_policy(
         """
         kumo.on('smtp_server_message_received', function(msg)
@@ -32,7 +32,7 @@ def test_msg_methods_meta_and_headers(load_policy: LoadPolicy) -> None:
         """
     )
     message = view()
-    runtime.message_event("smtp_server_message_received", message)
+    await runtime.message_event("smtp_server_message_received", message)
     assert f"{'0' * 32}|a@example.com|b@example.net|acme|hello world" == runtime._lua.globals().SEEN
     assert message.meta == {
         "tenant": "acme",
@@ -44,22 +44,25 @@ def test_msg_methods_meta_and_headers(load_policy: LoadPolicy) -> None:
     assert message.content.endswith(b"X-Seen-By: kumoclient\r\n\r\nbody line\r\n")
 
 
-def test_kumo_reject_refuses_with_its_reply(load_policy: LoadPolicy) -> None:
+async def test_kumo_reject_refuses_with_its_reply(load_policy: LoadPolicy) -> None:
     runtime = load_policy(
         "kumo.on('smtp_server_message_received', function(msg)\n"
         "  if msg:recipient():find('blocked') then kumo.reject(550, '5.7.1 not here') end\nend)\n"
     )
     blocked = MessageView("1" * 32, "a@x", "blocked@example.net", CONTENT, {})
     with pytest.raises(PolicyReject) as info:
-        runtime.message_event("smtp_server_message_received", blocked)
+        await runtime.message_event("smtp_server_message_received", blocked)
     assert (info.value.code, info.value.text) == (550, "5.7.1 not here")
-    runtime.message_event("smtp_server_message_received", view())  # others pass
+    await runtime.message_event("smtp_server_message_received", view())  # others pass
 
 
-def test_bad_meta_value_is_a_policy_error_naming_the_line(load_policy: LoadPolicy) -> None:
+async def test_bad_meta_value_is_a_policy_error_naming_the_line(load_policy: LoadPolicy) -> None:
     runtime = load_policy(
         "kumo.on('smtp_server_message_received', function(msg)\n"
         "  msg:set_meta('tenant', {})\nend)\n"
     )
-    with pytest.raises(PolicyError, match=r"policy\.lua:2: meta 'tenant': values are strings"):
-        runtime.message_event("smtp_server_message_received", view())
+    with pytest.raises(
+        PolicyError,
+        match=r"policy\.lua:2: meta 'tenant': values are strings",
+    ):
+        await runtime.message_event("smtp_server_message_received", view())

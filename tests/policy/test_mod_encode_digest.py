@@ -216,7 +216,6 @@ def test_hmac_python_level_with_inline_and_file_keys(tmp_path: Path) -> None:
     assert result.raw == hmac.new(b"\x00\xffkey", b"\xff", "sha1").digest()
 
 
-@pytest.mark.usefixtures("needs_awaits")
 def test_reference_example_of_hmac_sha256(load_policy: LoadPolicy) -> None:
     load_policy(
         """
@@ -225,6 +224,23 @@ def test_reference_example_of_hmac_sha256(load_policy: LoadPolicy) -> None:
         assert(hmac.hex == '87fc1cec5c02f0991ae80f50e98eb2eb5213d07fc40417682a74448ac1deb07c')
         """
     )
+
+
+async def test_hmac_in_a_handler_with_a_binary_key_file_and_message(
+    load_policy: LoadPolicy, tmp_path: Path
+) -> None:
+    """The HMAC waits for its key inside a handler; a message that is not UTF-8 crosses as
+    its bytes through the wait, and a relative key file is the policy's."""
+    (tmp_path / "key.bin").write_bytes(b"\x00\xffkey")
+    runtime = load_policy(
+        """
+        kumo.on('sign', function()
+          return kumo.digest.hmac_sha1('key.bin', '\\xff\\x00\\x80').hex
+        end)
+        """
+    )
+    fired = await runtime.fire("sign")
+    assert fired.value == hmac.new(b"\x00\xffkey", b"\xff\x00\x80", "sha1").hexdigest()
 
 
 def test_binary_result_and_uuid_objects_python_level() -> None:

@@ -4,6 +4,7 @@ installed here); it checks the request's path and token as Vault would."""
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -101,7 +102,6 @@ async def test_bad_sources(tmp_path: Path, source: object, message: str) -> None
     assert message in str(info.value)
 
 
-@pytest.mark.usefixtures("needs_awaits")
 def test_secrets_load_from_a_policy(load_policy: LoadPolicy, tmp_path: Path) -> None:
     (tmp_path / "pw.txt").write_text("hunter2")
     load_policy(
@@ -110,3 +110,24 @@ def test_secrets_load_from_a_policy(load_policy: LoadPolicy, tmp_path: Path) -> 
         assert(kumo.secrets.load { key_data = 'inline' } == 'inline')
         """
     )
+
+
+async def test_a_handler_waits_for_vault_while_the_loop_serves_it(
+    load_policy: LoadPolicy, vault: str
+) -> None:
+    """kumo.secrets.load and kumo.digest.hmac_* in a handler: the handler's coroutine waits
+    while this test's event loop runs the Vault server that answers it (were the wait not
+    handed to this loop, the server could not answer)."""
+    runtime = load_policy(
+        f"""
+        kumo.on('sign', function(field, message)
+          local source = {{ vault_mount = 'secret', vault_path = 'dkim/example.org',
+            vault_address = '{vault}', vault_token = '{TOKEN}', vault_key = field }}
+          local key = kumo.secrets.load(source)
+          return key .. ' ' .. kumo.digest.hmac_sha256(source, message).hex
+        end)
+        """
+    )
+    fired = await runtime.fire("sign", "password", "your message")
+    mac = hmac.new(b"s3cret", b"your message", "sha256").hexdigest()
+    assert (fired.status, fired.value) == ("ok", f"s3cret {mac}")

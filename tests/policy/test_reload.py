@@ -17,18 +17,20 @@ def hook(code: int) -> str:
     return f"kumo.on('smtp_client_rewrite_delivery_status', function() return {code} end)\n"
 
 
-def test_reload_swaps_in_the_new_policy(tmp_path: Path, memo: MemoRegistry) -> None:
+async def test_reload_swaps_in_the_new_policy(tmp_path: Path, memo: MemoRegistry) -> None:
     path = tmp_path / "policy.lua"
     path.write_text(hook(500))
     holder = PolicyHolder(path, memo=memo)
-    assert holder.current.rewrite_delivery_status(REPLY, Q).reply.code == 500
+    assert (await holder.current.rewrite_delivery_status(REPLY, Q)).reply.code == 500
     path.write_text(hook(551))
     assert holder.reload() is None
-    assert holder.current.rewrite_delivery_status(REPLY, Q).reply.code == 551
+    assert (await holder.current.rewrite_delivery_status(REPLY, Q)).reply.code == 551
     assert holder.generation == 2
 
 
-def test_failed_reload_keeps_the_old_policy_and_reports(tmp_path: Path, memo: MemoRegistry) -> None:
+async def test_failed_reload_keeps_the_old_policy_and_reports(
+    tmp_path: Path, memo: MemoRegistry
+) -> None:
     path = tmp_path / "policy.lua"
     path.write_text(hook(500))
     holder = PolicyHolder(path, memo=memo)
@@ -38,5 +40,5 @@ def test_failed_reload_keeps_the_old_policy_and_reports(tmp_path: Path, memo: Me
     assert error is not None
     assert "policy.lua:2:" in str(error)
     assert holder.current is old
-    assert holder.current.rewrite_delivery_status(REPLY, Q).reply.code == 500
+    assert (await holder.current.rewrite_delivery_status(REPLY, Q)).reply.code == 500
     assert holder.generation == 1

@@ -20,7 +20,7 @@ def returning(expr: str) -> str:
     )
 
 
-def test_hook_receives_one_line_response_and_queue_parts(load_policy: LoadPolicy) -> None:
+async def test_hook_receives_one_line_response_and_queue_parts(load_policy: LoadPolicy) -> None:
     runtime = load_policy(
         """
         kumo.on('smtp_client_rewrite_delivery_status', function(r, d, t, c, rd)
@@ -28,23 +28,25 @@ def test_hook_receives_one_line_response_and_queue_parts(load_policy: LoadPolicy
         end)
         """
     )
-    runtime.rewrite_delivery_status(OVER_QUOTA, QueueName("d.com"))
+    await runtime.rewrite_delivery_status(OVER_QUOTA, QueueName("d.com"))
     assert runtime._lua.globals().ARGS == "452 4.2.2 over quota.|d.com|nil|nil|d.com"
-    runtime.rewrite_delivery_status(OVER_QUOTA, QueueName("d.com", "", "camp", "rd.net"))
+    await runtime.rewrite_delivery_status(OVER_QUOTA, QueueName("d.com", "", "camp", "rd.net"))
     assert runtime._lua.globals().ARGS == "452 4.2.2 over quota.|d.com||camp|rd.net"
 
 
-def test_multi_line_reply_arrives_with_literal_crlf(load_policy: LoadPolicy) -> None:
+async def test_multi_line_reply_arrives_with_literal_crlf(load_policy: LoadPolicy) -> None:
     runtime = load_policy("kumo.on('smtp_client_rewrite_delivery_status', function(r) R = r end)")
     reply = parse_reply_lines(["550-5.1.1 one", "550-5.1.1 two", "550 5.1.1 three"])
-    runtime.rewrite_delivery_status(reply, Q)
+    await runtime.rewrite_delivery_status(reply, Q)
     assert runtime._lua.globals().R == "550 5.1.1 one\\r\\ntwo\\r\\nthree"
-    runtime.rewrite_delivery_status(reply, Q, SPACE)
+    await runtime.rewrite_delivery_status(reply, Q, SPACE)
     assert runtime._lua.globals().R == "550 5.1.1 one two three"
 
 
-def test_rewrite_to_500_bounces_with_note_and_keeps_enhanced_code(load_policy: LoadPolicy) -> None:
-    outcome = load_policy(returning("500")).rewrite_delivery_status(OVER_QUOTA, Q)
+async def test_rewrite_to_500_bounces_with_note_and_keeps_enhanced_code(
+    load_policy: LoadPolicy,
+) -> None:
+    outcome = await load_policy(returning("500")).rewrite_delivery_status(OVER_QUOTA, Q)
     assert outcome.rewritten
     assert outcome.disposition is Disposition.BOUNCE
     assert outcome.reply.code == 500
@@ -55,8 +57,8 @@ def test_rewrite_to_500_bounces_with_note_and_keeps_enhanced_code(load_policy: L
 
 
 @pytest.mark.parametrize("expr", ["nil", "", "452", "'452'"])
-def test_nil_nothing_or_same_code_changes_nothing(load_policy: LoadPolicy, expr: str) -> None:
-    outcome = load_policy(returning(expr)).rewrite_delivery_status(OVER_QUOTA, Q)
+async def test_nil_nothing_or_same_code_changes_nothing(load_policy: LoadPolicy, expr: str) -> None:
+    outcome = await load_policy(returning(expr)).rewrite_delivery_status(OVER_QUOTA, Q)
     assert not outcome.rewritten
     assert outcome.reply == OVER_QUOTA
     assert outcome.disposition is Disposition.TRANSIENT_FAILURE
@@ -75,18 +77,18 @@ def test_nil_nothing_or_same_code_changes_nothing(load_policy: LoadPolicy, expr:
         ("100", 100, Disposition.BOUNCE),
     ],
 )
-def test_codes_and_numeric_strings_are_applied(
+async def test_codes_and_numeric_strings_are_applied(
     load_policy: LoadPolicy, expr: str, code: int, disposition: Disposition
 ) -> None:
-    outcome = load_policy(returning(expr)).rewrite_delivery_status(OVER_QUOTA, Q)
+    outcome = await load_policy(returning(expr)).rewrite_delivery_status(OVER_QUOTA, Q)
     assert outcome.reply.code == code
     assert outcome.disposition is disposition
     assert outcome.reply.content.endswith(f"(kumomta: status was rewritten from 452 -> {code})")
 
 
-def test_5xx_rewritten_to_4xx_is_transient(load_policy: LoadPolicy) -> None:
+async def test_5xx_rewritten_to_4xx_is_transient(load_policy: LoadPolicy) -> None:
     reply = Reply(550, EnhancedCode(5, 1, 1), "no such user", "RCPT TO:<x@d.com>\r\n")
-    outcome = load_policy(returning("451")).rewrite_delivery_status(reply, Q)
+    outcome = await load_policy(returning("451")).rewrite_delivery_status(reply, Q)
     assert outcome.disposition is Disposition.TRANSIENT_FAILURE
     assert outcome.reply.code == 451
 
@@ -103,12 +105,12 @@ def test_5xx_rewritten_to_4xx_is_transient(load_policy: LoadPolicy) -> None:
         ("function() end", "returned a function"),
     ],
 )
-def test_unusable_return_keeps_original_and_logs_one_error(
+async def test_unusable_return_keeps_original_and_logs_one_error(
     load_policy: LoadPolicy, expr: str, problem: str
 ) -> None:
     runtime = load_policy(returning(expr))
     with capture_logs() as logs:
-        outcome = runtime.rewrite_delivery_status(OVER_QUOTA, Q)
+        outcome = await runtime.rewrite_delivery_status(OVER_QUOTA, Q)
     assert outcome.reply == OVER_QUOTA
     assert not outcome.rewritten
     assert outcome.disposition is Disposition.TRANSIENT_FAILURE
@@ -120,15 +122,15 @@ def test_unusable_return_keeps_original_and_logs_one_error(
     assert errors[0]["policy"].endswith("policy.lua")
 
 
-def test_handler_error_keeps_original_and_names_the_line(load_policy: LoadPolicy) -> None:
+async def test_handler_error_keeps_original_and_names_the_line(load_policy: LoadPolicy) -> None:
     runtime = load_policy(
         "kumo.on('smtp_client_rewrite_delivery_status', function(r)\n"
         "  error('classifier exploded')\n"
         "end)\n"
     )
     with capture_logs() as logs:
-        outcome = runtime.rewrite_delivery_status(OVER_QUOTA, Q)
-        again = runtime.rewrite_delivery_status(OVER_QUOTA, Q)
+        outcome = await runtime.rewrite_delivery_status(OVER_QUOTA, Q)
+        again = await runtime.rewrite_delivery_status(OVER_QUOTA, Q)
     assert outcome.reply == OVER_QUOTA
     assert again.reply == OVER_QUOTA  # the runtime goes on working
     assert outcome.error is not None
@@ -138,15 +140,17 @@ def test_handler_error_keeps_original_and_names_the_line(load_policy: LoadPolicy
     assert "stack traceback" in logs[0]["lua_traceback"]
 
 
-def test_kumo_reject_inside_the_hook_is_an_error_not_a_rewrite(load_policy: LoadPolicy) -> None:
+async def test_kumo_reject_inside_the_hook_is_an_error_not_a_rewrite(
+    load_policy: LoadPolicy,
+) -> None:
     runtime = load_policy(returning("kumo.reject(550, 'x')"))
     with capture_logs() as logs:
-        outcome = runtime.rewrite_delivery_status(OVER_QUOTA, Q)
+        outcome = await runtime.rewrite_delivery_status(OVER_QUOTA, Q)
     assert outcome.reply == OVER_QUOTA
     assert "kumo.reject" in logs[0]["event"]
 
 
-def test_no_handler_means_no_change(load_policy: LoadPolicy) -> None:
-    outcome = load_policy("").rewrite_delivery_status(OVER_QUOTA, Q)
+async def test_no_handler_means_no_change(load_policy: LoadPolicy) -> None:
+    outcome = await load_policy("").rewrite_delivery_status(OVER_QUOTA, Q)
     assert outcome.reply == OVER_QUOTA
     assert outcome.disposition is Disposition.TRANSIENT_FAILURE

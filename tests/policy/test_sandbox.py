@@ -85,7 +85,7 @@ def test_text_that_is_not_utf8_reaches_lua_as_a_string_error(load_policy: LoadPo
     assert runtime._lua.globals().KIND == "string"
 
 
-def test_a_rejection_cannot_be_forged(load_policy: LoadPolicy) -> None:
+async def test_a_rejection_cannot_be_forged(load_policy: LoadPolicy) -> None:
     from kumoclient.errors import PolicyError, PolicyReject
     from kumoclient.policy.message import MessageView
 
@@ -101,11 +101,13 @@ def test_a_rejection_cannot_be_forged(load_policy: LoadPolicy) -> None:
     assert runtime._lua.globals().MT is False
     view = MessageView("0" * 32, "a@x", "b@y", b"Subject: x\r\n\r\n", {})
     with pytest.raises(PolicyError) as info:
-        runtime.message_event("smtp_server_message_received", view)
+        await runtime.message_event("smtp_server_message_received", view)
     assert not isinstance(info.value, PolicyReject)
 
 
-def test_an_error_while_handling_an_error_stays_a_policy_error(load_policy: LoadPolicy) -> None:
+async def test_an_error_while_handling_an_error_stays_a_policy_error(
+    load_policy: LoadPolicy,
+) -> None:
     from kumoclient.errors import PolicyError
     from kumoclient.policy.message import MessageView
 
@@ -119,7 +121,7 @@ def test_an_error_while_handling_an_error_stays_a_policy_error(load_policy: Load
     )
     view = MessageView("0" * 32, "a@x", "b@y", b"Subject: x\r\n\r\n", {})
     with pytest.raises(PolicyError):
-        runtime.message_event("smtp_server_message_received", view)
+        await runtime.message_event("smtp_server_message_received", view)
 
 
 def test_require_refuses_precompiled_modules(load_policy: LoadPolicy, tmp_path: Path) -> None:
@@ -135,7 +137,7 @@ def test_require_refuses_precompiled_modules(load_policy: LoadPolicy, tmp_path: 
     assert g.FINE == 42
 
 
-def test_rewrite_hook_returning_non_utf8_keeps_the_reply(load_policy: LoadPolicy) -> None:
+async def test_rewrite_hook_returning_non_utf8_keeps_the_reply(load_policy: LoadPolicy) -> None:
     from kumoclient.core.reply import parse_one_line
     from kumoclient.records import QueueName
 
@@ -143,6 +145,6 @@ def test_rewrite_hook_returning_non_utf8_keeps_the_reply(load_policy: LoadPolicy
         "kumo.on('smtp_client_rewrite_delivery_status', function() return '\\xff' end)"
     )
     reply = parse_one_line("452 4.2.2 full")
-    outcome = runtime.rewrite_delivery_status(reply, QueueName("d.com"))
+    outcome = await runtime.rewrite_delivery_status(reply, QueueName("d.com"))
     assert outcome.reply == reply
     assert outcome.error is not None

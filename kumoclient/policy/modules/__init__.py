@@ -3,6 +3,7 @@
 
 from kumoclient.policy.modules import (
     cidr,
+    config_epoch,
     digest,
     domain_map,
     encode,
@@ -10,6 +11,7 @@ from kumoclient.policy.modules import (
     keysource,
     regexes,
     serde,
+    sleep,
     strings,
     times,
     uuids,
@@ -18,6 +20,7 @@ from kumoclient.policy.modules import (
 
 __all__ = [
     "cidr",
+    "config_epoch",
     "digest",
     "domain_map",
     "encode",
@@ -25,6 +28,7 @@ __all__ = [
     "keysource",
     "regexes",
     "serde",
+    "sleep",
     "strings",
     "times",
     "uuids",

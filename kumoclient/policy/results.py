@@ -1,0 +1,74 @@
+"""What a fired event answered (`Fired`), and the checks of the values handlers return."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from lupa import lua54
+
+_MAX_CODE = 65535
+
+
+@dataclass(frozen=True, slots=True)
+class Fired:
+    """A handler call's outcome: status 'none' (no handler), 'ok' (value: the first result,
+    detail: the second), 'error' (value: the message naming file:line, detail: the Lua
+    traceback) or 'reject' (value: the code, detail: the text); `where` is the file:line of
+    the handler's `kumo.on`."""
+
+    status: str
+    where: str | None = None
+    value: Any = None
+    detail: Any = None
+
+    @property
+    def failed(self) -> bool:
+        """True for 'error' and 'reject'."""
+        return self.status in ("error", "reject")
+
+
+def status_code(value: Any) -> tuple[int | None, str | None]:
+    """The code a rewrite handler returned, or None and a description of the problem."""
+    if value is None:
+        return None, None
+    if isinstance(value, bool) or lua54.lua_type(value) is not None:
+        return None, f"{describe(value)}; expected a status code or nil"
+    number: float | int | None = None
+    if isinstance(value, int | float):
+        number = value
+    elif isinstance(value, str):
+        text = value.strip()
+        try:
+            number = int(text)
+        except ValueError:
+            try:
+                number = float(text)
+            except ValueError:
+                return None, f"the string {value!r}; expected a status code or nil"
+    if number is None:
+        return None, f"{describe(value)}; expected a status code or nil"
+    if isinstance(number, float) and not number.is_integer():
+        return None, f"{number!r}, which is not a whole number"
+    if not 0 <= number <= _MAX_CODE:
+        return None, f"{number!r}, which is out of range for a status code"
+    return int(number), None
+
+
+def describe(value: Any) -> str:
+    """A value as an error message names it."""
+    kind = lua54.lua_type(value)
+    if kind is not None:
+        return f"a {kind}"
+    if isinstance(value, bool):
+        return f"a boolean ({str(value).lower()})"
+    return repr(value)
+
+
+def location(message: object) -> str | None:
+    """`file:line` from the front of a Lua error message, when it has one."""
+    if not isinstance(message, str):
+        return None
+    head = message.split(": ", 1)[0]
+    path, _, line = head.rpartition(":")
+    return head if path and line.isdigit() else None
