@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from kumoclient.errors import ConfigError
 from kumoclient.policy.config_values import Bad, boolean, duration, integer, one_of
 from kumoclient.records import MinFree
 
@@ -80,7 +81,7 @@ def rocks_params(value: Any) -> tuple[tuple[str, object], ...]:
             raise Bad(f"unknown key {key!r} (known keys: {known})")
         try:
             kept.append((key, convert(value[key])))
-        except Bad as exc:
+        except (Bad, ConfigError) as exc:  # (a bad duration is a DurationError)
             raise Bad(f"{key} = {value[key]!r}: {exc}") from exc
     if {k for k, _ in kept} >= {
         "optimize_level_style_compaction",
