@@ -13,7 +13,7 @@ import sqlite3
 import ssl
 import textwrap
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import aiohttp
@@ -84,7 +84,8 @@ async def send(port: int, recipients: list[str]) -> str:
 def wait_port(port: int, daemon: DaemonProcess) -> None:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        assert daemon.proc is not None and daemon.proc.poll() is None, daemon.stderr()
+        assert daemon.proc is not None
+        assert daemon.proc.poll() is None, daemon.stderr()
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=1):
                 return
@@ -129,7 +130,9 @@ async def test_a_rocksdb_spool_takes_mail_and_the_accounting_db_counts_it(
     database, logs = tmp_path / "acct.db", tmp_path / "logs"
     daemon = DaemonProcess(None, policy, cwd=tmp_path).start()  # type: ignore[arg-type]
     try:
-        reply = await send(daemon.port, ["ok1@example.net", "ok2@example.net", "bounce@example.net"])
+        reply = await send(
+            daemon.port, ["ok1@example.net", "ok2@example.net", "bounce@example.net"]
+        )
         assert reply.startswith("250"), reply
         assert (tmp_path / "spool" / "data" / "data").is_dir()  # the RocksDB path holds it
         await until(lambda: len(records(logs, "Delivery")) == 2 and records(logs, "Bounce"))
@@ -331,14 +334,14 @@ async def test_a_spool_disk_short_of_min_free_space_takes_no_mail_until_it_has_r
                     async with session.get(f"{base}/api/check-liveness/v1") as resp:
                         return resp.status
 
-                await until_async(lambda: liveness(), 503)
+                await until_async(liveness, 503)
                 refused = await send(daemon.port, ["late@example.net"])
                 assert refused.startswith("451 4.3.1 Spool disk is too full"), refused
                 async with session.post(f"{base}/api/inject/v1", json=inject_request(1)) as resp:
                     assert resp.status == 503
                     assert "4.3.1" in (await resp.json())["error"]
                 disk.free()
-                await until_async(lambda: liveness(), 200)
+                await until_async(liveness, 200)
                 assert (await send(daemon.port, ["again@example.net"])).startswith("250")
                 mx.replies.clear()
                 logs = tmp_path / "logs"
@@ -349,10 +352,12 @@ async def test_a_spool_disk_short_of_min_free_space_takes_no_mail_until_it_has_r
             assert daemon.stop() == 0
 
 
-async def until_async(probe: Callable[[], object], expected: object, timeout: float = 30) -> None:
+async def until_async(
+    probe: Callable[[], Awaitable[object]], expected: object, timeout: float = 30
+) -> None:
     deadline = time.monotonic() + timeout
     while True:
-        value = await probe()  # type: ignore[misc]
+        value = await probe()
         if value == expected:
             return
         assert time.monotonic() < deadline, f"still {value!r}, not {expected!r}"

@@ -124,7 +124,7 @@ async def test_a_missing_vault_secret_is_an_error_naming_the_key(vault: str) -> 
         ("vault_token", TOKEN),
     )
     config = replace(LOOPBACK, tls_certificate=source, tls_private_key=source)
-    with pytest.raises(ConfigError, match="start_http_listener: tls_certificate: .*HTTP 404"):
+    with pytest.raises(ConfigError, match=r"start_http_listener: tls_certificate: .*HTTP 404"):
         await _read_vault(config)
 
 

@@ -10,6 +10,7 @@ from kumoclient.errors import PolicyError
 from kumoclient.policy.modules import tuning
 from tests.policy.conftest import LoadPolicy
 
+
 @pytest.fixture(autouse=True)
 def _own_memory_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     """kumo.set_memory_* keep their values per process: each test starts with none."""
@@ -115,6 +116,7 @@ def test_without_settings_the_limits_follow_the_machine() -> None:
     """KumoMTA's defaults: the hard limit is the RAM (or the cgroup's limit), the soft limit
     75% of it, the low threshold 80% of the soft limit."""
     hard, soft, low = tuning.memory_limits()
-    assert hard is not None and hard > 0
+    assert hard is not None
+    assert hard > 0
     assert soft == hard * 3 // 4
     assert low == soft * 4 // 5
