@@ -8,7 +8,8 @@ dispatcher → disposition, built from its rooms.
 - `dispositions.Dispositions`: the one writer of records, spool changes, DSNs, outcome
   metrics and waiters; the decisions are `core.disposition`'s;
 - `control.Control`: suspend, resume, bounce, retry now, queue states;
-- `reception.Reception`: submissions into the spool.
+- `reception.Reception`: submissions into the spool;
+- `accounting.Accounting` (when given a database): received and delivered counts, in sqlite.
 
 `Engine` owns the spool, the delivery log, the policy and every task (one TaskGroup). Call
 the operations on the engine's event loop. The delivery log's health (`records.health`, owned
