@@ -72,7 +72,8 @@ class SubmissionRefused(KumoClientError):
 
 class ReceptionPaused(SubmissionRefused):
     """A submission is refused because kumoclient cannot take mail now (its delivery log
-    cannot be written): SMTP `451 4.3.0`, HTTP 503; nothing was stored."""
+    cannot be written: SMTP `451 4.3.0`; the spool's disk is short of the free space the
+    policy asks for: `451 4.3.1`), HTTP 503; nothing was stored."""
 
 
 class LogUnavailable(KumoClientError):

@@ -110,11 +110,14 @@ class MxHost:
 
 @dataclass(frozen=True, slots=True)
 class Rate:
-    """A rate limit such as `100/s`: `limit` events per `period` seconds."""
+    """A rate limit such as `100/s`: `limit` events per `period` seconds, at most `burst` at
+    once (None: `limit`); `local` (KumoMTA's `local:` prefix): never shared through Redis."""
 
     limit: int
     period: float
     spec: str
+    burst: int | None = None
+    local: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,26 +184,49 @@ class EsmtpListenerConfig:
     max_data_in_memory: int = 64 * 1024 * 1024
 
 
+# A KumoMTA KeySource: a file name (str), the data itself (bytes: `{key_data=...}`), or a
+# HashiCorp Vault secret (`{vault_mount=, vault_path=, ...}`, read when it is used)
+KeySource = str | bytes | tuple[tuple[str, str], ...]
+
+
 @dataclass(frozen=True, slots=True)
 class HttpListenerConfig:
-    """`kumo.start_http_listener{...}` (SPEC 3)."""
+    """`kumo.start_http_listener{...}` (SPEC 3). With `use_tls` and neither certificate nor
+    key, a self-signed certificate for `hostname` is made at start."""
 
     listen: str = "127.0.0.1:8000"
     trusted_hosts: tuple[str, ...] = DEFAULT_LOOPBACK_HOSTS
     hostname: str | None = None
     use_tls: bool = False
-    tls_certificate: str | None = None
-    tls_private_key: str | None = None
+    tls_certificate: KeySource | None = None
+    tls_private_key: KeySource | None = field(default=None, repr=False)
     request_body_limit: int = 2 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
+class MinFree:
+    """A spool's least free space or inodes: `percent` of the filesystem, or an `amount`
+    (bytes or inodes); below it no mail is taken (KumoMTA's default: 10%)."""
+
+    percent: int | None = None
+    amount: int | None = None
+
+    def __str__(self) -> str:
+        return f"{self.percent}%" if self.percent is not None else str(self.amount)
+
+
+@dataclass(frozen=True, slots=True)
 class SpoolConfig:
-    """`kumo.define_spool{name=, path=}`."""
+    """`kumo.define_spool{...}`: `kind` LocalDisk or RocksDB, both served by the one local-disk
+    spool; `flush` and `rocks_params` (checked, kept as given) have no effect there."""
 
     name: str
     path: str
     kind: str = "LocalDisk"
+    flush: bool = False
+    min_free_space: MinFree = MinFree(percent=10)
+    min_free_inodes: MinFree = MinFree(percent=10)
+    rocks_params: tuple[tuple[str, object], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,6 +259,22 @@ class RedisThrottleConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class AccountingConfig:
+    """`kumo.configure_accounting_db_path(PATH)`: where the received and delivered counts are
+    kept (an sqlite file)."""
+
+    path: str
+
+
+@dataclass(frozen=True, slots=True)
+class HttpInjectLimit:
+    """`kumo.set_httpinject_recipient_rate_limit(SPEC)`: the rate of recipients the HTTP
+    inject API takes (None: no limit)."""
+
+    rate: Rate | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class InitConfig:
     """Everything the policy's `init` event configured."""
 
@@ -242,6 +284,8 @@ class InitConfig:
     local_logs: LocalLogsConfig | None = None
     resolver: ResolverConfig | None = None
     redis_throttles: RedisThrottleConfig | None = None
+    accounting_db_path: str | None = None
+    httpinject_recipient_rate: Rate | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -645,8 +645,8 @@ async def test_use_tls_serves_https_with_the_configured_certificate(
     ) as resp:
         assert resp.status == 200
     assert len(site.spool.ids()) == 1
-    with pytest.raises(ConfigError, match="use_tls = true needs tls_certificate"):
-        HttpServer(replace(LOOPBACK, use_tls=True), Handlers())
+    with pytest.raises(ConfigError, match="give tls_private_key too, or neither"):
+        HttpServer(replace(LOOPBACK, use_tls=True, tls_certificate=str(cert)), Handlers())
 
 
 # --- the daemon -----------------------------------------------------------------------------

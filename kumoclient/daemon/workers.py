@@ -43,6 +43,7 @@ from kumoclient.logs import LogHealth
 from kumoclient.policy.runtime import PolicyHolder
 from kumoclient.records import EsmtpListenerConfig, SpooledMessage
 from kumoclient.spool import Spool
+from kumoclient.spool.space import SpaceLimits
 
 log = logs.get_logger(__name__)
 
@@ -94,6 +95,8 @@ class WorkerSetup:
     loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None
     # the main process's delivery log health (shared memory): no mail is taken while it is down
     log_health: LogHealth | None = None
+    # the least free space of the spool's disk (kumo.define_spool): no mail taken below it
+    min_free: SpaceLimits | None = None
 
 
 def fork_workers(count: int, setup: WorkerSetup) -> list[Worker]:
@@ -143,7 +146,7 @@ async def _serve(index: int, setup: WorkerSetup, write_fd: int) -> None:
         while view:
             view = view[os.write(write_fd, view) :]
 
-    spool = Spool(setup.spool_dir)
+    spool = Spool(setup.spool_dir, min_free=setup.min_free)
     await spool.start(clean=False)  # the main process cleaned it before forking
     reception = Reception(
         setup.policy, spool, dispositions=None, announce=announce, log_health=setup.log_health

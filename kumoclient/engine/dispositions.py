@@ -9,6 +9,9 @@ durable (the state writer fsyncs the log before it touches the spool, SPEC 1 inv
 spool. With `generate_dsn`, a Bounce or Expiration first spools a DSN to the sender (never for
 `<>`): a crash in between repeats the attempt rather than losing the notice.
 
+Every Reception and Delivery record is also counted for the accounting database, when the
+daemon keeps one (`accounting`, engine/accounting.py: two additions here, the writes batched).
+
 While the log is down its records are held (logs.RecordLog) and the removal waits for them.
 A final record the log could not even hold (past its hold limit) keeps the message spooled:
 it is delivered again after the next start rather than leave without its record.
@@ -28,6 +31,7 @@ from kumoclient.core import log_record
 from kumoclient.core.disposition import Decision
 from kumoclient.core.dsn import build_dsn, should_generate
 from kumoclient.core.queue_name import queue_name_for
+from kumoclient.engine.accounting import Accounting
 from kumoclient.engine.metrics import EngineMetrics
 from kumoclient.engine.queues import Item
 from kumoclient.engine.state import StateWriter
@@ -73,6 +77,7 @@ class Dispositions:
         self.counts: dict[str, int] = {}
         self.notify: Notify | None = None  # set by the engine: spools a DSN
         self.spawn: Spawn | None = None  # set by the engine: a task in its group
+        self.accounting: Accounting | None = None  # set by the engine when it keeps one
         self.stopping = False  # requeued messages stay spooled, not scheduled
         self._subscribers: list[Callable[[Record], None]] = []
         self._waiters: dict[str, asyncio.Future[Record]] = {}
@@ -162,6 +167,8 @@ class Dispositions:
         kept = self.records.write(record)
         kind = record.type
         self.counts[kind.value] = self.counts.get(kind.value, 0) + 1
+        if self.accounting is not None:
+            self.accounting.count(kind, record.reception_protocol)
         self.metrics.count(kind, record.queue, record.site)
         waiter = self._waiters.get(record.id) if kind in FINAL_TYPES else None
         if not self._subscribers and waiter is None:

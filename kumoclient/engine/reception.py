@@ -12,6 +12,8 @@ While the delivery log cannot be written (logs.LogHealth down), every submission
 with `451 4.3.0` before its policy event runs, and nothing is stored: the sender keeps it and
 tries again (a drop file stays in `incoming/`). Only DSNs are still spooled: they come from
 dispositions already made, and their Reception records are held like every other record.
+The same `451 4.3.1` refusal holds while the spool's disk has less free space or inodes than
+the policy's `kumo.define_spool` asks (`min_free_space`, `min_free_inodes`; spool/space.py).
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ from kumoclient.spool import Spool, Submission
 log = logs.get_logger(__name__)
 
 LOG_DOWN = "4.3.0 Delivery log unavailable, try again later"  # with 451
+LOW_SPACE = "4.3.1 Spool disk is too full, try again later"  # with 451
 
 
 def _random_bits() -> int:
@@ -166,9 +169,12 @@ class Reception:
             self.on_stored(messages, content)
 
     def _check_log(self) -> None:
-        """Refuse a submission while the delivery log cannot be written (see the module)."""
+        """Refuse a submission while the delivery log cannot be written, or the spool's disk
+        is short of space (see the module)."""
         if self._log_down():
             raise ReceptionPaused(451, LOG_DOWN)
+        if self.spool.low_space() is not None:
+            raise ReceptionPaused(451, LOW_SPACE)
 
     def _log_down(self) -> bool:
         return self.log_health is not None and not self.log_health.ok

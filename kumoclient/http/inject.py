@@ -6,12 +6,16 @@ daemon's Reception) runs `http_message_generated` per message and spools the one
 did not refuse. Answer: `{success_count, fail_count, failed_recipients, errors}` (KumoMTA's);
 400 for a bad request, 500 when the policy fails, 503 when the spool cannot take the messages
 or kumoclient takes none now (its delivery log cannot be written).
+
+With `kumo.set_httpinject_recipient_rate_limit`, a valid request first waits until the limit
+admits as many recipients as it has (`admit`), as KumoMTA puts it to sleep; a client that
+gives up meanwhile takes nothing from it.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Protocol
 
 from kumoclient import logs
@@ -46,11 +50,17 @@ class Receiver(Protocol):
         ...
 
 
-class InjectService:
-    """`POST /api/inject/v1` on a Receiver: parse, build all, then run policy and spool."""
+# waits until the recipient rate limit admits this many recipients
+Admit = Callable[[int], Awaitable[None]]
 
-    def __init__(self, receiver: Receiver) -> None:
+
+class InjectService:
+    """`POST /api/inject/v1` on a Receiver: parse, wait for the recipient rate limit (when
+    `admit` is given), build all, then run policy and spool."""
+
+    def __init__(self, receiver: Receiver, *, admit: Admit | None = None) -> None:
         self.receiver = receiver
+        self.admit = admit
 
     async def handle(self, body: object, client: Client) -> dict[str, object]:
         """The response object, or HttpError: 400 for a bad request, 500 when the policy
@@ -58,6 +68,8 @@ class InjectService:
         spooled in each case)."""
         try:
             request = parse_request(body)
+            if self.admit is not None:
+                await self.admit(len(request.recipients))
             # rendering and MIME building are CPU work: off the event loop; given up (the
             # client gone, the daemon stopping), the templates stop at their next step
             clock = RenderClock()

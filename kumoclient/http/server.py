@@ -1,7 +1,9 @@
 """The HTTP listener on aiohttp: routes, who may call them, request body limit, JSON errors.
 
 Routes:
-- `GET /api/check-liveness/v1`: 200 while the process serves (open to every client);
+- `GET /api/check-liveness/v1`: 200 while the process serves and takes mail, 503 with the
+  reason while it takes none (`Handlers.unavailable`: the spool's disk too full); open to
+  every client;
 - `POST /api/inject/v1`: the body (JSON, at most `request_body_limit` bytes) goes to
   `Handlers.inject`, whose mapping is returned as JSON;
 - `GET /metrics`: `Handlers.metrics()` (404 when there is none);
@@ -19,7 +21,6 @@ from __future__ import annotations
 import base64
 import binascii
 import ipaddress
-import ssl
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -31,6 +32,7 @@ from kumoclient import logs
 from kumoclient.core.listen import split_listen as listen_address
 from kumoclient.core.networks import Network, address_in
 from kumoclient.errors import ConfigError, HttpError
+from kumoclient.http.tls import server_context
 from kumoclient.records import HttpListenerConfig
 
 log = logs.get_logger(__name__)
@@ -89,13 +91,15 @@ class Handlers:
     - `metrics()`: `(body, content_type)` for `GET /metrics`; None → 404;
     - `validate_auth(user, password)`: true (or an awaitable of true) admits a client outside
       `trusted_hosts`; None → such clients are always refused; an exception → 500;
-    - `routes`: extra endpoints, checked like the inject API unless `public`.
+    - `routes`: extra endpoints, checked like the inject API unless `public`;
+    - `unavailable()`: why no mail is taken now (liveness answers 503), or None.
     """
 
     inject: Inject | None = None
     metrics: Metrics | None = None
     validate_auth: ValidateAuth | None = None
     routes: Sequence[Route] = field(default_factory=tuple)
+    unavailable: Callable[[], str | None] | None = None
 
 
 def _networks(hosts: Sequence[str]) -> list[Network]:
@@ -118,28 +122,6 @@ def split_listen(listen: str) -> tuple[str, int]:
         return listen_address(listen)
     except ConfigError as exc:
         raise ConfigError(f"http listener address {exc}", key="listen", value=listen) from exc
-
-
-def _tls_context(config: HttpListenerConfig) -> ssl.SSLContext | None:
-    if not config.use_tls:
-        return None
-    if not (config.tls_certificate and config.tls_private_key):
-        raise ConfigError(
-            "start_http_listener: use_tls = true needs tls_certificate and tls_private_key "
-            "(kumoclient does not generate a self-signed certificate)",
-            key="use_tls",
-            value=True,
-        )
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    try:
-        context.load_cert_chain(config.tls_certificate, config.tls_private_key)
-    except (OSError, ssl.SSLError) as exc:
-        raise ConfigError(
-            f"start_http_listener: cannot load tls_certificate/tls_private_key: {exc}",
-            key="tls_certificate",
-            value=config.tls_certificate,
-        ) from exc
-    return context
 
 
 def _basic_credentials(header: str) -> tuple[str, str]:
@@ -207,7 +189,7 @@ class HttpServer:
         self.shutdown_timeout = shutdown_timeout
         self._host, self._port = split_listen(config.listen)
         self._trusted = _networks(config.trusted_hosts)
-        self._ssl = _tls_context(config)
+        self._ssl = server_context(config)
         self._runner: web.AppRunner | None = None
 
     # --- lifecycle -------------------------------------------------------------------------
@@ -338,8 +320,11 @@ class HttpServer:
 
     # --- endpoints -------------------------------------------------------------------------
 
-    @staticmethod
-    async def _liveness(request: web.Request) -> web.StreamResponse:
+    async def _liveness(self, request: web.Request) -> web.StreamResponse:
+        unavailable = self.handlers.unavailable
+        reason = unavailable() if unavailable is not None else None
+        if reason is not None:
+            return error_response(503, reason)
         return web.json_response({"status": "ok"})
 
     async def _inject(self, request: web.Request, client: Client) -> web.StreamResponse:

@@ -30,6 +30,7 @@ from kumoclient.policy.popen import read_command
 from kumoclient.policy.regex_map import RegexSetMap
 
 log = logs.get_logger(__name__)
+lua_log = logs.get_logger("lua")  # kumo.log_*: the target `lua`, as in KumoMTA
 
 Answer = tuple[Any, ...]
 
@@ -245,7 +246,7 @@ class Host:
         return True, self.to_lua(result)
 
     def log(self, level: str, where: str, message: str) -> None:
-        log.log(logs.level_number(level), message, policy_location=where)
+        lua_log.log(logs.level_number(level), message, policy_location=where)
 
     # --- waits: what the Lua driver hands to Python ------------------------------------------
 

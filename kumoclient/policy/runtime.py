@@ -29,8 +29,10 @@ from kumoclient.policy.results import Fired, describe, location, status_code
 from kumoclient.policy.tasks import PolicyTasks, Spawn, TaskRequest
 from kumoclient.policy.vm import LuaVM
 from kumoclient.records import (
+    AccountingConfig,
     EgressPathConfig,
     EsmtpListenerConfig,
+    HttpInjectLimit,
     HttpListenerConfig,
     InitConfig,
     LocalLogsConfig,
@@ -275,6 +277,8 @@ def _init_config(found: list[object]) -> InitConfig:
     logs_configs = [r for r in found if isinstance(r, LocalLogsConfig)]
     resolvers = [r for r in found if isinstance(r, ResolverConfig)]
     redis_throttles = [r for r in found if isinstance(r, RedisThrottleConfig)]
+    accounting = [r.path for r in found if isinstance(r, AccountingConfig)]
+    inject_limits = [r.rate for r in found if isinstance(r, HttpInjectLimit)]
     return InitConfig(
         esmtp_listeners=tuple(r for r in found if isinstance(r, EsmtpListenerConfig)),
         http_listeners=tuple(r for r in found if isinstance(r, HttpListenerConfig)),
@@ -282,6 +286,8 @@ def _init_config(found: list[object]) -> InitConfig:
         local_logs=logs_configs[-1] if logs_configs else None,
         resolver=resolvers[-1] if resolvers else None,
         redis_throttles=redis_throttles[-1] if redis_throttles else None,
+        accounting_db_path=accounting[-1] if accounting else None,
+        httpinject_recipient_rate=inject_limits[-1] if inject_limits else None,
     )
 
 

@@ -190,6 +190,8 @@ kumo.start_http_listener = configurer('start_http_listener')
 kumo.define_spool = configurer('define_spool')
 kumo.configure_local_logs = configurer('configure_local_logs')
 kumo.configure_redis_throttles = configurer('configure_redis_throttles')
+kumo.configure_accounting_db_path = configurer('configure_accounting_db_path')
+kumo.set_httpinject_recipient_rate_limit = configurer('set_httpinject_recipient_rate_limit')
 kumo.dns = { configure_resolver = configurer('configure_resolver') }
 
 ------------------------------------------------------------------------------
