@@ -105,7 +105,7 @@ async def test_nodata_is_empty_and_nxdomain_an_error_unless_allowed(
     resolver: MxResolver,
 ) -> None:
     assert await resolver.records("nodata.test", "TXT") == []
-    with pytest.raises(DnsTemporaryFailure, match="TXT lookup for missing.test failed: NXDOMAIN"):
+    with pytest.raises(DnsTemporaryFailure, match=r"TXT lookup for missing\.test failed: NXDOMAIN"):
         await resolver.records("missing.test", "TXT")
     assert await resolver.records("missing.test", "TXT", nxdomain_ok=True) == []
 

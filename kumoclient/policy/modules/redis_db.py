@@ -44,28 +44,38 @@ _DURATIONS = ("connect_timeout", "wait_timeout", "response_timeout")
 _ACCEPTED = {"read_from_replicas", "recycle_timeout", "cluster"}  # checked, no effect here
 
 
+def _param(key: str, value: Any) -> Any:
+    """One parameter's value (None: checked, not used here)."""
+    if key == "node":
+        return config_values.redis_node(value)
+    if key in ("username", "password"):
+        return config_values.string(value)
+    if key == "pool_size":
+        return config_values.integer(1)(value)
+    if key in _DURATIONS or key == "recycle_timeout":
+        seconds = config_values.duration(value)
+        return None if key == "recycle_timeout" else seconds
+    if key == "cluster" and value is True:
+        raise config_values.Bad("Redis Cluster is not supported")
+    if key == "read_from_replicas":
+        config_values.boolean(value)  # read for a cluster only
+        return None
+    if key not in _ACCEPTED:
+        raise config_values.Bad("unknown key")
+    return None
+
+
 def _params(params: Any) -> _Params:
     if not isinstance(params, dict) or "node" not in params:
         raise ConfigError(f"{WHAT}: expected a table with node = 'redis://host:port/'")
     values: dict[str, Any] = {}
-    try:
-        for key, value in params.items():
-            if key == "node":
-                values["node"] = config_values.redis_node(value)
-            elif key in ("username", "password"):
-                values[key] = config_values.string(value)
-            elif key == "pool_size":
-                values[key] = config_values.integer(1)(value)
-            elif key in _DURATIONS or key == "recycle_timeout":
-                seconds = config_values.duration(value)
-                if key != "recycle_timeout":
-                    values[key] = seconds
-            elif key == "cluster" and value is True:
-                raise config_values.Bad("cluster = true: Redis Cluster is not supported")
-            elif key not in _ACCEPTED:
-                raise config_values.Bad(f"unknown key {key!r}")
-    except ValueError as exc:  # config_values.Bad, DurationError
-        raise ConfigError(f"{WHAT}: {exc}") from None
+    for key, value in params.items():
+        try:
+            converted = _param(key, value)
+        except (ValueError, ConfigError) as exc:  # config_values.Bad, DurationError
+            raise ConfigError(f"{WHAT}: {key} = {value!r}: {exc}", key=key) from None
+        if converted is not None:
+            values[key] = converted
     return _Params(**values)
 
 
@@ -109,6 +119,7 @@ def _client(params: _Params) -> redis.asyncio.Redis:
         socket_connect_timeout=params.connect_timeout,
         socket_timeout=params.response_timeout,
         retry=Retry(NoBackoff(), 0),
+        protocol=2,  # replies shaped as KumoMTA's client gets them (RESP2) by default
     )
     client = redis.asyncio.Redis.from_pool(pool)
     client.response_callbacks.clear()  # replies as the server gives them
