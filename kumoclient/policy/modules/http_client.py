@@ -214,6 +214,8 @@ class Request(LuaObject):
                 return Response(response.status, headers, body)
         except (aiohttp.ClientError, TimeoutError) as exc:
             reason = str(exc) or type(exc).__name__
+            if isinstance(exc, TimeoutError):
+                reason = f"no answer within {self._timeout:g} s"
             raise PolicyIoError("request:send", f"{self.method} {self.url}: {reason}") from exc
 
     def lua_tostring(self) -> str:
