@@ -6,7 +6,7 @@ Answers: the records of an existing name (following CNAMEs inside its zone); NOD
 SOA in authority when the name exists without that type; NXDOMAIN with the SOA when it does
 not; REFUSED outside the zones. Names in `servfail` get SERVFAIL; names in `silent` get no
 answer at all (client timeouts); names in `held` get their answer only after `release()`
-(`held_queries` counts the queries waiting). Every query received is counted in `queries` and
+(`held_queries` counts the queries waiting, `waiting` holds their names). Every query received is counted in `queries` and
 logged in `log` as (lower-case name, type, `udp`/`tcp`).
 
     @pytest.fixture
@@ -70,6 +70,7 @@ class DnsServer:
         self.silent: set[dns.name.Name] = {self._name(n) for n in silent}
         self.held: set[dns.name.Name] = {self._name(n) for n in held}
         self.held_queries = 0
+        self.waiting: set[str] = set()  # the held names asked for (lower case, final dot)
         self._released = asyncio.Event()
         self.queries = 0
         self.log: list[tuple[str, str, str]] = []
@@ -98,6 +99,7 @@ class DnsServer:
         question = query.question[0] if len(query.question) == 1 else None
         if question is not None and question.name in self.held and not self._released.is_set():
             self.held_queries += 1
+            self.waiting.add(question.name.to_text().lower())
             await self._released.wait()
         return self.respond(query, transport)
 
