@@ -6,8 +6,9 @@ Answers: the records of an existing name (following CNAMEs inside its zone); NOD
 SOA in authority when the name exists without that type; NXDOMAIN with the SOA when it does
 not; REFUSED outside the zones. Names in `servfail` get SERVFAIL; names in `silent` get no
 answer at all (client timeouts); names in `held` get their answer only after `release()`
-(`held_queries` counts the queries waiting, `waiting` holds their names). Every query received is counted in `queries` and
-logged in `log` as (lower-case name, type, `udp`/`tcp`).
+(`held_queries` counts the queries waiting, `waiting` holds their names). Records go out in zone order (not shuffled).
+Every query received is counted in `queries` and logged in `log` as (lower-case name, type,
+`udp`/`tcp`).
 
     @pytest.fixture
     async def dns_server() -> AsyncIterator[DnsServer]:
@@ -176,7 +177,7 @@ class DnsServer:
                     break
                 response = await self.answer_when_released(query, "tcp")
                 if response is not None:
-                    writer.write(response.to_wire(prepend_length=True))
+                    writer.write(response.to_wire(prepend_length=True, want_shuffle=False))
                     await writer.drain()
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
@@ -295,4 +296,5 @@ class _UdpProtocol(asyncio.DatagramProtocol):
         if response is None or self.transport is None or self.transport.is_closing():
             return
         max_size = max(UDP_MAX, query.payload) if query.edns >= 0 else UDP_MAX
-        self.transport.sendto(response.to_wire(max_size=max_size, prefer_truncation=True), addr)
+        wire = response.to_wire(max_size=max_size, prefer_truncation=True, want_shuffle=False)
+        self.transport.sendto(wire, addr)
