@@ -6,9 +6,9 @@ Answers: the records of an existing name (following CNAMEs inside its zone); NOD
 SOA in authority when the name exists without that type; NXDOMAIN with the SOA when it does
 not; REFUSED outside the zones. Names in `servfail` get SERVFAIL; names in `silent` get no
 answer at all (client timeouts); names in `held` get their answer only after `release()`
-(`held_queries` counts the queries waiting, `waiting` holds their names). Records go out in zone order (not shuffled).
-Every query received is counted in `queries` and logged in `log` as (lower-case name, type,
-`udp`/`tcp`).
+(`held_queries` counts the queries waiting, `waiting` holds their names). Records go out in
+zone order (not shuffled). Every query received is counted in `queries` and logged in `log`
+as (lower-case name, type, `udp`/`tcp`).
 
     @pytest.fixture
     async def dns_server() -> AsyncIterator[DnsServer]:

@@ -309,6 +309,7 @@ async def test_define_resolver_forms(load_policy: LoadPolicy, server: DnsServer)
         }})
         kumo.dns.define_resolver('static', {{
           Test = {{
+            servfail = {{ '1.0.0.11.rbl.domain' }},
             zones = {{
               [[
         $ORIGIN rbl.domain.
@@ -337,6 +338,9 @@ async def test_define_resolver_forms(load_policy: LoadPolicy, server: DnsServer)
     assert await table(runtime, "example", "rbl", "10.0.0.1") == listed
     assert await table(runtime, "example", "static", "10.0.0.1") == listed
     assert await table(runtime, "example", "rbl", "10.0.0.2") == {}  # nil, nil
+    failed = await runtime.fire("example", "static", "11.0.0.1")
+    assert failed.status == "error"
+    assert "A lookup for 1.0.0.11.rbl.domain failed: SERVFAIL" in str(failed.value)
     assert await table(runtime, "addr", "over.example") == ["10.1.1.1"]
     assert await table(runtime, "addr", "nodata.test") == ["192.0.2.1"]
     assert server.count("over.example") == 0
