@@ -44,6 +44,17 @@ class PolicyLoadError(PolicyError):
     """The policy file could not be read, compiled or run at the top level."""
 
 
+class PolicyIoError(KumoClientError):
+    """A `kumo` function's I/O failed: an HTTP request, a websocket, a Redis command, a sqlite
+    statement. `function` names it as policy code calls it (`redis.query`), `reason` says what
+    failed; the policy sees `function: reason` as a Lua error at its calling line."""
+
+    def __init__(self, function: str, reason: str) -> None:
+        super().__init__(f"{function}: {reason}")
+        self.function = function
+        self.reason = reason
+
+
 class PolicyReject(KumoClientError):
     """A handler called `kumo.reject(code, text)`: the submission is refused with that reply."""
 

@@ -1,11 +1,11 @@
 """The one-way import rule of DESIGN.md, enforced by parsing every module's imports.
 
 cli → commands → daemon → engine → {spool, smtp, mx, policy, listener, http, throttles} →
-logs → core → {records, errors}.
+logs → core → {records, errors}; one adapter uses another: policy uses mx (kumo.dns).
 A module may import its own component and the components below it, never above or beside.
 Foreign libraries stay at their boundary: lupa only in policy/, aiosmtplib only in two modules
 of smtp/ (protocol.py extends it, channel.py is the one that catches its errors), aiosmtpd only
-in testing/ (the scripted MX), redis only in throttles.py. A boundary names a component
+in testing/ (the scripted MX), redis only in throttles.py and policy/modules/redis_db.py. A boundary names a component
 (`policy`) or one module (`smtp.channel`).
 """
 
@@ -29,6 +29,9 @@ ALLOWED: dict[str, set[str]] = {
     "core": _CORE,
     "logs": _CORE | {"logs"},
     **{adapter: _LOGGED | {adapter} for adapter in _ADAPTERS},
+    # the policy's kumo.dns asks the delivery resolver (mx.current_resolver) and defines
+    # resolvers of its own (kumo.dns.define_resolver); mx imports no other adapter
+    "policy": _LOGGED | {"policy", "mx"},
     "engine": _LOGGED | _ADAPTERS | {"engine", "policies"},
     "daemon": _LOGGED | _ADAPTERS | {"engine", "daemon", "policies"},
     "commands": _LOGGED | _ADAPTERS | {"engine", "daemon", "commands", "policies"},
@@ -44,8 +47,9 @@ BOUNDARIES = {
     # testing's scripted MX (the pytest plugin for policy tests); the listener has its own
     # server (docs/performance.md: aiosmtpd's sessions cost 0.8 ms of CPU each)
     "aiosmtpd": {"testing"},
-    # throttles shared through Redis (kumo.configure_redis_throttles)
-    "redis": {"throttles"},
+    # throttles shared through Redis (kumo.configure_redis_throttles); the policy's
+    # `require 'redis'` (redis.open)
+    "redis": {"throttles", "policy.modules.redis_db"},
 }
 
 
@@ -154,6 +158,7 @@ LAYERS: dict[str, list[set[str]]] = {
             "networks",
             "queue_name",
             "selector",
+            "site_name",
             "template",
             "throttle",
         },
@@ -181,6 +186,7 @@ LAYERS: dict[str, list[set[str]]] = {
         {"admin_client", "inputs"},
     ],
     "daemon": [{"daemon"}, {"layout", "workers"}, {"signals"}],
+    "mx": [{"resolver", "system"}, {"zones"}, {"upstream"}],
     "logs": [{"record_log"}, {"health", "filter"}],
     "smtp": [{"session"}, {"opening", "transaction"}, {"channel"}, {"protocol"}, {"values"}],
     "policy": [
@@ -205,10 +211,14 @@ LAYERS: dict[str, list[set[str]]] = {
         },
     ],
     "policy.modules": [
-        {"digest", "fs"},
+        {"digest", "fs", "dns_lookups", "http_client", "websocket"},
         {
             "cidr",
             "config_epoch",
+            "dns_resolvers",
+            "http_response",
+            "redis_db",
+            "sqlite_db",
             "domain_map",
             "encode",
             "keysource",
@@ -222,7 +232,7 @@ LAYERS: dict[str, list[set[str]]] = {
             "uuids",
             "version",
         },
-        {"args", "rust_regex", "strftime", "yaml12"},
+        {"args", "loop_resources", "rust_regex", "strftime", "yaml12"},
         {"rust_regex_lexer"},
     ],
 }

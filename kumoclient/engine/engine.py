@@ -45,7 +45,7 @@ from kumoclient.engine.recovery import delivered_before
 from kumoclient.engine.routing import Router
 from kumoclient.engine.table import MessageTable
 from kumoclient.logs import RecordLog
-from kumoclient.mx import MxResolver
+from kumoclient.mx import MxResolver, forget_resolver, use_resolver
 from kumoclient.policies import default_policy_path
 from kumoclient.policy.runtime import PolicyHolder
 from kumoclient.records import RedisThrottleConfig, SpooledMessage
@@ -86,6 +86,9 @@ class Engine:
         self.metrics = EngineMetrics()
         self.metrics.watch_log(self.records)
         self.dns = resolver if resolver is not None else MxResolver()
+        # the policy's kumo.dns asks this resolver too, in this process and in the reception
+        # workers forked from it (mx.current_resolver)
+        use_resolver(self.dns)
         # rate limits and connection limits, shared with other nodes through Redis when
         # kumo.configure_redis_throttles asked for it, else local
         self.throttles = SharedThrottles(redis_throttles)
@@ -234,6 +237,7 @@ class Engine:
         await self.spool.close()
         await self.records.close()
         await self.throttles.aclose()
+        forget_resolver(self.dns)
 
     # --- library API ---------------------------------------------------------------------
 

@@ -51,9 +51,28 @@ local function results_of(results, name)
   return unpack(results, 2, results.n)
 end
 
--- kumo.a.b.c = value, making the tables on the way
+-- `module:name` names a function of a module of its own (`redis:open`), else one under kumo
+local function split(path)
+  local module, name = string_match(path, '^([^:]+):(.+)$')
+  if module == nil then
+    return nil, path
+  end
+  return module, name
+end
+
+-- kumo.a.b.c = value, making the tables on the way; `module:a.b` goes into the table that
+-- `require 'module'` returns (package.loaded[module], found before any file is searched)
 local function install(path, value)
+  local module, name = split(path)
   local t = kumo
+  if module ~= nil then
+    t = package.loaded[module]
+    if t == nil then
+      t = {}
+      package.loaded[module] = t
+    end
+    path = name
+  end
   local parts = {}
   for part in path:gmatch('[^.]+') do
     parts[#parts + 1] = part
@@ -70,7 +89,8 @@ local function install(path, value)
 end
 
 local function module_function(name, spec)
-  local what = 'kumo.' .. name
+  local module, short_name = split(name)
+  local what = (module or 'kumo') .. '.' .. short_name
   local short = string_match(name, '([%w_]+)$')
   if spec.async then
     return function(...)
