@@ -46,7 +46,7 @@ from kumoclient.listener.limits import raise_descriptor_limit
 from kumoclient.policies import default_policy_path
 from kumoclient.policy.epoch import EPOCH, MONITOR
 from kumoclient.policy.runtime import PolicyHolder
-from kumoclient.records import EsmtpListenerConfig, SpooledMessage
+from kumoclient.records import AuthInfo, EsmtpListenerConfig, SpooledMessage
 
 log = logs.get_logger(__name__)
 
@@ -67,7 +67,7 @@ def http_handlers(
     policy's `http_server_validate_auth_basic` (the policy active at each request), the
     engine's metrics, and extra `routes` (the admin API)."""
 
-    async def validate_auth(user: str, password: str) -> bool:
+    async def validate_auth(user: str, password: str) -> bool | AuthInfo:
         return await policy.current.validate_auth_basic(user, password)
 
     return Handlers(

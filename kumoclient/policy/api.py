@@ -128,8 +128,8 @@ class LuaObject:
         """`#obj`."""
         raise ConfigError(f"{self.lua_name} has no length")
 
-    def lua_tostring(self) -> str:
-        """`tostring(obj)`."""
+    def lua_tostring(self) -> str | bytes:
+        """`tostring(obj)` (bytes: a Lua string of exactly those bytes)."""
         return self.lua_name
 
     def lua_call(self, *args: Any) -> Any:
