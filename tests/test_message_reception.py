@@ -16,6 +16,7 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
+from kumoclient.errors import SubmissionRefused
 from kumoclient.listener import start_listener
 from kumoclient.records import EsmtpListenerConfig
 from kumoclient.testing import KumoEngine, ScriptedMX
@@ -186,3 +187,23 @@ def test_meta_of_every_json_type_survives_the_spool_and_a_restart(tmp_path: Path
     assert delivery["meta"] == META
     assert delivery["num_attempts"] >= 1
     assert len(sink.received) == 1
+
+
+async def test_meta_that_names_no_queue_is_refused_and_not_spooled(
+    tmp_path: Path, scripted_mx: ScriptedMX
+) -> None:
+    """A library caller's meta with a non-string tenant (a policy cannot set one): refused
+    with 451 as a policy error, nothing spooled (KumoMTA fails the reception too)."""
+    policy = tmp_path / "policy.lua"
+    policy.write_text("")
+    engine = await KumoEngine.start(policy, data_dir=tmp_path / "data", mx=scripted_mx)
+    try:
+        with pytest.raises(SubmissionRefused) as info:
+            await engine.engine.submit("a@example.com", ["b@example.net"], CONTENT, {"tenant": 5})
+        assert (info.value.code, info.value.text) == (
+            451,
+            "4.3.0 Local policy error, try again later",
+        )
+        assert engine.engine.spool.ids() == []
+    finally:
+        await engine.stop()

@@ -372,3 +372,32 @@ async def test_a_malformed_report_is_an_error(load_policy: LoadPolicy) -> None:
     )
     with pytest.raises(PolicyError, match=r"policy\.lua:2: .*no delivery-status part"):
         await runtime.message_event("smtp_server_message_received", make_view(broken))
+
+
+async def test_rebuild_and_replace_body_examples(load_policy: LoadPolicy) -> None:
+    """The examples of KumoMTA's `mimepart/rebuild` and `mimepart/replace_body` pages."""
+    content = b"Subject: x\r\nContent-Type: text/html\r\n\r\n<b>caf\xc3\xa9</b>\r\n"
+    view, _ = await run(
+        load_policy,
+        """
+        local mimepart = msg:parse_mime()
+        msg:set_data(tostring(mimepart:rebuild()))
+        local again = msg:parse_mime()
+        again:replace_body('changed content', 'text/plain')
+        msg:set_data(tostring(again))
+        """,
+        make_view(content),
+    )
+    assert view.content == (
+        b'Subject: x\r\nContent-Type: text/plain;\r\n\tcharset="us-ascii"\r\n\r\n'
+        b"changed content\r\n"
+    )
+
+
+async def test_a_header_setter_checks_a_string(load_policy: LoadPolicy) -> None:
+    runtime = load_policy(
+        "kumo.on('smtp_server_message_received', function(msg)\n"
+        "  msg:parse_mime().headers:set_to('a@b@c')\nend)\n"
+    )
+    with pytest.raises(PolicyError, match=r"policy\.lua:2: set_to: invalid address list"):
+        await runtime.message_event("smtp_server_message_received", make_view())

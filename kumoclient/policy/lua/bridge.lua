@@ -93,22 +93,21 @@ end
 
 -- A Python object (policy.api.LuaObject) as Lua holds it: methods, indexing, length,
 -- tostring, calls, pairs, ==, + and -, and the end of a <close> scope go to the object;
--- passed back to Python it is the object. `waits` names the methods and hooks that are
--- `async def`.
+-- passed back to Python it is the object. `methods` is the set of its method names, `waits`
+-- names the methods and hooks that are `async def`. A method's Lua function is made when it
+-- is first looked up (an object with many methods costs nothing for those it never uses).
 function internal.make_object(target, name, methods, waits)
   local method_functions = {}
-  for i = 1, #methods do
-    local method = methods[i]
+  local function method_function(method)
     local what = name .. ':' .. method
     if waits[method] then
-      method_functions[method] = function(_, ...)
+      return function(_, ...)
         local results = pack(core.await(what, 'method', target, method, binary_safe(...)))
         return results_of(results, method)
       end
-    else
-      method_functions[method] = function(_, ...)
-        return results_of(pack(host.object_method(target, method, binary_safe(...))), method)
-      end
+    end
+    return function(_, ...)
+      return results_of(pack(host.object_method(target, method, binary_safe(...))), method)
     end
   end
   -- (the metamethods call `hook` without a tail call, so that their frame stays between the
@@ -135,6 +134,11 @@ function internal.make_object(target, name, methods, waits)
     __index = function(_, key)
       local method = method_functions[key]
       if method ~= nil then
+        return method
+      end
+      if methods[key] then
+        method = method_function(key)
+        method_functions[key] = method
         return method
       end
       local value = hook('index', key)

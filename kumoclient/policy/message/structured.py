@@ -82,6 +82,15 @@ _TOKEN = re.compile(r"[!#$%&'*+\-.0-9A-Z^_`a-z{|}~]+")
 _PVALUE = re.compile(r"[!#$%&'*+\-.0-9A-Z^_`a-z{|}~]*@?[!#$%&'*+\-.0-9A-Z^_`a-z{|}~]+")  # RFC 8601
 
 
+def _read(name: str, text: str) -> Any:
+    """The standard library's parse of a header value; ValueError when it cannot read it
+    (its parser raises other errors on some hostile input)."""
+    try:
+        return _FACTORY(name, text)
+    except (AttributeError, IndexError, TypeError, ValueError, email.errors.HeaderParseError):
+        raise ValueError(f"cannot read {text!r} as a {name} header") from None
+
+
 def kind_of(name: str) -> str:
     """The kind KumoMTA reads a header of this name as (`header.value`)."""
     return KIND_OF.get(name.lower(), UNSTRUCTURED)
@@ -109,7 +118,7 @@ def encode(kind: str, value: Any) -> str:
 def address_list(raw: bytes) -> list[dict[str, Any]]:
     """Mailboxes and groups of an address-list header (From, To, Cc...)."""
     text = " ".join(raw.decode("utf-8", "replace").split())
-    header = _FACTORY("To", text)
+    header = _read("To", text)
     defects = [d for d in header.defects if isinstance(d, email.errors.InvalidHeaderDefect)]
     if defects:
         raise ValueError(f"invalid address list {text!r}: {defects[0]}")
@@ -230,7 +239,7 @@ def mime_params(raw: bytes) -> dict[str, Any]:
     value = value.strip()
     if not value:
         raise ValueError(f"{text!r} has no value before its parameters")
-    header = _FACTORY("Content-Disposition", f"x;{rest}") if rest.strip() else None
+    header = _read("Content-Disposition", f"x;{rest}") if rest.strip() else None
     parameters = dict(header.params) if header is not None else {}
     return {"value": value.lower(), "parameters": parameters}
 
