@@ -9,7 +9,7 @@ place; after the event, read `envelope_sender`, `recipients`, `content`, `meta`,
 `attempts` (`sender()` and `recipient()` are the Lua methods). Fire an event with
 `PolicyRuntime.message_event(event, view, *args)`.
 
-Methods (KumoMTA's names and results; docs/policy.md lists them all):
+Methods (KumoMTA's names and results; docs/message.md lists them all):
 - `id()`; `sender()` and `recipient()` as EnvelopeAddress objects (`recipient()` is a list
   when the message has several recipients), `recipient_list()`, `set_sender(addr)`,
   `set_recipient(addr or list)` (a string, with or without angle brackets, or an
