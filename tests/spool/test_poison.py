@@ -52,6 +52,14 @@ for _ in range(40):
         ({"meta": {"k": DEEP}}, "meta 'k' is nested more than 32 levels deep"),
         ({"reception_protocol": 5}, "reception_protocol is an integer"),
         ({"id": 5}, "id is an integer"),
+        ({"due": "soon"}, "due is a string, not a number"),
+        ({"schedule": {"first_attempt": "tomorrow"}}, "first_attempt: 'tomorrow' is not an RFC"),
+        (
+            {"schedule": {"dow": "Mon", "tz": "Nowhere/Else", "start": "09:00", "end": "10:00"}},
+            "tz: 'Nowhere/Else' is not an IANA time zone name",
+        ),
+        ({"schedule": {"dow": "Mon"}}, "tz, start, end are missing"),
+        ({"schedule": "Mon"}, "expected a table of scheduling parameters"),
     ],
 )
 async def test_a_header_with_a_malformed_value_is_quarantined_naming_it(
