@@ -154,6 +154,8 @@ class Host:
         if isinstance(value, LuaObject):
             methods, waits = self._object_class(type(value))
             proxy = self.internal.make_object(value, value.lua_name, methods, waits)
+            if not value.lua_cached:
+                return proxy
         elif isinstance(value, RegexSetMap):
             proxy = self.internal.make_map_proxy(MapLookup(value, self.to_lua))
         elif type(value).__module__ == "kumoclient.records":

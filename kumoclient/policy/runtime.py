@@ -238,11 +238,16 @@ class PolicyRuntime:
 
         The handlers may change the view (its meta, content, envelope, schedule);
         `kumo.reject` raises PolicyReject and any other failure (an aborted handler too)
-        PolicyError.
+        PolicyError. After the event, `msg` is released: a policy that kept it gets an error
+        when it uses it.
         """
         if event not in self._handlers:
             return
-        fired = await self.fire(event, view, *args)
+        msg = self.host.to_lua(view)
+        try:
+            fired = await self.vm.fire(event, msg, *(self.host.to_lua(a) for a in args))
+        finally:  # a policy that kept `msg` (a global) must not keep the message alive
+            self.host.internal.release_object(msg)
         if fired.failed:
             self._raise_failure(event, fired)
 

@@ -4,6 +4,9 @@ arguments. (Each method: test_message_envelope/headers/mime/scheduling.py.)"""
 
 from __future__ import annotations
 
+import gc
+import weakref
+
 import pytest
 
 from kumoclient.errors import PolicyError, PolicyReject
@@ -87,3 +90,30 @@ async def test_the_event_gets_its_other_arguments(load_policy: LoadPolicy) -> No
         "http_message_generated", message, {"peer_address": "10.0.0.1", "groups": ["g1"]}
     )
     assert message.meta == {"x_groups": ["g1"], "x_peer": "10.0.0.1"}
+
+
+async def test_the_message_is_let_go_when_its_event_ends(load_policy: LoadPolicy) -> None:
+    """A policy that keeps `msg` (here in a global) does not keep the message, its content,
+    alive: the object is released after the event (freed once Lua's collector has run), and
+    using it later is an error."""
+    runtime = load_policy(
+        """
+        kumo.on('smtp_server_message_received', function(msg)
+          KEPT = msg
+          PART = msg:parse_mime()
+        end)
+        kumo.on('later', function()
+          return KEPT:id()
+        end)
+        """
+    )
+    message = view()
+    alive = weakref.ref(message)
+    await runtime.message_event("smtp_server_message_received", message)
+    del message
+    runtime._lua.execute("collectgarbage()")  # Lua's collector runs as Lua allocates
+    gc.collect()
+    assert alive() is None
+    fired = await runtime.vm.fire("later")
+    assert fired.status == "error"
+    assert "Message can only be used during the event it was given to" in str(fired.value)

@@ -29,6 +29,7 @@ class EnvelopeAddress(LuaObject):
     """A sender or recipient (see the module's text)."""
 
     lua_name: ClassVar[str] = "EnvelopeAddress"
+    lua_cached: ClassVar[bool] = False  # made per event: not kept alive
 
     def __init__(self, text: str) -> None:
         self.text = text
@@ -69,6 +70,7 @@ class HeaderAddress(LuaObject):
     """One mailbox of an address header."""
 
     lua_name: ClassVar[str] = "HeaderAddress"
+    lua_cached: ClassVar[bool] = False  # made per event: not kept alive
 
     def __init__(self, shape: dict[str, Any]) -> None:
         self.shape = shape
@@ -100,6 +102,7 @@ class AddressHeader(LuaObject):
     """The parsed addresses of a header (see the module's text)."""
 
     lua_name: ClassVar[str] = "AddressHeader"
+    lua_cached: ClassVar[bool] = False  # made per event: not kept alive
 
     def __init__(self, entries: list[dict[str, Any]]) -> None:
         self.entries = entries

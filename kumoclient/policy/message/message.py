@@ -80,6 +80,7 @@ class MessageView(MessageContent):
     """One message under policy control (see the module's text)."""
 
     lua_name: ClassVar[str] = "Message"
+    lua_cached: ClassVar[bool] = False  # made per event: not kept alive
     lua_methods: ClassVar[frozenset[str]] = ENVELOPE_METHODS | CONTENT_METHODS
 
     def __init__(

@@ -64,6 +64,7 @@ class MimePart(LuaObject):
     """A handle on one part of a parsed tree (see the module's text)."""
 
     lua_name: ClassVar[str] = "MimePart"
+    lua_cached: ClassVar[bool] = False  # made per event: not kept alive
     lua_methods: ClassVar[frozenset[str]] = frozenset(
         {"get_simple_structure", "append_part", "replace_body", "rebuild"}
     )
@@ -140,6 +141,7 @@ class Header(LuaObject):
     """A copy of one header field (see the module's text)."""
 
     lua_name: ClassVar[str] = "Header"
+    lua_cached: ClassVar[bool] = False  # made per event: not kept alive
 
     def __init__(self, found: Field) -> None:
         self.field = found
@@ -167,6 +169,7 @@ class HeaderIterator(LuaObject):
     """The function `headers:iter()` returns: each call gives the next Header, then nil."""
 
     lua_name: ClassVar[str] = "HeaderIterator"
+    lua_cached: ClassVar[bool] = False  # made per event: not kept alive
 
     def __init__(self, fields: list[Field]) -> None:
         self.fields = fields
@@ -179,6 +182,7 @@ class HeaderMap(LuaObject):
     """The live headers of a part (see the module's text)."""
 
     lua_name: ClassVar[str] = "HeaderMap"
+    lua_cached: ClassVar[bool] = False  # made per event: not kept alive
     lua_methods: ClassVar[frozenset[str]] = frozenset(
         {"append", "prepend", "remove_all_named", "get_first_named", "iter"}
         | set(TYPED)
