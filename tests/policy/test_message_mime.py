@@ -401,3 +401,49 @@ async def test_a_header_setter_checks_a_string(load_policy: LoadPolicy) -> None:
     )
     with pytest.raises(PolicyError, match=r"policy\.lua:2: set_to: invalid address list"):
         await runtime.message_event("smtp_server_message_received", make_view())
+
+
+GOOD_HEAD = (
+    b"Date: Mon, 4 Mar 2024 09:00:00 +0000\r\nMessage-ID: <1@x.example>\r\nMime-Version: 1.0\r\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("label", "content"),
+    [
+        ("MISSING_COLON_VALUE", GOOD_HEAD + b"Subject\r\n\r\nbody\r\n"),
+        ("NON_CANONICAL_LINE_ENDINGS", GOOD_HEAD + b"\r\nbody\nmore\r\n"),
+        ("NAME_ENDS_WITH_SPACE", GOOD_HEAD + b"Subject : x\r\n\r\nbody\r\n"),
+        ("LINE_TOO_LONG", GOOD_HEAD + b"\r\n" + b"a" * 77 + b"\r\n"),
+        ("NEEDS_TRANSFER_ENCODING", GOOD_HEAD + b"\r\ncaf\xc3\xa9\r\n"),
+        ("MISSING_DATE_HEADER", GOOD_HEAD.replace(b"Mon, 4 Mar 2024", b"someday") + b"\r\nx\r\n"),
+        ("MISSING_MESSAGE_ID_HEADER", GOOD_HEAD.replace(b"<1@x.example>", b"<<1>>") + b"\r\nx\r\n"),
+        ("MISSING_MIME_VERSION", GOOD_HEAD.replace(b"1.0", b"2.0") + b"\r\nx\r\n"),
+    ],
+)
+async def test_each_conformance_issue_is_found(
+    load_policy: LoadPolicy, label: str, content: bytes
+) -> None:
+    _, got = await run(
+        load_policy,
+        f"OUT = {{msg:check_fix_conformance('{label}', '') or 'none', "
+        "msg:check_fix_conformance('', '') == nil}",
+        make_view(content),
+    )
+    assert got == [f"Message has conformance issues: {label}", True]
+
+
+async def test_a_conforming_message_has_no_issue(load_policy: LoadPolicy) -> None:
+    every = (
+        "MISSING_COLON_VALUE|NON_CANONICAL_LINE_ENDINGS|NAME_ENDS_WITH_SPACE|LINE_TOO_LONG|"
+        "NEEDS_TRANSFER_ENCODING|MISSING_DATE_HEADER|MISSING_MESSAGE_ID_HEADER|"
+        "MISSING_MIME_VERSION"
+    )
+    content = GOOD_HEAD + b"Subject: fine\r\n\r\n" + b"a" * 76 + b"\r\n"
+    view, got = await run(
+        load_policy,
+        f"OUT = {{msg:check_fix_conformance('{every}', '') == nil}}",
+        make_view(content),
+    )
+    assert got == [True]
+    assert view.content == content

@@ -4,7 +4,8 @@
 Issues found (KumoMTA's labels and tests):
 - MISSING_COLON_VALUE: a header line without a colon; NAME_ENDS_WITH_SPACE: `Subject :`;
 - NON_CANONICAL_LINE_ENDINGS: a CR or LF that is not part of CRLF;
-- LINE_TOO_LONG: a line of 78 bytes or more (its line end included);
+- LINE_TOO_LONG: a line of 77 characters or more before its CRLF (KumoMTA counts 79 bytes
+  from one LF to the next);
 - NEEDS_TRANSFER_ENCODING: a byte that is not ASCII, a body whose transfer encoding cannot be
   undone, or a text body its charset does not decode;
 - MISSING_DATE_HEADER / MISSING_MESSAGE_ID_HEADER: absent or unreadable;
