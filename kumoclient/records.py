@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import datetime
 import enum
 from dataclasses import dataclass, field
+from typing import Any
 
 
 class RecordType(enum.Enum):
@@ -289,23 +291,71 @@ class InitConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class DeliveryWindow:
+    """When delivery is allowed (`msg:set_scheduling`'s `dow`, `tz`, `start`, `end`): on
+    `days` (0 Monday ... 6 Sunday), from `start` up to (not including) `end`, local times of
+    the IANA time zone `tz`."""
+
+    days: frozenset[int]
+    tz: str
+    start: datetime.time
+    end: datetime.time
+
+
+@dataclass(frozen=True, slots=True)
+class Schedule:
+    """A message's scheduling constraints (`msg:set_scheduling`, `core.schedule` decides with
+    them): its delivery window, the earliest first attempt, and its own expiry time, which
+    replaces the queue's `max_age`. Times are aware datetimes (their offset is kept: the
+    policy gets back what it gave)."""
+
+    window: DeliveryWindow | None = None
+    first_attempt: datetime.datetime | None = None
+    expires: datetime.datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class SpooledMessage:
     """A message in the spool: one recipient, its envelope, metadata and scheduling state.
 
-    `meta` holds the policy's metadata (`tenant`, `campaign`, `routing_domain`, `queue` are
-    reserved); `due` is when the next attempt may start (Unix seconds).
+    `meta` holds the policy's metadata, a JSON object: any JSON value under each key
+    (`tenant`, `campaign`, `routing_domain`, `queue` are reserved, and strings when set); `due`
+    is when the next attempt may start (Unix seconds); `schedule` the policy's constraints.
     """
 
     id: str
     sender: str
     recipient: str
-    meta: dict[str, str]
+    meta: dict[str, Any]
     created: float
     size: int
     attempts: int = 0
     due: float = 0.0
     last_response: str | None = None
     reception_protocol: str = "ESMTP"
+    schedule: Schedule | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AuthInfo:
+    """Who a session is (KumoMTA's AuthInfo): the peer's IP address, the identities it
+    authenticated as (`(identity, context)`, context one of KumoMTA's names such as
+    `HttpBasicAuth`), and the groups it belongs to."""
+
+    peer_address: str | None = None
+    identities: tuple[tuple[str, str], ...] = ()
+    groups: tuple[str, ...] = ()
+
+    def as_data(self) -> dict[str, Any]:
+        """The AuthInfo table a policy sees: `{peer_address, identities = {{identity,
+        context}, ...}, groups}`."""
+        return {
+            "peer_address": self.peer_address,
+            "identities": [
+                {"identity": identity, "context": context} for identity, context in self.identities
+            ],
+            "groups": list(self.groups),
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -371,7 +421,7 @@ class LogRecord:
     num_attempts: int = 0
     egress_pool: str = "unspecified"
     egress_source: str = "unspecified"
-    meta: dict[str, str] = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)
     delivery_protocol: str = "ESMTP"
     reception_protocol: str = "ESMTP"
     nodeid: str = ""

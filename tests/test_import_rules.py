@@ -148,7 +148,16 @@ def test_the_order_runs_one_way(lower: str, upper: str) -> None:
 LAYERS: dict[str, list[set[str]]] = {
     "core": [
         {"disposition", "dsn", "log_record", "smtp_server", "report_records"},
-        {"classify", "reply", "retry", "synthesized", "address", "dsn_report", "arf_report"},
+        {
+            "classify",
+            "reply",
+            "retry",
+            "synthesized",
+            "address",
+            "dsn_report",
+            "arf_report",
+            "meta",
+        },
         {
             "report_fields",
             "duration",
@@ -157,6 +166,7 @@ LAYERS: dict[str, list[set[str]]] = {
             "nameserver",
             "networks",
             "queue_name",
+            "schedule",
             "selector",
             "site_name",
             "template",
@@ -195,7 +205,7 @@ LAYERS: dict[str, list[set[str]]] = {
         {"vm"},
         {"host"},
         {"event_host", "memo_host", "regex_map"},
-        {"config", "limits", "memoize", "modules"},
+        {"config", "limits", "memoize", "message", "modules"},
         {"spool_params"},
         {
             "api",
@@ -203,12 +213,20 @@ LAYERS: dict[str, list[set[str]]] = {
             "convert",
             "epoch",
             "events",
-            "message",
             "paths",
             "popen",
             "results",
             "tasks",
         },
+    ],
+    "policy.message": [
+        {"message"},
+        {"content"},
+        {"mime_objects"},
+        {"addresses", "conformance", "imports"},
+        {"mime"},
+        {"structured"},
+        {"headers"},
     ],
     "policy.modules": [
         {"digest", "fs", "dns_lookups", "http_client", "websocket"},

@@ -62,7 +62,7 @@ async def test_two_reception_handlers_wait_for_lookup_mx_while_the_listener_answ
         + routing(mx)
         + f"""
 kumo.on('smtp_server_message_received', function(msg)
-  local domain = string.match(msg:recipient(), '@(.+)$')
+  local domain = msg:recipient().domain
   local answer = kumo.dns.lookup_mx(domain)
   local file = io.open('{tmp_path}/mx-' .. domain, 'w')
   file:write(kumo.json_encode(answer.hosts))
@@ -102,7 +102,7 @@ async def test_the_rbl_example_rejects_a_listed_address(
         + routing(mx)
         + """
 kumo.on('smtp_server_message_received', function(msg)
-  local listed = string.match(msg:recipient(), '^(.-)@')
+  local listed = msg:recipient().user
   local ip, reason = kumo.dns.rbl_lookup(listed, 'bl.spamcop.net')
   if ip then
     kumo.reject(550, string.format('5.7.1 %s', reason))

@@ -48,7 +48,13 @@ from kumoclient.policies import default_policy_path
 from kumoclient.policy.epoch import EPOCH, MONITOR
 from kumoclient.policy.modules.keysource import load_key
 from kumoclient.policy.runtime import PolicyHolder
-from kumoclient.records import EsmtpListenerConfig, HttpListenerConfig, Rate, SpooledMessage
+from kumoclient.records import (
+    AuthInfo,
+    EsmtpListenerConfig,
+    HttpListenerConfig,
+    Rate,
+    SpooledMessage,
+)
 from kumoclient.throttles import SharedThrottles
 
 log = logs.get_logger(__name__)
@@ -73,7 +79,7 @@ def http_handlers(
     policy's `http_server_validate_auth_basic` (the policy active at each request), the
     engine's metrics and spool state (liveness), and extra `routes` (the admin API)."""
 
-    async def validate_auth(user: str, password: str) -> bool:
+    async def validate_auth(user: str, password: str) -> bool | AuthInfo:
         return await policy.current.validate_auth_basic(user, password)
 
     admit = None

@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import dataclasses
 import fcntl
 import os
 import signal
@@ -32,10 +33,12 @@ import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import orjson
 
 from kumoclient import logs
+from kumoclient.core.schedule import parse_schedule, schedule_json
 from kumoclient.daemon.signals import install_stop_signals
 from kumoclient.engine.reception import Reception
 from kumoclient.listener import finish_in_flight, start_listener
@@ -66,8 +69,9 @@ class Worker:
 
 
 def encode_frame(messages: list[SpooledMessage], content: bytes) -> bytes:
-    """One announcement: the messages of one content, and the content when it is small."""
-    header = orjson.dumps(messages)
+    """One announcement: the messages of one content, and the content when it is small. A
+    message's schedule travels in its JSON form (core.schedule)."""
+    header = orjson.dumps([_fields(message) for message in messages])
     sent = content if len(content) <= _SEND_CONTENT_UP_TO else b""
     size = len(content) if len(content) <= _SEND_CONTENT_UP_TO else _NO_CONTENT
     return _FRAME.pack(len(header), size) + header + sent
@@ -77,10 +81,22 @@ async def read_frame(reader: asyncio.StreamReader) -> tuple[list[SpooledMessage]
     """The next announcement (IncompleteReadError at the end of the pipe)."""
     header_size, content_size = _FRAME.unpack(await reader.readexactly(_FRAME.size))
     header = orjson.loads(await reader.readexactly(header_size))
-    messages = [SpooledMessage(**fields) for fields in header]
+    messages = [_message(fields) for fields in header]
     if content_size == _NO_CONTENT:
         return messages, None
     return messages, await reader.readexactly(content_size)
+
+
+def _fields(message: SpooledMessage) -> dict[str, Any]:
+    fields = {name.name: getattr(message, name.name) for name in dataclasses.fields(message)}
+    if message.schedule is not None:
+        fields["schedule"] = schedule_json(message.schedule)
+    return fields
+
+
+def _message(fields: dict[str, Any]) -> SpooledMessage:
+    schedule = fields.get("schedule")
+    return SpooledMessage(**{**fields, "schedule": schedule and parse_schedule(schedule)})
 
 
 @dataclass(frozen=True, slots=True)

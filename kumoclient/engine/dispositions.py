@@ -146,7 +146,8 @@ class Dispositions:
                 message,
                 attempts=decision.attempts,
                 due=decision.due,
-                last_response=decision.last_response,
+                # None: no new response (a message sent back to wait for its schedule)
+                last_response=decision.last_response or message.last_response,
             )
             self.state.update(message)
             item.message = message

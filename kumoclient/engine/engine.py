@@ -246,9 +246,11 @@ class Engine:
         sender: str,
         recipients: list[str],
         content: bytes,
-        meta: dict[str, str] | None = None,
+        meta: dict[str, Any] | None = None,
     ) -> list[str]:
-        """Spool a message for each recipient (durably) and queue it; returns the ids."""
+        """Spool a message for each recipient (durably) and queue it; returns the ids. `meta`
+        holds JSON values (core.meta); SubmissionRefused when it names no queue (451) or the
+        spool cannot take the messages."""
         ids = await self.reception.accept_library(sender, recipients, content, meta or {})
         for message_id in ids:
             self.dispositions.expect(message_id)

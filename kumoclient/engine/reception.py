@@ -1,8 +1,12 @@
 """Taking mail in: policy reception events, durable spooling, Reception records.
 
 One submission becomes one message per recipient. Each message goes through the policy's
-reception event (which may set meta, edit headers or `kumo.reject`), then all of them are
-written durably; only then is the submitter told. All or nothing: a refusal or a spool error
+reception event with the `msg` object (policy.message: it may set meta, edit the message, change
+the envelope, set a schedule, or `kumo.reject`), then all of them are written durably; only
+then is the submitter told. A message the policy left with several recipients is spooled as
+one message per recipient; its due time is the one the policy set (`msg:set_due`, now by
+default) moved into its schedule (`msg:set_scheduling`); one whose meta names no queue is
+refused (451). All or nothing: a refusal or a spool error
 for one recipient refuses the whole submission and leaves nothing behind. The one exception
 is HTTP injection (`accept_http`), which answers per recipient as KumoMTA does: a
 `kumo.reject` refuses that recipient only; a policy error or a spool error still refuses the
@@ -23,13 +27,17 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from kumoclient import logs
 from kumoclient.core import msgid
+from kumoclient.core.queue_name import queue_name_for
+from kumoclient.core.schedule import next_allowed
 from kumoclient.engine.dispositions import Dispositions
 from kumoclient.errors import (
     PolicyError,
     PolicyReject,
+    QueueNameError,
     ReceptionPaused,
     SpoolEntryCorrupt,
     SpoolEntryMissing,
@@ -40,7 +48,7 @@ from kumoclient.errors import (
 from kumoclient.logs import LogHealth
 from kumoclient.policy.message import MessageView
 from kumoclient.policy.runtime import PolicyHolder
-from kumoclient.records import SpooledMessage
+from kumoclient.records import AuthInfo, SpooledMessage
 from kumoclient.spool import Spool, Submission
 
 log = logs.get_logger(__name__)
@@ -112,7 +120,7 @@ class Reception:
         sender: str,
         recipients: list[str],
         content: bytes,
-        meta: dict[str, str],
+        meta: dict[str, Any],
         *,
         protocol: str = "Library",
     ) -> list[str]:
@@ -133,13 +141,15 @@ class Reception:
         self,
         sender: str,
         messages: Sequence[tuple[str, bytes]],
-        meta: Mapping[str, str],
+        meta: Mapping[str, Any],
+        auth: AuthInfo | None = None,
     ) -> HttpAccepted:
         """The inject API: `(recipient, content)` per message, each already built. Runs
-        `http_message_generated` per message; spools (protocol "HTTP") those it did not
-        refuse, durably before returning. Raises SubmissionRefused, with nothing spooled,
-        when the policy fails (451) or the spool cannot take them (452); ReceptionPaused
-        while the delivery log is down.
+        `http_message_generated(msg, auth_info)` per message, as KumoMTA calls it (`auth`:
+        who the HTTP client is); spools (protocol "HTTP") those it did not refuse, durably
+        before returning. Raises SubmissionRefused, with nothing spooled, when the policy
+        fails (451) or the spool cannot take them (452); ReceptionPaused while the delivery
+        log is down.
         """
         self._check_log()
         base = msgid.submission_base(time.time(), _random_bits())
@@ -147,13 +157,14 @@ class Reception:
             MessageView(msgid.message_id(base, i), sender, rcpt, content, dict(meta))
             for i, (rcpt, content) in enumerate(messages)
         ]
+        auth_info = (auth or AuthInfo()).as_data()
         refused: list[tuple[str, str]] = []
         kept: list[MessageView] = []
         for view in views:
             try:
-                await self._policy_event("http_message_generated", view)
+                await self._policy_event("http_message_generated", view, auth_info)
             except PolicyReject as reject:
-                refused.append((view.recipient, f"{reject.code} {reject.text}"))
+                refused.append((view.recipients[0], f"{reject.code} {reject.text}"))
                 continue
             kept.append(view)
         ids = await self._store(kept, "HTTP") if kept else []
@@ -186,11 +197,11 @@ class Reception:
             except PolicyReject as reject:
                 raise SubmissionRefused(reject.code, reject.text) from reject
 
-    async def _policy_event(self, event: str, view: MessageView) -> None:
+    async def _policy_event(self, event: str, view: MessageView, *args: Any) -> None:
         """Run a reception event on one message: PolicyReject when the policy refuses it,
         SubmissionRefused (451) when the policy fails."""
         try:
-            await self.policy.current.message_event(event, view)
+            await self.policy.current.message_event(event, view, *args)
         except PolicyError as exc:
             log.error(
                 "reception policy failed; asking the client to retry",
@@ -211,17 +222,7 @@ class Reception:
         now = time.time() if created is None else created
         groups: dict[bytes, list[SpooledMessage]] = {}
         for view in views:
-            message = SpooledMessage(
-                id=view.message_id,
-                sender=view.sender,
-                recipient=view.recipient,
-                meta=dict(view.meta),
-                created=now,
-                size=len(view.content),
-                due=now,
-                reception_protocol=protocol,
-            )
-            groups.setdefault(view.content, []).append(message)
+            groups.setdefault(view.content, []).extend(_spooled(view, protocol, now))
         stored: list[SpooledMessage] = []
         try:
             for content, messages in groups.items():
@@ -291,3 +292,40 @@ class Reception:
             )
             for i, rcpt in enumerate(submission.recipients)
         ]
+
+
+def _spooled(view: MessageView, protocol: str, now: float) -> list[SpooledMessage]:
+    """The spooled messages of a view after its events: one per recipient (the first keeps
+    the view's id), due when the policy set (`msg:set_due`, else now) moved into its schedule
+    (`msg:set_scheduling`). SubmissionRefused (451, nothing spooled) when its meta cannot
+    name a queue: a reserved key holding something other than a string, which KumoMTA also
+    refuses at reception (core.queue_name)."""
+    ids = [view.message_id]
+    if len(view.recipients) > 1:
+        base = msgid.submission_base(now, _random_bits())
+        ids += [msgid.message_id(base, i) for i in range(len(view.recipients) - 1)]
+    due = next_allowed(view.schedule, now if view.due is None else view.due)
+    messages = []
+    for message_id, recipient in zip(ids, view.recipients, strict=True):
+        try:
+            queue_name_for(recipient, view.meta)
+        except QueueNameError as exc:
+            log.error(
+                "reception policy set meta that names no queue", id=message_id, error=str(exc)
+            )
+            raise SubmissionRefused(451, "4.3.0 Local policy error, try again later") from exc
+        messages.append(
+            SpooledMessage(
+                id=message_id,
+                sender=view.envelope_sender,
+                recipient=recipient,
+                meta=dict(view.meta),
+                created=now,
+                size=len(view.content),
+                attempts=view.attempts,
+                due=due,
+                reception_protocol=protocol,
+                schedule=view.schedule,
+            )
+        )
+    return messages

@@ -3,7 +3,9 @@
 It validates the request (inject_request.py) and builds every message (inject_message.py)
 before anything is stored, so a bad request leaves nothing behind; then the receiver (the
 daemon's Reception) runs `http_message_generated` per message and spools the ones the policy
-did not refuse. Answer: `{success_count, fail_count, failed_recipients, errors}` (KumoMTA's);
+did not refuse. The messages carry meta `http_auth` (the user, or the client's address),
+`reception_protocol` (`HTTP`) and `received_from` (the client's address), as in KumoMTA.
+Answer: `{success_count, fail_count, failed_recipients, errors}` (KumoMTA's);
 400 for a bad request, 500 when the policy fails, 503 when the spool cannot take the messages
 or kumoclient takes none now (its delivery log cannot be written).
 
@@ -16,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 from kumoclient import logs
 from kumoclient.core.template import RenderClock
@@ -24,6 +26,7 @@ from kumoclient.errors import BadInjectRequest, HttpError, ReceptionPaused, Subm
 from kumoclient.http.inject_message import generate
 from kumoclient.http.inject_request import parse_request
 from kumoclient.http.server import Client
+from kumoclient.records import AuthInfo
 
 log = logs.get_logger(__name__)
 
@@ -42,11 +45,16 @@ class Receiver(Protocol):
     """Where built messages go (the daemon's Reception)."""
 
     async def accept_http(
-        self, sender: str, messages: Sequence[tuple[str, bytes]], meta: Mapping[str, str]
+        self,
+        sender: str,
+        messages: Sequence[tuple[str, bytes]],
+        meta: Mapping[str, Any],
+        auth: AuthInfo | None = None,
     ) -> Accepted:
-        """Run the policy per `(recipient, content)`, spool what it accepts durably; raise
-        SubmissionRefused (452: the spool cannot take them; ReceptionPaused: no mail is
-        taken now; else the policy failed) with nothing spooled."""
+        """Run the policy per `(recipient, content)` (`http_message_generated(msg, auth)`),
+        spool what it accepts durably; raise SubmissionRefused (452: the spool cannot take
+        them; ReceptionPaused: no mail is taken now; else the policy failed) with nothing
+        spooled."""
         ...
 
 
@@ -81,14 +89,17 @@ class InjectService:
         except BadInjectRequest as exc:
             log.info("inject request refused", peer=client.address, error=str(exc))
             raise HttpError(400, str(exc)) from exc
-        meta = {"received_from": client.address}
-        if client.user is not None:
-            meta["http_auth"] = client.user
+        meta = {
+            "http_auth": http_auth(client.auth),
+            "reception_protocol": "HTTP",
+            "received_from": client.address,
+        }
         try:
             accepted = await self.receiver.accept_http(
                 request.envelope_sender,
                 [(m.recipient, m.content) for m in messages],
                 meta,
+                client.auth,
             )
         except ReceptionPaused as exc:
             raise HttpError(
@@ -110,3 +121,14 @@ class InjectService:
             "failed_recipients": [recipient for recipient, _ in accepted.refused],
             "errors": [f"{recipient}: {reason}" for recipient, reason in accepted.refused],
         }
+
+
+def http_auth(auth: AuthInfo) -> str:
+    """Meta `http_auth` (KumoMTA's): the Basic-auth user, else the first identity, else the
+    client's IP address."""
+    for identity, context in auth.identities:
+        if context == "HttpBasicAuth":
+            return identity
+    if auth.identities:
+        return auth.identities[0][0]
+    return auth.peer_address or ""

@@ -12,8 +12,14 @@ Routes:
 Access (SPEC 3): a client whose address is in `trusted_hosts` (default loopback) is admitted;
 any other must send HTTP Basic credentials that `Handlers.validate_auth` accepts (the daemon
 runs the policy's `http_server_validate_auth_basic`). Missing or refused credentials → 401 with
-`WWW-Authenticate: Basic realm="kumoclient"`; a failing check → 500. Every error answer is JSON
+`WWW-Authenticate: Basic realm="kumoclient"`; a failing check → 500. Credentials sent by a
+trusted client are checked too, as KumoMTA does (refused ones → 401). Every error answer is JSON
 `{"error": "<what is wrong>"}`.
+
+Who the client is, as KumoMTA's AuthInfo (`Client.auth`, handed to `http_message_generated`):
+its IP address; the group `kumomta:http-listener-trusted-ip` when it is trusted; the identity
+`(user, 'HttpBasicAuth')` when its credentials were accepted with `true`, or the identities and
+groups of the AuthInfo the check returned instead.
 """
 
 from __future__ import annotations
@@ -33,7 +39,7 @@ from kumoclient.core.listen import split_listen as listen_address
 from kumoclient.core.networks import Network, address_in
 from kumoclient.errors import ConfigError, HttpError
 from kumoclient.http.tls import server_context
-from kumoclient.records import HttpListenerConfig
+from kumoclient.records import AuthInfo, HttpListenerConfig
 
 log = logs.get_logger(__name__)
 
@@ -42,15 +48,17 @@ CHALLENGE: dict[str, str] = {"WWW-Authenticate": f'Basic realm="{REALM}"'}
 LIVENESS_PATH = "/api/check-liveness/v1"
 INJECT_PATH = "/api/inject/v1"
 METRICS_PATH = "/metrics"
+TRUSTED_GROUP = "kumomta:http-listener-trusted-ip"  # KumoMTA's group for trusted_hosts
 
 
 @dataclass(frozen=True, slots=True)
 class Client:
-    """Who is calling: the peer address, and the Basic-auth user when it had to log in
-    (None for a client admitted by `trusted_hosts`)."""
+    """Who is calling: the peer address, the Basic-auth user whose credentials were accepted
+    (None when it sent none), and its AuthInfo (see the module's text)."""
 
     address: str
     user: str | None = None
+    auth: AuthInfo = field(default_factory=AuthInfo)
 
 
 RouteHandler = Callable[[web.Request, Client], Awaitable[web.StreamResponse]]
@@ -72,12 +80,12 @@ class Route:
 
 Inject = Callable[[object, Client], Awaitable[Mapping[str, object]]]
 Metrics = Callable[[], tuple[bytes, str]]
-ValidateAuth = Callable[[str, str], bool | Awaitable[bool]]
+Verdict = bool | AuthInfo  # an AuthInfo admits the client with its identities and groups
+ValidateAuth = Callable[[str, str], Verdict | Awaitable[Verdict]]
 
 
-async def _answer(result: bool | Awaitable[bool]) -> bool:
-    """A validator's answer, awaited when it is awaitable (the policy's check may wait)."""
-    if isinstance(result, bool):
+async def _answer(result: Verdict | Awaitable[Verdict]) -> Verdict:
+    if isinstance(result, bool | AuthInfo):
         return result
     return await result
 
@@ -89,8 +97,9 @@ class Handlers:
     - `inject(body, client)`: the parsed JSON body of `POST /api/inject/v1` (any JSON value);
       returns the response object, or raises HttpError (4xx for bad input, 5xx otherwise);
     - `metrics()`: `(body, content_type)` for `GET /metrics`; None → 404;
-    - `validate_auth(user, password)`: true (or an awaitable of true) admits a client outside
-      `trusted_hosts`; None → such clients are always refused; an exception → 500;
+    - `validate_auth(user, password)`: true or an AuthInfo (or an awaitable of one) admits a
+      client that sent credentials; None → credentials are always refused; an exception →
+      500;
     - `routes`: extra endpoints, checked like the inject API unless `public`;
     - `unavailable()`: why no mail is taken now (liveness answers 503), or None.
     """
@@ -252,10 +261,12 @@ class HttpServer:
 
     async def _admit(self, request: web.Request) -> Client:
         peer = request.remote or ""
-        if self.is_trusted(peer):
-            return Client(peer)
+        trusted = self.is_trusted(peer)
+        groups = (TRUSTED_GROUP,) if trusted else ()
         header = request.headers.get(hdrs.AUTHORIZATION)
         if not header:
+            if trusted:
+                return Client(peer, auth=AuthInfo(peer, (), groups))
             raise HttpError(
                 401,
                 "authentication required: this client is not in trusted_hosts; "
@@ -263,18 +274,24 @@ class HttpServer:
                 CHALLENGE,
             )
         user, password = _basic_credentials(header)
+        verdict = await self._check(peer, user, password)
+        if verdict is False:
+            log.warning("http authentication refused", peer=peer, user=user)
+            raise HttpError(401, "invalid credentials", CHALLENGE)
+        if verdict is True:
+            return Client(peer, user, AuthInfo(peer, ((user, "HttpBasicAuth"),), groups))
+        identities, more = verdict.identities, verdict.groups
+        return Client(peer, user, AuthInfo(peer, identities, groups + more))
+
+    async def _check(self, peer: str, user: str, password: str) -> Verdict:
         validate = self.handlers.validate_auth
         try:
-            admitted = validate is not None and await _answer(validate(user, password))
+            return validate is not None and await _answer(validate(user, password))
         except Exception as exc:  # whatever the check raised, the client gets a clear 500
             log.error("http authentication check failed", peer=peer, user=user, error=str(exc))
             raise HttpError(
                 500, f"authentication check failed (http_server_validate_auth_basic): {exc}"
             ) from exc
-        if not admitted:
-            log.warning("http authentication refused", peer=peer, user=user)
-            raise HttpError(401, "invalid credentials", CHALLENGE)
-        return Client(peer, user)
 
     def _guarded(self, handler: RouteHandler) -> Handler:
         async def guarded(request: web.Request) -> web.StreamResponse:

@@ -122,11 +122,16 @@ class LuaObject:
     """A Python object Lua code holds as an opaque value (see the module's text).
 
     `lua_name` is what `tostring` and error messages call it; `lua_methods` the names callable
-    as `obj:name(...)` (each a method of the subclass taking the Lua arguments after `self`).
+    as `obj:name(...)` (each a method of the subclass taking the Lua arguments after `self`);
+    `lua_cached` whether its proxy is kept for the next crossing.
     """
 
     lua_name: ClassVar[str] = "object"
     lua_methods: ClassVar[frozenset[str]] = frozenset()
+    # True: the object crosses into Lua as the same proxy each time (a recent few are kept);
+    # False for objects made per call (a message and what it hands out), whose proxy must not
+    # keep them (and their content) alive once Lua drops it
+    lua_cached: ClassVar[bool] = True
 
     def lua_index(self, key: Any) -> Any:
         """`obj[key]` for a key that is not a method; None is Lua's nil."""
@@ -140,8 +145,8 @@ class LuaObject:
         """`#obj`."""
         raise ConfigError(f"{self.lua_name} has no length")
 
-    def lua_tostring(self) -> str:
-        """`tostring(obj)`."""
+    def lua_tostring(self) -> str | bytes:
+        """`tostring(obj)` (bytes: a Lua string of exactly those bytes)."""
         return self.lua_name
 
     def lua_call(self, *args: Any) -> Any:

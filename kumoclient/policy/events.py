@@ -88,7 +88,7 @@ EVENTS: dict[str, EventSpec] = {
             (SAMPLE_RESPONSE, SAMPLE_DOMAIN, None, None, SAMPLE_DOMAIN),
         ),
         EventSpec("smtp_server_message_received", ("msg",), Result.NOTHING),
-        EventSpec("http_message_generated", ("msg",), Result.NOTHING),
+        EventSpec("http_message_generated", ("msg", "auth_info"), Result.NOTHING),
         EventSpec("http_server_validate_auth_basic", ("user", "password"), Result.BOOLEAN),
         EventSpec("get_acl_definition", ("resource",), Result.ANY, ("http_listener/*/api/",)),
     )
