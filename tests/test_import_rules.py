@@ -176,6 +176,7 @@ LAYERS: dict[str, list[set[str]]] = {
     "engine": [
         {"engine"},
         {"dispatch"},
+        {"sessions"},
         {"routing", "control", "reception"},
         {"dispositions"},
         {"state", "table", "recovery"},

@@ -30,7 +30,6 @@ from kumoclient.core.disposition import (
 from kumoclient.core.queue_name import parse_queue_name, queue_name_for
 from kumoclient.core.reply import single_line
 from kumoclient.core.synthesized import Synthesized, synthesize
-from kumoclient.engine.dispatch import attempt_of, open_session
 from kumoclient.engine.queues import Site
 from kumoclient.engine.routing import (
     EGRESS_SOURCE,
@@ -39,6 +38,7 @@ from kumoclient.engine.routing import (
     route_for,
     routing_domain,
 )
+from kumoclient.engine.sessions import attempt_of, open_session
 from kumoclient.errors import ConfigError, DnsLookupError, NullMx, UsageError
 from kumoclient.mx import MxResolver
 from kumoclient.policies import default_policy_path

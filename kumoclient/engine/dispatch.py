@@ -1,8 +1,8 @@
 """The per-site dispatcher: ready queues to SMTP sessions, one attempt per message.
 
 A site runs up to `connection_limit` dispatcher tasks. Each takes ready messages of its site,
-opens a session when it has none (the site's targets in order, penalized ones last; with Redis
-throttles, a slot of the limit shared by every node), sends, and hands what happened to
+opens a session when it has none (engine/sessions.py: the site's targets in order, penalized
+ones last; with Redis throttles, a slot of the limit shared by every node), sends, and hands what happened to
 `core.disposition.decide` (through the rewrite hook for a rejection) and the decision to the
 Dispositions writer. Connection-phase failures never reach the rewrite hook (SPEC 2.1): when
 every target of a site fails, the whole ready queue gets the same TransientFailure; a
@@ -21,15 +21,12 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Callable, Coroutine
-from typing import Any
 
 import structlog
 
 from kumoclient import logs
 from kumoclient.core import disposition
 from kumoclient.core.disposition import EXPIRED, OUT_OF_SCHEDULE, Attempt, HookAnswer, decide
-from kumoclient.core.reply import SPACE, single_line
 from kumoclient.core.retry import expired
 from kumoclient.core.schedule import allowed, expiry
 from kumoclient.core.synthesized import Synthesized, synthesize
@@ -37,88 +34,22 @@ from kumoclient.engine.control import Control
 from kumoclient.engine.dispositions import Dispositions
 from kumoclient.engine.metrics import EngineMetrics
 from kumoclient.engine.queues import Item, Site
-from kumoclient.engine.routing import candidates
+from kumoclient.engine.sessions import Connections, Spawn, attempt_of, throttled
 from kumoclient.engine.table import MessageTable
-from kumoclient.errors import ConnectFailure, SpoolEntryCorrupt, SpoolEntryMissing, SpoolError
+from kumoclient.errors import SpoolEntryCorrupt, SpoolEntryMissing, SpoolError
 from kumoclient.logs import LogHealth
 from kumoclient.mx import MxResolver
 from kumoclient.policy.runtime import PolicyHolder
-from kumoclient.smtp import Exchange, Session, Target, Transcript
+from kumoclient.smtp import Session
 from kumoclient.spool import Spool
-from kumoclient.throttles import AsyncThrottle, Lease, SharedThrottles
+from kumoclient.throttles import SharedThrottles
 
 log = logs.get_logger(__name__)
 
-_LEASE_RETRY = 0.2  # seconds between tries for a shared connection slot
 _LOG_WAIT = 0.5  # seconds between looks at `stopping` while the delivery log is down
 # smaller contents are read on the loop: below ~64 KB a read from the page cache costs the loop
 # less than handing it to a thread (bench/files.py: 25 µs on the loop, 11-41 in a thread at 64 KB)
 _INLINE_READ = 64 * 1024
-Spawn = Callable[[Coroutine[Any, Any, None], str], asyncio.Task[None]]
-
-
-def attempt_of(exchange: Exchange, target: Target) -> Attempt:
-    """What a transaction came to, for `core.disposition.decide`."""
-    if exchange.kind == "accepted":
-        assert exchange.reply is not None
-        return disposition.accepted(exchange.reply)
-    if exchange.kind == "rejected":
-        assert exchange.reply is not None
-        return disposition.rejected(exchange.reply)
-    if exchange.kind == "smtputf8":  # refused before MAIL, judged like a rejection
-        return disposition.rejected(synthesize(Synthesized.SMTPUTF8_MISSING))
-    if exchange.kind == "out_of_turn":  # the transaction did not happen (SPEC 2.3 amended)
-        assert exchange.reply is not None
-        unexpected = single_line(exchange.reply, SPACE)
-        return disposition.failed(
-            synthesize(Synthesized.OUT_OF_TURN, phase=exchange.phase, reply=unexpected)
-        )
-    failure = exchange.failure
-    assert failure is not None
-    if failure.timeout is not None:
-        reply = synthesize(
-            Synthesized.TIMEOUT,
-            target=target.where,
-            timeout=f"{failure.timeout:g}",
-            command=failure.command,
-            phase=failure.phase,
-        )
-    else:
-        reply = synthesize(Synthesized.TRANSPORT, phase=failure.phase, reason=failure.reason)
-    return disposition.failed(reply)
-
-
-async def open_session(
-    site: Site,
-    ehlo_domain: str,
-    dns: MxResolver | None,
-    *,
-    transcript: Transcript | None = None,
-    penalize: bool = True,
-) -> Session | Attempt:
-    """A session to the first target of `site` that works, or the Attempt of the whole ready
-    queue (every target failed: TransientFailure 400; a prohibited address: Bounce 550)."""
-    found = await candidates(site.route, site.egress, dns)
-    if found.prohibited is not None:
-        return disposition.failed(synthesize(Synthesized.PROHIBITED, address=found.prohibited))
-    now = time.monotonic()
-    targets = sorted(found.targets, key=lambda t: site.penalized(t.address, t.port, now))
-    failures = found.failures
-    for target in targets:
-        if transcript is not None:
-            transcript("*", f"connecting to {target.where}")
-        try:
-            return await Session.open(target, site.egress, ehlo_domain, transcript)
-        except ConnectFailure as failure:
-            failures.append(str(failure))
-            if transcript is not None:
-                transcript("*", str(failure))
-            if penalize:
-                site.penalize(target.address, target.port, time.monotonic())
-    if not failures:
-        failures.append(f"{site.route.site_name}: no addresses")
-    reply = synthesize(Synthesized.CONNECT_FAILED, failures="; ".join(failures))
-    return disposition.failed(reply)
 
 
 class Dispatcher:
@@ -146,13 +77,11 @@ class Dispatcher:
         self.control = control
         self.spool = spool
         self.metrics = metrics
-        self.throttles = throttles
-        self.dns = dns
-        self.hostname = hostname
+        self.connections = Connections(
+            metrics=metrics, throttles=throttles, dns=dns, hostname=hostname, spawn=spawn
+        )
         self._spawn_task = spawn
         self._tasks: set[asyncio.Task[None]] = set()
-        self._sessions: dict[Session, str] = {}  # open sessions -> their site's name
-        self._leases: dict[Session, Lease] = {}
         self.stopping = False
 
     # --- entering a ready queue ------------------------------------------------------------
@@ -235,7 +164,7 @@ class Dispatcher:
         finally:
             site.active -= 1
             if session is not None:
-                await self._close_session(session)
+                await self.connections.close(session)
             if site.ready and not self.stopping and site.active < site.egress.connection_limit:
                 self._spawn(site)
 
@@ -243,7 +172,7 @@ class Dispatcher:
         """The delivery log cannot take the record of an attempt: close the session and wait
         until it can, or the engine stops (the message in hand stays spooled)."""
         if session is not None:
-            await self._close_session(session)
+            await self.connections.close(session)
         while not self.stopping and not await self.log_health.wait_ok(_LOG_WAIT):
             pass
 
@@ -254,7 +183,7 @@ class Dispatcher:
         except Exception as exc:  # a bug of ours: never lose the message or stop the engine
             log.exception("delivery attempt failed")
             if session is not None:
-                self._abort_session(session)
+                self.connections.abort(session)
             if self.table.is_live(item) and item.message is before:  # not settled yet
                 error = f"{type(exc).__name__}: {exc}"
                 failure = synthesize(Synthesized.INTERNAL_ERROR, error=error)
@@ -267,32 +196,18 @@ class Dispatcher:
         if session is not None and session.usable:
             return await self._transact(site, item, session)
         if session is not None:
-            self._abort_session(session)
-        lease = await self._connection_lease(site)
-        if self.stopping:  # stopped while waiting for a shared slot: the message stays spooled
-            self._let_go(lease)
+            self.connections.abort(session)
+        opened = await self.connections.open(site, lambda: self.stopping)
+        if opened is None:
             return None
-        try:
-            await _throttled(site.connection_throttle)
-            ehlo = site.egress.ehlo_domain or self.hostname
-            opened = await open_session(site, ehlo, self.dns)
-        except BaseException:
-            self._let_go(lease)
-            raise
         if not isinstance(opened, Session):  # every target failed: so does the ready queue
-            if lease is not None:
-                await self.throttles.release(lease)
             for each in [item, *site.drain()]:
                 self.settle(each, opened, site.name)
             return None
-        if lease is not None:
-            self._leases[opened] = lease
-        self._sessions[opened] = site.name
-        self.metrics.connection_opened(site.name)
         try:
             return await self._transact(site, item, opened)
         except BaseException:  # the caller only knows the session it passed in
-            self._abort_session(opened)
+            self.connections.abort(opened)
             raise
 
     async def _transact(self, site: Site, item: Item, session: Session) -> Session | None:
@@ -300,7 +215,7 @@ class Dispatcher:
         if content is None:
             return session
         message = item.message
-        await _throttled(site.message_throttle)
+        await throttled(site.message_throttle)
         if self._diverted(item):  # bounced or suspended while it waited for its slot
             return session
         exchange = await session.send(message.sender, message.recipient, content)
@@ -314,7 +229,7 @@ class Dispatcher:
         peer = (target.name, f"{target.address}:{target.port}")
         self.settle(item, attempt, site.name, hook=hook, peer=peer, tls=session.tls)
         if not session.usable or session.deliveries >= site.egress.max_deliveries_per_connection:
-            await self._close_session(session)
+            await self.connections.close(session)
             return None
         return session
 
@@ -364,41 +279,6 @@ class Dispatcher:
         self.dispositions.lost(item)
         return None
 
-    # --- sessions and leases ---------------------------------------------------------------
-
-    def _abort_session(self, session: Session) -> None:
-        site = self._sessions.pop(session, None)
-        if site is not None:
-            self.metrics.connection_closed(site)
-        session.abort()
-        self._let_go(self._leases.pop(session, None))
-
-    def _let_go(self, lease: Lease | None) -> None:
-        """Give a shared connection slot back without waiting (it expires anyway)."""
-        if lease is not None:
-            self._spawn_task(self.throttles.release(lease), "release lease")
-
-    async def _close_session(self, session: Session) -> None:
-        site = self._sessions.pop(session, None)
-        if site is not None:
-            self.metrics.connection_closed(site)
-        await session.close()
-        lease = self._leases.pop(session, None)
-        if lease is not None:
-            await self.throttles.release(lease)
-
-    async def _connection_lease(self, site: Site) -> Lease | None:
-        """With Redis, a slot of the site's `connection_limit` shared by every node (waiting
-        while all are taken); without, None: the dispatcher count is the local limit."""
-        if not self.throttles.configured:
-            return None
-        key = f"connections:{site.name}"
-        while (lease := await self.throttles.acquire(key, site.egress.connection_limit)) is None:
-            if self.stopping:
-                return None
-            await asyncio.sleep(_LEASE_RETRY)
-        return lease
-
     async def stop(self, grace: float) -> None:
         """Let transactions in flight finish for `grace` seconds, abandon the rest (they stay
         spooled)."""
@@ -412,11 +292,3 @@ class Dispatcher:
         if pending:
             log.warning("abandoned transactions in flight at stop", count=len(pending))
         await asyncio.gather(*pending, return_exceptions=True)
-
-
-async def _throttled(throttle: AsyncThrottle | None) -> None:
-    """Wait for the next slot of a rate limit (none: go)."""
-    if throttle is not None:
-        wait = await throttle.reserve()
-        if wait > 0:
-            await asyncio.sleep(wait)
