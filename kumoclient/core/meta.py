@@ -24,7 +24,7 @@ def check_meta(value: Any) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise ValueError(f"meta is {kind(value)}, not an object")
     checked = {
-        _text(key, "a meta key"): check_value(item, f"meta {key!r}") for key, item in value.items()
+        text(key, "a meta key"): check_value(item, f"meta {key!r}") for key, item in value.items()
     }
     try:
         check_reserved(checked)
@@ -42,20 +42,21 @@ def check_value(value: Any, name: str, depth: int = 0) -> Any:
             raise ValueError(f"{name} holds a number that JSON cannot (NaN or infinity)")
         return value
     if isinstance(value, str):
-        return _text(value, name)
+        return text(value, name)
     if depth >= MAX_DEPTH:
         raise ValueError(f"{name} is nested more than {MAX_DEPTH} levels deep")
     if isinstance(value, list | tuple):
         return [check_value(item, name, depth + 1) for item in value]
     if isinstance(value, dict):
         return {
-            _text(key, f"a key in {name}"): check_value(item, name, depth + 1)
+            text(key, f"a key in {name}"): check_value(item, name, depth + 1)
             for key, item in value.items()
         }
     raise ValueError(f"{name} holds {type(value).__name__}, which is not a JSON value")
 
 
-def _text(value: Any, name: str) -> str:
+def text(value: Any, name: str) -> str:
+    """A string that can be written as UTF-8 (the spool's fields are checked with it too)."""
     if not isinstance(value, str):
         raise ValueError(f"{name} is {kind(value)}, not a string")
     if not value.isascii():

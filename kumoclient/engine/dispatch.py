@@ -2,16 +2,16 @@
 
 A site runs up to `connection_limit` dispatcher tasks. Each takes ready messages of its site,
 opens a session when it has none (engine/sessions.py: the site's targets in order, penalized
-ones last; with Redis throttles, a slot of the limit shared by every node), sends, and hands what happened to
-`core.disposition.decide` (through the rewrite hook for a rejection) and the decision to the
-Dispositions writer. Connection-phase failures never reach the rewrite hook (SPEC 2.1): when
-every target of a site fails, the whole ready queue gets the same TransientFailure; a
-prohibited address bounces it. A message that waited past `max_age` (or its own expiry time)
-expires when it is taken; one bounced or suspended by an operator meanwhile is diverted; one
-whose schedule (`msg:set_scheduling`) allows no attempt now goes back to the scheduler, to the
-next time it allows, so no attempt starts outside a message's delivery window. The session is
-reused for the site's next message up to `max_deliveries_per_connection`, and closed after
-`idle_timeout`.
+ones last; with Redis throttles, a slot of the limit shared by every node), sends, and hands
+what happened to `core.disposition.decide` (through the rewrite hook for a rejection) and the
+decision to the Dispositions writer. Connection-phase failures never reach the rewrite hook
+(SPEC 2.1): when every target of a site fails, the whole ready queue gets the same
+TransientFailure; a prohibited address bounces it. A message that waited past `max_age` (or its
+own expiry time) expires when it is taken; one bounced or suspended by an operator meanwhile is
+diverted; one whose schedule (`msg:set_scheduling`) allows no attempt now goes back to the
+scheduler, to the next time it allows, so no attempt starts outside a message's delivery window.
+The session is reused for the site's next message up to `max_deliveries_per_connection`, and
+closed after `idle_timeout`.
 While the delivery log cannot be written (logs.LogHealth down), no attempt starts: a task that
 took a message closes its session and waits, the message in hand, until the log is back.
 """

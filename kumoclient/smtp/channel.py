@@ -12,6 +12,7 @@ import contextlib
 import re
 import socket
 import ssl
+from collections.abc import Iterator
 
 import aiosmtplib
 from aiosmtplib.response import SMTPResponse
@@ -47,6 +48,20 @@ class TransportError(Exception):
     def failure(self) -> TransportFailure:
         """The failure as data for the disposition."""
         return TransportFailure(self.phase, self.reason, self.timeout, self.command)
+
+
+@contextlib.contextmanager
+def _translated(
+    phase: str, timeout: float, command: str, *, timeout_phase: str | None = None
+) -> Iterator[None]:
+    """aiosmtplib's errors and OSError as TransportError, the one error a Channel raises
+    once connected (a timeout names the command it waited on)."""
+    try:
+        yield
+    except aiosmtplib.SMTPTimeoutError as exc:
+        raise TransportError(timeout_phase or phase, "timeout", timeout, command) from exc
+    except (aiosmtplib.SMTPException, OSError) as exc:
+        raise TransportError(phase, str(exc) or type(exc).__name__) from exc
 
 
 def to_reply(response: SMTPResponse, command: str | None) -> Reply:
@@ -156,12 +171,8 @@ class Channel:
     async def read(self, line: str, timeout: float, phase: str) -> Reply:
         """The reply to `line`, already written. TransportError."""
         protocol = self._protocol(phase)
-        try:
+        with _translated(phase, timeout, line):
             response = await protocol.read_response(timeout=timeout)
-        except aiosmtplib.SMTPTimeoutError as exc:
-            raise TransportError(phase, "timeout", timeout, line) from exc
-        except (aiosmtplib.SMTPException, OSError) as exc:
-            raise TransportError(phase, str(exc) or type(exc).__name__) from exc
         self.note("<", f"{response.code} {response.message}")
         return to_reply(response, line + "\r\n")
 
@@ -173,15 +184,11 @@ class Channel:
             content += b"\r\n"
         protocol = self._protocol("message content")
         self.note(">", f"<{len(content)} bytes of content>")
-        try:
+        with _translated("message content", timeout, ".", timeout_phase="final dot"):
             if content.startswith(b".") or b"\n." in content:  # a cheap test first
                 content = _PERIOD.sub(b"..", content)
             protocol.send(content + b".\r\n", 1, "final dot")
             response = await protocol.read_response(timeout=timeout)
-        except aiosmtplib.SMTPTimeoutError as exc:
-            raise TransportError("final dot", "timeout", timeout, ".") from exc
-        except (aiosmtplib.SMTPException, OSError) as exc:
-            raise TransportError("message content", str(exc) or type(exc).__name__) from exc
         self.note(">", ".")
         self.note("<", f"{response.code} {response.message}")
         return to_reply(response, ".\r\n")
@@ -199,13 +206,9 @@ class Channel:
         self.note(">", line)
         if _CONTROL.search(line):
             raise TransportError(phase, "Command arg contains a prohibited control character")
-        try:
+        with _translated(phase, timeout, line):
             protocol.send(f"{line}\r\n".encode(), 1, phase)
             response = await protocol.read_response(timeout=timeout)
-        except aiosmtplib.SMTPTimeoutError as exc:
-            raise TransportError(phase, "timeout", timeout, line) from exc
-        except (aiosmtplib.SMTPException, OSError) as exc:
-            raise TransportError(phase, str(exc) or type(exc).__name__) from exc
         self.note("<", f"{response.code} {response.message}")
         return response
 
