@@ -4,11 +4,13 @@ dispatcher → disposition, built from its rooms.
 - `table.MessageTable`: every live message and where it waits (due-time heap, MX lookups,
   ready queues, holds);
 - `routing.Router`: queue config, `mx_list` or MX, egress path, site;
-- `dispatch.Dispatcher`: sessions, connection leases, one attempt per message;
+- `dispatch.Dispatcher`: ready queues, one attempt per message (its sessions and connection
+  leases in `sessions.Connections`);
 - `dispositions.Dispositions`: the one writer of records, spool changes, DSNs, outcome
   metrics and waiters; the decisions are `core.disposition`'s;
 - `control.Control`: suspend, resume, bounce, retry now, queue states;
 - `reception.Reception`: submissions into the spool;
+- `recovery`: loading the spool at start, without sending again what was delivered;
 - `accounting.Accounting` (when given a database): received and delivered counts, in sqlite.
 
 `Engine` owns the spool, the delivery log, the policy and every task (one TaskGroup). Call
@@ -25,7 +27,6 @@ from __future__ import annotations
 
 import asyncio
 import socket
-import time
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
@@ -41,7 +42,7 @@ from kumoclient.engine.dispositions import Dispositions, Record
 from kumoclient.engine.metrics import EngineMetrics
 from kumoclient.engine.queues import Item
 from kumoclient.engine.reception import Reception
-from kumoclient.engine.recovery import delivered_before
+from kumoclient.engine.recovery import delivered_before, leave_delivered, load_in_batches
 from kumoclient.engine.routing import Router
 from kumoclient.engine.table import MessageTable
 from kumoclient.logs import RecordLog
@@ -57,7 +58,6 @@ log = logs.get_logger(__name__)
 
 STOP_GRACE = 10.0
 DEFAULT_DATA_DIR = Path("kumoclient-data")  # spool/ and logs/ below it
-SCAN_BATCH = 256  # spooled messages read at start between two turns of the event loop
 
 
 class Engine:
@@ -177,45 +177,19 @@ class Engine:
         if self.accounting is not None:
             self._spawn(self.accounting.run(), "accounting")
         if delivered:
-            names = self._recovered(names, delivered)
+            names = leave_delivered(names, delivered, self.dispositions.state.remove)
         self.metrics.spooled.set(len(names))
         self.policy.attach(self._spawn)  # the policy's kumo.spawn_task tasks
         if background_scan:
-            self._spawn(self._scan(names), "spool-scan")
+            scan = load_in_batches(
+                self.spool, names, self.enqueue, lambda: self._stopping, self.scanned
+            )
+            self._spawn(scan, "spool-scan")
             return len(names)
         for message, content in self.spool.load_listed(names):
             self.enqueue([message], content)
         self.scanned.set()
         return len(names) - self.spool.unreadable
-
-    def _recovered(self, names: list[str], delivered: set[str]) -> list[str]:
-        """Messages delivered and logged by the previous run, which it could not remove:
-        they leave the spool now (engine/recovery.py); the others are to be scheduled."""
-        for message_id in delivered:
-            self.dispositions.state.remove(message_id)
-        log.info("messages delivered before the restart left the spool", messages=len(delivered))
-        return [name for name in names if name not in delivered]
-
-    async def _scan(self, names: list[str]) -> None:
-        """Read and schedule the listed messages, SCAN_BATCH at a time, letting deliveries
-        and receptions run between batches."""
-        started = time.monotonic()
-        scheduled = 0
-        for first in range(0, len(names), SCAN_BATCH):
-            if self._stopping:
-                return
-            for message, content in self.spool.load_listed(names[first : first + SCAN_BATCH]):
-                self.enqueue([message], content)
-                scheduled += 1
-            await asyncio.sleep(0)
-        self.scanned.set()
-        log.info(
-            "spool enumerated",
-            messages=scheduled,
-            quarantined=self.spool.unreadable,
-            seconds=round(time.monotonic() - started, 3),
-            spool=str(self.spool.root),
-        )
 
     async def stop(self, grace: float = STOP_GRACE) -> None:
         """Stop taking messages, let transactions in flight finish for `grace` seconds,

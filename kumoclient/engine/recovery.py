@@ -1,4 +1,5 @@
-"""At start: spooled messages that the previous run delivered and logged, but was stopped (killed)
+"""At start: loading the spool (all at once, or in batches while the engine already delivers),
+and spooled messages that the previous run delivered and logged, but was stopped (killed)
 before it could remove, leave the spool instead of being delivered a second time.
 
 A Delivery record is written right after the server's final 250; the message leaves the
@@ -14,11 +15,16 @@ the duplicate it would have been anyway (SPEC 1 invariant 3).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 from kumoclient import logs
+from kumoclient.records import SpooledMessage
+from kumoclient.spool import Spool
 
 log = logs.get_logger(__name__)
 
@@ -26,6 +32,47 @@ SEGMENTS = 2  # the killed run's segment, and the one before it (rotated in the 
 TAIL = 8 * 1024 * 1024  # bytes read from the end of each: seconds of records at full rate
 # how logs.encode_record begins a Delivery line (compact JSON, `type` then `id`)
 _DELIVERY = b'{"type":"Delivery","id":"'
+SCAN_BATCH = 256  # spooled messages read at start between two turns of the event loop
+Enqueue = Callable[[list[SpooledMessage], bytes | None], None]
+
+
+def leave_delivered(
+    names: list[str], delivered: set[str], remove: Callable[[str], None]
+) -> list[str]:
+    """Messages delivered and logged by the previous run, which it could not remove: they
+    leave the spool now (`remove`); returns the others, to be scheduled."""
+    for message_id in delivered:
+        remove(message_id)
+    log.info("messages delivered before the restart left the spool", messages=len(delivered))
+    return [name for name in names if name not in delivered]
+
+
+async def load_in_batches(
+    spool: Spool,
+    names: list[str],
+    enqueue: Enqueue,
+    stopping: Callable[[], bool],
+    scanned: asyncio.Event,
+) -> None:
+    """Read and schedule the listed messages, SCAN_BATCH at a time, letting deliveries and
+    receptions run between batches; set `scanned` and log "spool enumerated" when done."""
+    started = time.monotonic()
+    scheduled = 0
+    for first in range(0, len(names), SCAN_BATCH):
+        if stopping():
+            return
+        for message, content in spool.load_listed(names[first : first + SCAN_BATCH]):
+            enqueue([message], content)
+            scheduled += 1
+        await asyncio.sleep(0)
+    scanned.set()
+    log.info(
+        "spool enumerated",
+        messages=scheduled,
+        quarantined=spool.unreadable,
+        seconds=round(time.monotonic() - started, 3),
+        spool=str(spool.root),
+    )
 
 
 def delivered_before(log_dir: Path, spooled: set[str]) -> set[str]:

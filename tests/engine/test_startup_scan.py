@@ -6,7 +6,7 @@ import asyncio
 import time
 from pathlib import Path
 
-from kumoclient.engine import engine as engine_module
+from kumoclient.engine.recovery import SCAN_BATCH
 from kumoclient.records import SpooledMessage
 from kumoclient.spool import Spool
 from tests.engine.conftest import MESSAGE, MakeEngine, ScriptedMX, records, write_policy
@@ -36,7 +36,7 @@ async def fill(spool_dir: Path, count: int) -> list[str]:
 async def test_background_scan_returns_once_listed_then_schedules_every_message(
     mx: ScriptedMX, engines: MakeEngine, tmp_path: Path
 ) -> None:
-    count = engine_module.SCAN_BATCH * 3 + 7
+    count = SCAN_BATCH * 3 + 7
     ids = await fill(tmp_path / "data" / "spool", count)
     (tmp_path / "data" / "spool" / "data" / ("f" * 32)).write_bytes(b"not a spool entry")
     engine = engines(write_policy(tmp_path / "p.lua", [mx.address]))
@@ -59,7 +59,7 @@ async def test_background_scan_returns_once_listed_then_schedules_every_message(
 async def test_the_oldest_messages_are_read_first(
     mx: ScriptedMX, engines: MakeEngine, tmp_path: Path
 ) -> None:
-    ids = await fill(tmp_path / "data" / "spool", engine_module.SCAN_BATCH * 2)
+    ids = await fill(tmp_path / "data" / "spool", SCAN_BATCH * 2)
     engine = engines(write_policy(tmp_path / "p.lua", [mx.address]))
     seen: list[str] = []
     original = engine.enqueue
