@@ -2,11 +2,9 @@
 
 The work is in commands/.
 
-Exit codes follow sysexits: 0 ok, 64 usage, 65 bad input data, 66 an input file missing or
-unreadable, 69 unavailable, 70 an internal error, 73 a directory that cannot be written, 75
-temporary failure, 78 configuration error. Errors are one line on stderr, never a traceback
-(`--log-level debug` adds the traceback of an internal error). The global options
-(`--log-format`, `--log-level`) may come before or after the sub-command.
+Exit codes follow sysexits (commands/exits.py has the table). Errors are one line on stderr,
+never a traceback (`--log-level debug` adds the traceback of an internal error). The global
+options (`--log-format`, `--log-level`) may come before or after the sub-command.
 """
 
 from __future__ import annotations
@@ -24,6 +22,15 @@ from typing import BinaryIO, NoReturn, TextIO, TypeAlias
 
 from kumoclient import logs
 from kumoclient.commands.admin import ACTIONS, DEFAULT_URL, AdminOptions, admin
+from kumoclient.commands.exits import (
+    EX_BROKEN_PIPE,
+    EX_INTERRUPTED,
+    EX_OK,
+    EX_SOFTWARE,
+    EX_USAGE,
+    error_line,
+    exit_code,
+)
 from kumoclient.commands.inject import InjectOptions, inject
 from kumoclient.commands.policy_check import PolicyCheckOptions, policy_check
 from kumoclient.commands.policy_rewrite import PolicyRewriteOptions, policy_rewrite
@@ -32,47 +39,7 @@ from kumoclient.commands.run import run
 from kumoclient.commands.send import SendOptions, send
 from kumoclient.daemon.layout import DaemonOptions
 from kumoclient.engine.engine import DEFAULT_DATA_DIR
-from kumoclient.errors import (
-    AddressError,
-    AdminRefused,
-    AdminUnavailable,
-    BadInput,
-    CannotCreate,
-    KumoClientError,
-    NoInput,
-    PolicyError,
-    ReplyParseError,
-    SpoolError,
-    StartupError,
-    UsageError,
-)
-
-EX_OK = 0
-EX_USAGE = 64
-EX_DATAERR = 65
-EX_NOINPUT = 66
-EX_UNAVAILABLE = 69
-EX_SOFTWARE = 70
-EX_CANTCREAT = 73
-EX_TEMPFAIL = 75
-EX_CONFIG = 78
-EX_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports it
-EX_BROKEN_PIPE = 141  # 128 + SIGPIPE: the reader went away (`kumoclient queue list | head`)
-
-# the exit code of each error, the first that matches (subclasses before their bases)
-EXIT_CODES: tuple[tuple[type[KumoClientError], int], ...] = (
-    (UsageError, EX_USAGE),
-    (PolicyError, EX_CONFIG),
-    (AddressError, EX_DATAERR),
-    (BadInput, EX_DATAERR),
-    (ReplyParseError, EX_DATAERR),
-    (NoInput, EX_NOINPUT),
-    (StartupError, EX_UNAVAILABLE),
-    (AdminUnavailable, EX_UNAVAILABLE),
-    (CannotCreate, EX_CANTCREAT),
-    (SpoolError, EX_TEMPFAIL),
-    (KumoClientError, EX_CONFIG),
-)
+from kumoclient.errors import KumoClientError, UsageError
 
 Command = Callable[[], int]
 
@@ -371,23 +338,6 @@ def _main(argv: Sequence[str] | None) -> int:
             traceback.print_exc()
         print(f"kumoclient: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
         return EX_SOFTWARE
-
-
-def exit_code(exc: KumoClientError) -> int:
-    """The sysexits code of an error."""
-    if isinstance(exc, AdminRefused):
-        return EX_DATAERR if 400 <= exc.status < 500 else EX_UNAVAILABLE
-    return next(code for kind, code in EXIT_CODES if isinstance(exc, kind))
-
-
-def error_line(exc: KumoClientError) -> str:
-    """The one line printed for an error: a policy error as `file:line: message`."""
-    if isinstance(exc, PolicyError):
-        text = str(exc)
-        if exc.location and not text.startswith(exc.location):
-            return f"{exc.location}: {text}"
-        return text
-    return f"kumoclient: {exc}"
 
 
 class _ClosedStdin(io.BytesIO):

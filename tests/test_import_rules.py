@@ -194,7 +194,7 @@ LAYERS: dict[str, list[set[str]]] = {
     "testing": [{"fixtures"}, {"engine"}, {"mx", "records"}],
     "commands": [
         {"admin", "inject", "policy_check", "policy_rewrite", "queue", "run", "send"},
-        {"admin_client", "inputs"},
+        {"admin_client", "inputs", "exits"},
     ],
     "daemon": [{"daemon"}, {"layout", "workers"}, {"signals"}],
     "mx": [{"resolver", "system"}, {"zones"}, {"upstream"}],
