@@ -5,7 +5,7 @@ logs → core → {records, errors}; one adapter uses another: policy uses mx (k
 A module may import its own component and the components below it, never above or beside.
 Foreign libraries stay at their boundary: lupa only in policy/, aiosmtplib only in two modules
 of smtp/ (protocol.py extends it, channel.py is the one that catches its errors), aiosmtpd only
-in testing/ (the scripted MX), redis only in throttles.py and policy/modules/redis_db.py. A boundary names a component
+in testing/ (the scripted MX), redis only in throttles/ and policy/modules/redis_db.py. A boundary names a component
 (`policy`) or one module (`smtp.channel`).
 """
 
@@ -199,6 +199,7 @@ LAYERS: dict[str, list[set[str]]] = {
     "daemon": [{"daemon"}, {"layout", "workers"}, {"signals"}],
     "mx": [{"resolver", "system"}, {"zones"}, {"upstream"}],
     "logs": [{"record_log"}, {"health", "filter"}],
+    "throttles": [{"shared"}, {"redis_scripts"}],
     "smtp": [{"session"}, {"opening", "transaction"}, {"channel"}, {"protocol"}, {"values"}],
     "policy": [
         {"check"},

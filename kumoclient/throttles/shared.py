@@ -1,23 +1,5 @@
-"""Throttles and connection limits shared by several nodes through Redis, or local ones.
-
-`SharedThrottles` is the one interface the engine uses, whether or not the policy called
-`kumo.configure_redis_throttles`:
-
-- `throttle(key, rate)` gives an `AsyncThrottle` whose `await reserve()` books the next event
-  and answers the seconds to wait for it (the caller sleeps). Without Redis it is the local
-  GCRA of `core.throttle`; with Redis the same algorithm runs atomically in a Redis script, so
-  every node booking on the same key shares one budget: a burst of `limit`, then one event
-  every `period / limit` seconds, across all of them.
-- `acquire(key, limit)` / `release(lease)` is a counting semaphore across nodes (the shared
-  `connection_limit`): a lease is a member of a Redis sorted set scored by its expiry; leases
-  are renewed while held and expire after `lease_seconds` when their node stops renewing them.
-  Without Redis every acquire is granted (the engine's own per-process limit applies).
-
-When Redis is unreachable or answers with an error, every call falls back to the local
-behaviour and never raises: one warning is logged when that starts, Redis is tried again at
-most every `retry_interval` seconds (by one call; the others stay local), and one info line is
-logged when it answers again. See docs/throttles.md.
-"""
+"""Shared throttles and connection leases (`SharedThrottles`), through Redis or local; the
+package's text (throttles/__init__.py) says how they behave."""
 
 from __future__ import annotations
 
@@ -41,6 +23,7 @@ from redis.commands.core import AsyncScript
 from kumoclient import logs
 from kumoclient.core.throttle import Throttle, tolerance
 from kumoclient.records import Rate, RedisThrottleConfig
+from kumoclient.throttles import redis_scripts
 
 log = logs.get_logger(__name__)
 
@@ -49,60 +32,6 @@ THROTTLE_PREFIX = KEY_PREFIX + "throttle:"
 LEASES_PREFIX = KEY_PREFIX + "leases:"
 DEFAULT_RETRY_INTERVAL = 5.0
 DEFAULT_LEASE_SECONDS = 60.0
-
-# KEYS[1]: the throttle's key. ARGV: seconds between events, the burst tolerance (seconds),
-# how many events to book (the wait is for the last of them).
-# The theoretical arrival time (TAT) of the next event is stored in Redis time (seconds since
-# the epoch) and expires once it lies in the past, where it no longer matters. Answers the
-# wait as a string (Redis would truncate a Lua number to an integer).
-_GCRA_SCRIPT = """
-local interval = tonumber(ARGV[1])
-local tolerance = tonumber(ARGV[2])
-local quantity = tonumber(ARGV[3])
-local clock = redis.call('TIME')
-local now = tonumber(clock[1]) + tonumber(clock[2]) / 1000000
-local tat = tonumber(redis.call('GET', KEYS[1]))
-if tat == nil or tat < now then
-  tat = now
-end
-local next_tat = tat + interval * quantity
-redis.call('SET', KEYS[1], string.format('%.6f', next_tat),
-           'PX', math.ceil((next_tat - now) * 1000) + 1000)
-local wait = tat + interval * (quantity - 1) - tolerance - now
-if wait < 0 then
-  wait = 0
-end
-return string.format('%.6f', wait)
-"""
-
-# KEYS[1]: the lease set. ARGV: lease id, limit, lease seconds. Expired leases are dropped
-# first; answers 1 when the lease was added, 0 when `limit` leases are held.
-_ACQUIRE_SCRIPT = """
-local clock = redis.call('TIME')
-local now = tonumber(clock[1]) + tonumber(clock[2]) / 1000000
-local ttl = tonumber(ARGV[3])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then
-  return 0
-end
-redis.call('ZADD', KEYS[1], now + ttl, ARGV[1])
-redis.call('PEXPIRE', KEYS[1], math.ceil(ttl * 1000) + 1000)
-return 1
-"""
-
-# KEYS[1]: the lease set. ARGV: lease seconds, then the lease ids to renew. Only leases still
-# in the set are renewed (XX): a released or reclaimed lease stays gone. Answers how many.
-_RENEW_SCRIPT = """
-local clock = redis.call('TIME')
-local now = tonumber(clock[1]) + tonumber(clock[2]) / 1000000
-local ttl = tonumber(ARGV[1])
-local renewed = 0
-for i = 2, #ARGV do
-  renewed = renewed + redis.call('ZADD', KEYS[1], 'XX', 'CH', now + ttl, ARGV[i])
-end
-redis.call('PEXPIRE', KEYS[1], math.ceil(ttl * 1000) + 1000)
-return renewed
-"""
 
 # what a failing Redis call can raise: refused or lost connections, timeouts, error replies
 _REDIS_FAILURES = (redis.exceptions.RedisError, OSError, TimeoutError, EOFError)
@@ -310,9 +239,9 @@ class SharedThrottles:
             )
             self._client = redis.asyncio.Redis.from_pool(pool)
             self._scripts = {
-                "gcra": self._client.register_script(_GCRA_SCRIPT),
-                "acquire": self._client.register_script(_ACQUIRE_SCRIPT),
-                "renew": self._client.register_script(_RENEW_SCRIPT),
+                "gcra": self._client.register_script(redis_scripts.GCRA),
+                "acquire": self._client.register_script(redis_scripts.ACQUIRE),
+                "renew": self._client.register_script(redis_scripts.RENEW),
             }
         return self._client
 
