@@ -23,8 +23,8 @@ from typing import Any, Protocol
 from kumoclient import logs
 from kumoclient.core.template import RenderClock
 from kumoclient.errors import BadInjectRequest, HttpError, ReceptionPaused, SubmissionRefused
-from kumoclient.http.inject_message import generate
-from kumoclient.http.inject_request import parse_request
+from kumoclient.http.inject_message import Generated, generate
+from kumoclient.http.inject_request import InjectRequest, parse_request
 from kumoclient.http.server import Client
 from kumoclient.records import AuthInfo
 
@@ -78,14 +78,7 @@ class InjectService:
             request = parse_request(body)
             if self.admit is not None:
                 await self.admit(len(request.recipients))
-            # rendering and MIME building are CPU work: off the event loop; given up (the
-            # client gone, the daemon stopping), the templates stop at their next step
-            clock = RenderClock()
-            try:
-                messages = await asyncio.to_thread(generate, request, clock)
-            except asyncio.CancelledError:
-                clock.cancel()
-                raise
+            messages = await _generated(request)
         except BadInjectRequest as exc:
             log.info("inject request refused", peer=client.address, error=str(exc))
             raise HttpError(400, str(exc)) from exc
@@ -132,3 +125,14 @@ def http_auth(auth: AuthInfo) -> str:
     if auth.identities:
         return auth.identities[0][0]
     return auth.peer_address or ""
+
+
+async def _generated(request: InjectRequest) -> list[Generated]:
+    """The request's messages. Rendering and MIME building are CPU work: off the event loop;
+    given up (the client gone, the daemon stopping), the templates stop at their next step."""
+    clock = RenderClock()
+    try:
+        return await asyncio.to_thread(generate, request, clock)
+    except asyncio.CancelledError:
+        clock.cancel()
+        raise
