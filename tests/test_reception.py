@@ -38,7 +38,7 @@ async def test_bad_drop_is_quarantined_and_good_ones_are_taken(
         )
         bad = spool.incoming / f"{'0' * 28}.msg"
         bad.write_bytes(json.dumps(header).encode() + b"\nSubject: x\r\n\r\nbody\r\n")
-        ids = spool.drop(Submission("a@x.com", ("ok@x.com",), b"Subject: y\r\n\r\nfine\r\n"))
+        ids = spool.drops.drop(Submission("a@x.com", ("ok@x.com",), b"Subject: y\r\n\r\nfine\r\n"))
         assert await reception.pick_up_drops() == 1
         assert spool.ids() == ids
         assert (spool.quarantine / bad.name).exists()

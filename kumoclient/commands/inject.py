@@ -48,7 +48,7 @@ def inject(options: InjectOptions, stdin: BinaryIO, out: TextIO) -> int:
     meta = _meta(options)
     content = read_message(options.file, stdin)
     spool = Spool(ready_directory(options.data_dir / "spool"))
-    ids = spool.drop(
+    ids = spool.drops.drop(
         Submission(
             sender,
             recipients,

@@ -254,7 +254,7 @@ class Reception:
         be listed, so that the caller knows the pick-up is failing."""
         taken = 0
         failure: SpoolUnavailable | SubmissionRefused | None = None
-        for path in self.spool.pending_drops():
+        for path in self.spool.drops.pending():
             if self._log_down():
                 break
             try:
@@ -268,15 +268,15 @@ class Reception:
 
     async def _pick_up(self, path: Path) -> bool:
         try:
-            submission, created = await self.spool.read_drop(path)
+            submission, created = await self.spool.drops.read(path)
         except SpoolEntryMissing:
             return False  # gone
         except SpoolEntryCorrupt as exc:  # it must not stop the pick-up
-            self.spool.quarantine_drop(path, f"{type(exc).__name__}: {exc}")
+            self.spool.drops.set_aside(path, f"{type(exc).__name__}: {exc}")
             return False
         views = self._views(submission)
         await self._store(views, submission.reception_protocol, created, fresh=False)
-        self.spool.finish_drop(path)
+        self.spool.drops.finish(path)
         return True
 
     @staticmethod

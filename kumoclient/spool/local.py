@@ -51,7 +51,8 @@ class Spool:
         self._pool = FilePool(f"{self.free}{os.sep}")
         self._syncer = disk.Syncer(self.data)
         self._commit = GroupCommit(self.data, self._pool, self._syncer, enabled=group_commit)
-        self._drops = DropFolder(self.incoming, self.quarantine)
+        # the `incoming/` drop folder: drop(), pending(), read(), finish(), set_aside()
+        self.drops = DropFolder(self.incoming, self.quarantine)
         # the least free space the policy asked for (kumo.define_spool); None: no least
         self.space = SpaceCheck(root, min_free) if min_free is not None else None
         with disk.oserrors(f"cannot create the spool at {root}"):
@@ -266,25 +267,3 @@ class Spool:
         """The ids currently in `data/`."""
         with disk.oserrors("cannot list the spool"), os.scandir(self.data) as entries:
             return sorted(e.name for e in entries if not e.name.startswith("."))
-
-    # --- incoming/ drop folder (drops.py) ----------------------------------------------------
-
-    def drop(self, submission: Submission) -> list[str]:
-        """Write a submission into `incoming/` atomically (works with no daemon running)."""
-        return self._drops.drop(submission)
-
-    def pending_drops(self) -> list[Path]:
-        """Completed files waiting in `incoming/`, oldest first."""
-        return self._drops.pending()
-
-    async def read_drop(self, path: Path) -> tuple[Submission, float]:
-        """A dropped submission and its creation time; large files are read off the loop."""
-        return await self._drops.read(path)
-
-    def finish_drop(self, path: Path) -> None:
-        """Forget a picked-up drop file (its messages are durable in `data/`)."""
-        self._drops.finish(path)
-
-    def quarantine_drop(self, path: Path, reason: str) -> None:
-        """Move an unreadable drop file to quarantine/ (never raises)."""
-        self._drops.set_aside(path, reason)

@@ -71,7 +71,9 @@ async def test_no_attempt_starts_while_the_log_is_down_and_each_message_goes_onc
             with pytest.raises(ReceptionPaused) as refused:
                 await engine.submit("a@example.com", ["refused@example.net"], MESSAGE)
             assert (refused.value.code, refused.value.text[:5]) == (451, "4.3.0")
-            drop = engine.spool.drop(Submission("a@example.com", ("dropped@example.net",), b"x"))
+            drop = engine.spool.drops.drop(
+                Submission("a@example.com", ("dropped@example.net",), b"x")
+            )
             assert await engine.reception.pick_up_drops() == 0  # the file waits in incoming/
             assert engine.spool.ids() == sorted(ids)  # nothing new was stored
 

@@ -40,8 +40,8 @@ def integer_recipient(spool: Spool, bad: SpooledMessage) -> str:
 
 def drop_created_nan(spool: Spool, bad: SpooledMessage) -> str:
     """The bad message is taken out of data/ and comes as a drop file instead."""
-    spool.drop(Submission("a@example.com", (bad.recipient,), content(2)))
-    (path,) = spool.pending_drops()
+    spool.drops.drop(Submission("a@example.com", (bad.recipient,), content(2)))
+    (path,) = spool.drops.pending()
     line, body = path.read_bytes().split(b"\n", 1)
     path.write_bytes(
         json.dumps({**json.loads(line), "created": float("nan")}).encode() + b"\n" + body

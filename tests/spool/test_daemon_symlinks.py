@@ -46,8 +46,8 @@ def elsewhere(tmp_path: Path, outside: Outside) -> tuple[str, str, Path, Path]:
     their id and file name, and the copies."""
     other = tmp_path / "other"
     (message,) = prefill(other, {"elsewhere@example.net": 900})
-    Spool(other).drop(Submission("a@example.com", ("dropped@example.net",), content(901)))
-    (dropped,) = Spool(other).pending_drops()
+    Spool(other).drops.drop(Submission("a@example.com", ("dropped@example.net",), content(901)))
+    (dropped,) = Spool(other).drops.pending()
     entry = outside.file("entry", (other / "data" / message.id).read_bytes())
     return message.id, dropped.name, entry, outside.file("drop", dropped.read_bytes())
 

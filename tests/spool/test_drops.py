@@ -15,12 +15,12 @@ from tests.spool.common import submission
 
 async def test_drop_is_atomic_and_idempotent_to_pick_up(tmp_path: Path) -> None:
     spool = Spool(tmp_path / "spool")
-    ids = spool.drop(submission("a@x.com", "b@x.com"))
-    (path,) = spool.pending_drops()
-    sub, _created = await spool.read_drop(path)
+    ids = spool.drops.drop(submission("a@x.com", "b@x.com"))
+    (path,) = spool.drops.pending()
+    sub, _created = await spool.drops.read(path)
     assert [msgid.message_id(sub.base, i) for i in range(2)] == ids
     assert not list(spool.incoming.glob(".*"))
-    again, _ = await spool.read_drop(path)
+    again, _ = await spool.drops.read(path)
     assert again == sub
 
 
@@ -38,9 +38,9 @@ async def test_a_drop_file_reads_back_as_dropped_whatever_its_size(
         ({"tenant": "t"}, {}),
         reception_protocol="Inject",
     )
-    spool.drop(dropped)
-    (path,) = spool.pending_drops()
-    read, created = await spool.read_drop(path)
+    spool.drops.drop(dropped)
+    (path,) = spool.drops.pending()
+    read, created = await spool.drops.read(path)
     assert read == Submission(
         dropped.sender, dropped.recipients, content, dropped.meta, path.stem, "Inject"
     )
@@ -53,7 +53,7 @@ async def test_corrupt_drop_raises(tmp_path: Path, padding: int) -> None:
     path = spool.incoming / f"{'a' * 28}.msg"
     path.write_bytes(b"not json" + b" " * padding + b"\nbody")
     with pytest.raises(SpoolEntryCorrupt, match="corrupt incoming file"):
-        await spool.read_drop(path)
+        await spool.drops.read(path)
 
 
 @pytest.mark.parametrize(
@@ -74,7 +74,7 @@ async def test_drop_headers_of_the_wrong_shape_are_corrupt(tmp_path: Path, heade
     path = spool.incoming / f"{'b' * 28}.msg"
     path.write_bytes(json.dumps(header).encode() + b"\nbody")
     with pytest.raises(SpoolEntryCorrupt, match="corrupt incoming file"):
-        await spool.read_drop(path)
+        await spool.drops.read(path)
 
 
 async def test_a_drop_file_without_a_header_line_is_corrupt(tmp_path: Path) -> None:
@@ -82,35 +82,35 @@ async def test_a_drop_file_without_a_header_line_is_corrupt(tmp_path: Path) -> N
     path = spool.incoming / f"{'c' * 28}.msg"
     path.write_bytes(b'{"sender": "s@x.com"}')
     with pytest.raises(SpoolEntryCorrupt, match="no header line"):
-        await spool.read_drop(path)
+        await spool.drops.read(path)
 
 
 async def test_a_file_inject_does_not_write_is_corrupt(tmp_path: Path) -> None:
     spool = Spool(tmp_path / "spool")
     path = spool.incoming / "mine.msg"
     path.write_bytes(b"{}\n")
-    assert spool.pending_drops() == [path]
+    assert spool.drops.pending() == [path]
     with pytest.raises(SpoolEntryCorrupt, match="not a name `kumoclient inject` writes"):
-        await spool.read_drop(path)
+        await spool.drops.read(path)
 
 
 def test_a_submission_the_pick_up_would_refuse_is_not_dropped(tmp_path: Path) -> None:
     spool = Spool(tmp_path / "spool")
     with pytest.raises(SpoolError, match="recipient is not an address"):
-        spool.drop(Submission("s@example.com", ("nobody",), b"x\r\n"))
+        spool.drops.drop(Submission("s@example.com", ("nobody",), b"x\r\n"))
     with pytest.raises(SpoolError, match="bad number of recipients"):
-        spool.drop(Submission("s@example.com", (), b"x\r\n"))
+        spool.drops.drop(Submission("s@example.com", (), b"x\r\n"))
     assert list(spool.incoming.iterdir()) == []
 
 
 def test_finished_and_quarantined_drops_leave_incoming(tmp_path: Path) -> None:
     spool = Spool(tmp_path / "spool")
-    spool.drop(submission("a@x.com"))
-    spool.drop(submission("b@x.com"))
-    done, bad = spool.pending_drops()
-    spool.finish_drop(done)
-    spool.finish_drop(done)  # again: already gone
-    spool.quarantine_drop(bad, "SpoolEntryCorrupt: test")
-    assert spool.pending_drops() == []
+    spool.drops.drop(submission("a@x.com"))
+    spool.drops.drop(submission("b@x.com"))
+    done, bad = spool.drops.pending()
+    spool.drops.finish(done)
+    spool.drops.finish(done)  # again: already gone
+    spool.drops.set_aside(bad, "SpoolEntryCorrupt: test")
+    assert spool.drops.pending() == []
     assert (spool.quarantine / bad.name).exists()
     assert (spool.quarantine / f"{bad.name}.reason").read_text() == "SpoolEntryCorrupt: test\n"

@@ -59,11 +59,11 @@ async def test_a_large_message_removed_before_delivery_is_missing_too(spool: Spo
 
 async def test_a_picked_up_drop_file_read_again_is_missing(tmp_path: Path) -> None:
     spool = Spool(tmp_path / "spool")
-    spool.drop(submission("a@x.com"))
-    (path,) = spool.pending_drops()
-    spool.finish_drop(path)
+    spool.drops.drop(submission("a@x.com"))
+    (path,) = spool.drops.pending()
+    spool.drops.finish(path)
     with pytest.raises(SpoolEntryMissing, match=path.name):
-        await spool.read_drop(path)
+        await spool.drops.read(path)
 
 
 async def test_removing_what_is_already_gone_is_no_error(spool: Spool) -> None:
@@ -141,7 +141,7 @@ def test_a_submission_for_more_recipients_than_ids_can_number_is_refused(
     with pytest.raises(SpoolError, match="at most 65536 recipients"):
         spool.prepare(Submission("s@x.com", too_many, CONTENT))
     with pytest.raises(SpoolError, match="bad number of recipients"):
-        spool.drop(Submission("s@x.com", too_many, CONTENT))
+        spool.drops.drop(Submission("s@x.com", too_many, CONTENT))
 
 
 def test_a_submission_with_meta_for_fewer_recipients_is_refused(tmp_path: Path) -> None:
@@ -150,7 +150,7 @@ def test_a_submission_with_meta_for_fewer_recipients_is_refused(tmp_path: Path) 
     with pytest.raises(SpoolError, match="one mapping per recipient"):
         spool.prepare(uneven)
     with pytest.raises(SpoolError, match="meta does not match the recipients"):
-        spool.drop(uneven)
+        spool.drops.drop(uneven)
     assert list(spool.incoming.iterdir()) == []
 
 
@@ -170,9 +170,9 @@ async def test_a_full_disk_makes_the_spool_unavailable_and_it_recovers(tmp_path:
             assert raised.value.errno == errno.ENOSPC
             assert spool.ids() == [kept.id]
             with pytest.raises(SpoolUnavailable) as raised:
-                spool.drop(submission("b@x.com", content=big))
+                spool.drops.drop(submission("b@x.com", content=big))
             assert raised.value.errno == errno.ENOSPC
-            assert spool.pending_drops() == []
+            assert spool.drops.pending() == []
             assert await spool.read_content(kept.id) == CONTENT  # reading needs no space
             filler.unlink()
             (later,) = await stored(spool, "a@x.com", content=big)
@@ -214,15 +214,15 @@ async def test_an_immutable_spool_directory_makes_writes_unavailable(spool: Spoo
 
 def test_an_immutable_incoming_folder_makes_drops_unavailable(tmp_path: Path) -> None:
     spool = Spool(tmp_path / "spool")
-    spool.drop(submission("a@x.com"))
-    (path,) = spool.pending_drops()
+    spool.drops.drop(submission("a@x.com"))
+    (path,) = spool.drops.pending()
     with immutable(spool.incoming):
         with pytest.raises(SpoolUnavailable, match="cannot write to") as raised:
-            spool.drop(submission("b@x.com"))
+            spool.drops.drop(submission("b@x.com"))
         assert raised.value.errno == errno.EPERM
         with pytest.raises(SpoolUnavailable, match="cannot remove"):
-            spool.finish_drop(path)
-    assert spool.pending_drops() == [path]
+            spool.drops.finish(path)
+    assert spool.drops.pending() == [path]
 
 
 def test_a_spool_where_a_file_is_cannot_be_created(tmp_path: Path) -> None:
@@ -240,4 +240,4 @@ async def test_a_spool_whose_folders_were_removed_is_unavailable(spool: Spool) -
         assert raised.value.errno == errno.ENOENT
     spool.incoming.rmdir()
     with pytest.raises(SpoolUnavailable, match="cannot list"):
-        spool.pending_drops()
+        spool.drops.pending()

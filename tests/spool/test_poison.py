@@ -118,8 +118,8 @@ async def test_values_at_the_edges_of_the_sane_ranges_load(spool: Spool) -> None
 
 
 def _drop_with(spool: Spool, **changes: object) -> Path:
-    spool.drop(submission("a@x.com", "b@x.com"))
-    (path,) = spool.pending_drops()
+    spool.drops.drop(submission("a@x.com", "b@x.com"))
+    (path,) = spool.drops.pending()
     line, content = path.read_bytes().split(b"\n", 1)
     header = {**json.loads(line), **changes}
     path.write_bytes(json.dumps(header).encode() + b"\n" + content)
@@ -146,7 +146,7 @@ async def test_a_drop_file_with_a_malformed_value_is_corrupt_naming_it(
     spool = Spool(tmp_path / "spool")
     path = _drop_with(spool, **changes)
     with pytest.raises(SpoolEntryCorrupt, match="corrupt incoming file") as raised:
-        await spool.read_drop(path)
+        await spool.drops.read(path)
     assert reason in str(raised.value)
 
 

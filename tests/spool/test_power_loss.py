@@ -172,8 +172,8 @@ async def test_a_drop_picked_up_again_rewrites_a_torn_entry_and_keeps_an_intact_
         reception = Reception(
             PolicyHolder(policy, memo=MemoRegistry()), spool, record_writer(spool, records)
         )
-        torn_id, intact_id = spool.drop(submission("a@x.com", "b@x.com"))
-        (dropped,) = spool.pending_drops()
+        torn_id, intact_id = spool.drops.drop(submission("a@x.com", "b@x.com"))
+        (dropped,) = spool.drops.pending()
         shutil.copy(dropped, tmp_path / "drop")
         assert await reception.pick_up_drops() == 1
         shutil.copy(tmp_path / "drop", dropped)  # its removal never reached the disk

@@ -258,7 +258,7 @@ def test_any_json_in_any_drop_file_field_is_taken_sane_or_refused_as_corrupt(
     path = files.incoming / f"{base}.msg"
     path.write_bytes(json.dumps(present(values)).encode() + b"\n" + CONTENT)
     try:
-        submission, created = asyncio.run(files.read_drop(path))
+        submission, created = asyncio.run(files.drops.read(path))
     except SpoolEntryCorrupt:
         return
     messages = files.prepare(submission, now=created)

@@ -69,16 +69,16 @@ async def test_an_incoming_symlink_to_a_valid_drop_file_is_quarantined(
     tmp_path: Path, outside: Outside
 ) -> None:
     other = Spool(tmp_path / "other")
-    other.drop(submission("elsewhere@x.com"))
-    (dropped,) = other.pending_drops()
+    other.drops.drop(submission("elsewhere@x.com"))
+    (dropped,) = other.drops.pending()
     spool = Spool(tmp_path / "spool")
     link = spool.incoming / dropped.name
     link.symlink_to(outside.file("drop", dropped.read_bytes()))
     with pytest.raises(SpoolEntryCorrupt, match="a symbolic link"):
-        await spool.read_drop(link)
-    spool.quarantine_drop(link, "SpoolEntryCorrupt: a symbolic link")
+        await spool.drops.read(link)
+    spool.drops.set_aside(link, "SpoolEntryCorrupt: a symbolic link")
     assert (spool.quarantine / dropped.name).is_symlink()
-    assert spool.pending_drops() == []
+    assert spool.drops.pending() == []
     assert outside.unchanged()
 
 
@@ -89,12 +89,12 @@ async def test_quarantine_replaces_planted_links_at_its_names_and_writes_no_reas
     (spool.data / bad.id).write_bytes(b"garbage")
     (spool.quarantine / bad.id).symlink_to(outside.file("victim1", b"one"))
     (spool.quarantine / f"{bad.id}.reason").symlink_to(outside.file("victim2", b"two"))
-    spool.drop(submission("a@x.com"))
-    (dropped,) = spool.pending_drops()
+    spool.drops.drop(submission("a@x.com"))
+    (dropped,) = spool.drops.pending()
     reason = spool.quarantine / f"{dropped.name}.reason"
     reason.symlink_to(outside.file("victim3", b"three"))
     assert list(spool.enumerate()) == []
-    spool.quarantine_drop(dropped, "SpoolEntryCorrupt: test")
+    spool.drops.set_aside(dropped, "SpoolEntryCorrupt: test")
     assert (spool.quarantine / bad.id).read_bytes() == b"garbage"
     for written in (spool.quarantine / f"{bad.id}.reason", reason):
         assert not written.is_symlink()
