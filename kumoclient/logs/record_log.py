@@ -1,5 +1,24 @@
 """The writer of delivery log records (SPEC 6): JSONL segment files, and the records held in
-memory while the disk cannot take them; their JSON form is `core.log_record`'s."""
+memory while the disk cannot take them; their JSON form is `core.log_record`'s.
+
+`RecordLog` writes JSONL segment files `<log_dir>/<UTC %Y%m%d-%H%M%S>.jsonl`.
+`write` holds a record in memory; held records go to the current segment every
+FLUSH_INTERVAL, or at once when FLUSH_SIZE bytes wait. `sync()` writes and fsyncs them and
+is what callers await before a message leaves the spool (concurrent calls share one
+fsync). A new segment starts at open and every `max_segment_duration`.
+
+Faults: when the records cannot be written (a full disk or quota; a segment that cannot be
+written or created: I/O error, read-only, file size limit, an immutable directory) they
+stay held, `health` goes down (one log line) and `sync()` raises
+LogUnavailable. Every FLUSH_INTERVAL the writer tries again — the same segment after a
+full disk, a new one after any other error — and once everything held is written,
+`health` is up (one log line). At most `hold_limit` bytes are held: past it `write` keeps
+no record and says so. Bytes written since the segment's last fsync are kept until an
+fsync succeeds: after a failed fsync (the kernel may have dropped them) they are written
+again to a new segment, so a record may appear twice in the log, never not at all. A
+segment never ends in part of a record once it is left. A rotation that cannot create the
+new segment goes on writing the current one and tries again (one log line).
+"""
 
 from __future__ import annotations
 
@@ -47,25 +66,7 @@ def _reason(exc: OSError) -> str:
 
 
 class RecordLog:
-    """JSONL segment files `<log_dir>/<UTC %Y%m%d-%H%M%S>.jsonl`.
-
-    `write` holds a record in memory; held records go to the current segment every
-    FLUSH_INTERVAL, or at once when FLUSH_SIZE bytes wait. `sync()` writes and fsyncs them and
-    is what callers await before a message leaves the spool (concurrent calls share one
-    fsync). A new segment starts at open and every `max_segment_duration`.
-
-    Faults: when the records cannot be written (a full disk or quota; a segment that cannot be
-    written or created: I/O error, read-only, file size limit, an immutable directory) they
-    stay held, `health` goes down (one log line) and `sync()` raises
-    LogUnavailable. Every FLUSH_INTERVAL the writer tries again — the same segment after a
-    full disk, a new one after any other error — and once everything held is written,
-    `health` is up (one log line). At most `hold_limit` bytes are held: past it `write` keeps
-    no record and says so. Bytes written since the segment's last fsync are kept until an
-    fsync succeeds: after a failed fsync (the kernel may have dropped them) they are written
-    again to a new segment, so a record may appear twice in the log, never not at all. A
-    segment never ends in part of a record once it is left. A rotation that cannot create the
-    new segment goes on writing the current one and tries again (one log line).
-    """
+    """The delivery log's writer (see the module's text)."""
 
     FLUSH_INTERVAL = 0.5
     FLUSH_SIZE = 256 * 1024  # held bytes written at once, without waiting for the interval
@@ -292,25 +293,10 @@ class RecordLog:
     def _fault(self, exc: OSError) -> None:
         if self.health.ok:
             self._dropped_before = self.dropped
-            _log.error(
-                "delivery log cannot be written: deliveries paused, new mail refused, "
-                "records held until it can be",
-                error=_reason(exc),
-                errno=exc.errno,
-                path=str(self.path),
-                held=self.held,
-            )
-        self.health.down(_reason(exc))
+        self.health.down(_reason(exc), errno=exc.errno, path=str(self.path), held=self.held)
 
     def _recovered(self) -> None:
-        since = self.health.since
-        self.health.up()
-        _log.info(
-            "delivery log written again: deliveries and reception resume",
-            seconds=round(time.monotonic() - since, 3) if since is not None else None,
-            dropped=self.dropped - self._dropped_before,
-            path=str(self.path),
-        )
+        self.health.up(dropped=self.dropped - self._dropped_before, path=str(self.path))
 
     async def _flush_loop(self) -> None:
         """Every FLUSH_INTERVAL: write what is held (after a fault: try again) and fsync when
