@@ -18,7 +18,7 @@ import re
 from dataclasses import dataclass, field
 
 from kumoclient.errors import ConfigError
-from kumoclient.policy.modules.rust_regex_lexer import Cursor, char
+from kumoclient.policy.modules.rust_regex_lexer import References, char
 
 _WORD_START, _WORD_END = r"(?:(?<!\w)(?=\w))", r"(?:(?<=\w)(?!\w))"
 
@@ -41,8 +41,8 @@ def escape(text: str) -> str:
     return re.sub(r"([\\.+*?()|\[\]{}^$#&\-~])", r"\\\1", text)
 
 
-class _Parser(Cursor):
-    """The structure of the grammar: alternation, pieces, atoms, groups, back-references."""
+class _Parser(References):
+    """The structure of the grammar: alternation, pieces, atoms, groups."""
 
     # --- structure ---------------------------------------------------------------------------
 
@@ -147,9 +147,6 @@ class _Parser(Cursor):
             return self.escape_atom()
         return self.cased(char(c)), 1, True
 
-    def cased(self, text: str) -> str:
-        return f"(?i:{text})" if self.flags["i"] else text
-
     def escape_atom(self) -> tuple[str, int | None, bool]:
         if self.i >= len(self.p):
             raise self.fail("pattern ends with a backslash")
@@ -176,43 +173,6 @@ class _Parser(Cursor):
         if c == "g":
             raise self.fail("subroutine calls (\\g) are not supported")
         return self.cased(self.class_escape(c)), 1, True
-
-    # --- back-references -----------------------------------------------------------------------
-
-    def numbered_backref(self) -> tuple[str, int | None, bool]:
-        match = re.compile(r"\d+").match(self.p, self.i)
-        assert match is not None
-        self.i = match.end()
-        self.numeric_backrefs = True
-        return self.backref(int(match[0]))
-
-    def backref(self, group: int) -> tuple[str, int | None, bool]:
-        self.portable = False
-        if group == 0:
-            raise self.fail("invalid back-reference to group 0")
-        self.backrefs.append(group)
-        return self.cased(f"\\g<{group}>"), self.widths.get(group), True
-
-    def named_backref(self, delimiters: tuple[str, str]) -> tuple[str, int | None, bool]:
-        match = re.compile(
-            re.escape(delimiters[0]) + r"(\w*?)([+-]\d+)?" + re.escape(delimiters[1])
-        ).match(self.p, self.i)
-        if match is None or not (match[1] or match[2]):
-            raise self.fail("invalid group name in back-reference")
-        self.i = match.end()
-        return self.backref(self.resolve(match[1], match[2]))
-
-    def resolve(self, name: str, relative: str | None) -> int:
-        if relative is not None:
-            if name:
-                raise self.fail("back-references with a recursion level are not supported")
-            offset = int(relative)
-            return self.groups + (offset + 1 if offset < 0 else offset)
-        if name in self.names:
-            return self.names[name]
-        if name.isdigit():
-            return int(name)
-        raise self.fail(f"unknown group name {name!r}")
 
     # --- groups ------------------------------------------------------------------------------
 

@@ -1,6 +1,6 @@
 """The lexical half of the Rust regex translation (see rust_regex.py): the cursor over the
 pattern, escapes, `\\p{..}` Unicode classes and bracketed classes with their set operations,
-each emitted for the `regex` package's V1 syntax."""
+and back-references, each emitted for the `regex` package's V1 syntax."""
 
 from __future__ import annotations
 
@@ -212,6 +212,49 @@ class Cursor:
         if decoded is not None:
             return chr(int(decoded[1], 16))
         return item
+
+
+class References(Cursor):
+    """Back-references (`\\1`, `\\k<name>`, `\\k<-1>`), resolved against the groups seen so
+    far, and case-folding of what they and escapes emit under the `i` flag."""
+
+    def cased(self, text: str) -> str:
+        return f"(?i:{text})" if self.flags["i"] else text
+
+    def numbered_backref(self) -> tuple[str, int | None, bool]:
+        match = re.compile(r"\d+").match(self.p, self.i)
+        assert match is not None
+        self.i = match.end()
+        self.numeric_backrefs = True
+        return self.backref(int(match[0]))
+
+    def backref(self, group: int) -> tuple[str, int | None, bool]:
+        self.portable = False
+        if group == 0:
+            raise self.fail("invalid back-reference to group 0")
+        self.backrefs.append(group)
+        return self.cased(f"\\g<{group}>"), self.widths.get(group), True
+
+    def named_backref(self, delimiters: tuple[str, str]) -> tuple[str, int | None, bool]:
+        match = re.compile(
+            re.escape(delimiters[0]) + r"(\w*?)([+-]\d+)?" + re.escape(delimiters[1])
+        ).match(self.p, self.i)
+        if match is None or not (match[1] or match[2]):
+            raise self.fail("invalid group name in back-reference")
+        self.i = match.end()
+        return self.backref(self.resolve(match[1], match[2]))
+
+    def resolve(self, name: str, relative: str | None) -> int:
+        if relative is not None:
+            if name:
+                raise self.fail("back-references with a recursion level are not supported")
+            offset = int(relative)
+            return self.groups + (offset + 1 if offset < 0 else offset)
+        if name in self.names:
+            return self.names[name]
+        if name.isdigit():
+            return int(name)
+        raise self.fail(f"unknown group name {name!r}")
 
 
 def normalize(name: str) -> str:
