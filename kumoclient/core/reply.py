@@ -13,7 +13,6 @@ Rules (SPEC 2.3 step 1, KumoMTA's ResponseBuilder):
 from __future__ import annotations
 
 import re
-from dataclasses import replace
 
 from kumoclient.errors import ReplyParseError
 from kumoclient.records import EnhancedCode, Reply
@@ -86,6 +85,8 @@ def single_line(reply: Reply, line_break: str = LITERAL_CRLF) -> str:
 
 def flatten(content: str, line_break: str = LITERAL_CRLF) -> str:
     """`content` with every CRLF, CR or LF replaced by `line_break`: never a line break."""
+    if "\n" not in content and "\r" not in content:  # most replies: one line, nothing to do
+        return content
     return _ANY_BREAK.sub(lambda _: line_break, content)  # a function: no escape processing
 
 
@@ -98,7 +99,9 @@ def apply_rewrite(reply: Reply, new_code: int) -> Reply:
     """The reply with its code replaced and the note appended; enhanced code and command kept."""
     if new_code == reply.code:
         return reply
-    return replace(reply, code=new_code, content=reply.content + rewrite_note(reply.code, new_code))
+    # built directly: dataclasses.replace costs 3 µs, on the rewrite hook's hot path
+    content = reply.content + rewrite_note(reply.code, new_code)
+    return Reply(new_code, reply.enhanced_code, content, reply.command)
 
 
 _NOTE = re.compile(r" \(kumomta: status was rewritten from (\d+) -> (\d+)\)$")

@@ -190,19 +190,25 @@ end
 local function worker(state)
   -- the job, under the dispatcher's own xpcall: an abort raised while the dispatcher handles
   -- a handler's result still ends in an answer
+  local enter = core.enter
   local function run(kind, name, ...)
+    if kind == 'fire' then -- the common job (the rewrite hook's), in few instructions: each
+      state.used, state.abort, state.per_slice = 0, nil, false -- one runs under the count hook
+      state.handler, state.origin, state.event = nil, nil, name
+      enter(state)
+      return call_handlers(state, name, ...)
+    end
     state.used, state.abort, state.per_slice = 0, nil, kind == 'task'
     state.handler, state.origin = nil, kind == 'policy' and name or nil
     state.event = kind ~= 'policy' and name or nil
-    core.enter(state)
+    enter(state)
     if kind == 'policy' then
       return run_policy(name)
     end
     return call_handlers(state, name, ...)
   end
   local function leave(ok, ...)
-    core.current = nil
-    core.current_event = nil
+    core.current, core.current_event = nil, nil
     if ok then
       return ...
     end
