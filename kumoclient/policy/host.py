@@ -33,7 +33,7 @@ log = logs.get_logger(__name__)
 
 Answer = tuple[Any, ...]
 
-_PATH_FIELDS = ("path", "log_dir", "tls_certificate", "tls_private_key")
+_PATH_FIELDS = ("path", "log_dir", "tls_certificate", "tls_private_key", "tls_required_client_ca")
 _MAX_PROXIES = 256
 _HOOKS = (
     "index",

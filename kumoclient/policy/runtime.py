@@ -110,10 +110,14 @@ class PolicyRuntime:
         the `policy` commands)."""
         return self.vm.run(coroutine)
 
+    def raise_failure(self, event: str, fired: Fired) -> NoReturn:
+        """PolicyReject for a handler's kumo.reject / kumo.disconnect, else PolicyError."""
+        self._raise_failure(event, fired)
+
     def _raise_failure(self, event: str, fired: Fired) -> NoReturn:
         if fired.status == "reject":
             text = " ".join(str(fired.detail).split())  # one line: no CR/LF into the reply
-            raise PolicyReject(int(fired.value), text)
+            raise PolicyReject(int(fired.value), text, str(fired.disconnect or "If421"))
         raise failure(event, fired)
 
     def _spawn(self, request: TaskRequest) -> None:
@@ -231,8 +235,9 @@ class PolicyRuntime:
         )
         return HookAnswer(error=problem)
 
-    async def message_event(self, event: str, view: MessageView) -> None:
-        """Fire a reception event (`smtp_server_message_received`, `http_message_generated`).
+    async def message_event(self, event: str, view: MessageView, *extra: Any) -> None:
+        """Fire a reception event (`smtp_server_message_received`, `http_message_generated`)
+        with `msg` and the `extra` arguments (the SMTP events' `conn_meta`).
 
         The handlers may change `view.meta` and `view.content`; `kumo.reject` raises
         PolicyReject and any other failure (an aborted handler too) PolicyError.
@@ -244,7 +249,7 @@ class PolicyRuntime:
             for name, fn in view.lua_methods(self.host.to_python).items()
         }
         msg = self.host.internal.make_msg(self._lua.table_from(methods))
-        fired = await self.vm.fire(event, msg)
+        fired = await self.vm.fire(event, msg, *(self.host.to_lua(value) for value in extra))
         if fired.failed:
             self._raise_failure(event, fired)
 
