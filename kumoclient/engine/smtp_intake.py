@@ -63,7 +63,7 @@ class Intake:
 def message_meta(meta: dict[str, Any]) -> dict[str, str]:
     """The connection metadata as a message's meta (strings; other values as JSON text)."""
     return {
-        key: value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
+        key: value if isinstance(value, str) else json.dumps(value, separators=(",", ":"), sort_keys=True)
         for key, value in meta.items()
     }
 

@@ -158,8 +158,10 @@ async def written(session: Session) -> bool:
 
 
 def secured(session: Session, transport: asyncio.BaseTransport) -> None:
-    """STARTTLS is done: the TLS version, cipher and client certificate in the metadata."""
+    """STARTTLS is done: the TLS version, cipher and client certificate in the metadata (the
+    listener domains are asked afresh)."""
     conn = session.conn
+    conn.domains.clear()
     ssl_object = transport.get_extra_info("ssl_object")
     if ssl_object is not None:
         cipher = ssl_object.cipher()

@@ -108,6 +108,7 @@ async def verify(session: Session, credentials: Credentials) -> None:
         raise CommandError("535 5.7.8 Authentication credentials invalid")
     listener.authenticated(session.peer)
     conn.authenticated = who
+    conn.domains.clear()  # the listener domains may answer otherwise for an authzid
     conn.meta["authz_id"], conn.meta["authn_id"] = who.authz, who.authn
     conn.auth["identities"] = [
         {"identity": identity, "context": context} for identity, context in who.identities
