@@ -24,6 +24,12 @@ import tempfile
 import time
 from pathlib import Path
 
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # run as `python bench/data_memory.py`
+    sys.path.insert(0, str(ROOT))
+
+from tests.ports import free_port  # noqa: E402
+
 
 def status(pid: int, field: str) -> int:
     """A /proc/<pid>/status memory field, in KiB."""
@@ -31,13 +37,6 @@ def status(pid: int, field: str) -> int:
         if line.startswith(f"{field}:"):
             return int(line.split()[1])
     raise KeyError(field)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 async def send(port: int, content: bytes, sent: asyncio.Barrier) -> str:

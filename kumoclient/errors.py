@@ -44,6 +44,17 @@ class PolicyLoadError(PolicyError):
     """The policy file could not be read, compiled or run at the top level."""
 
 
+class PolicyIoError(KumoClientError):
+    """A `kumo` function's I/O failed: an HTTP request, a websocket, a Redis command, a sqlite
+    statement. `function` names it as policy code calls it (`redis.query`), `reason` says what
+    failed; the policy sees `function: reason` as a Lua error at its calling line."""
+
+    def __init__(self, function: str, reason: str) -> None:
+        super().__init__(f"{function}: {reason}")
+        self.function = function
+        self.reason = reason
+
+
 class PolicyReject(KumoClientError):
     """A handler called `kumo.reject(code, text)`: the submission is refused with that reply.
     `disconnect` is `If421` (the SMTP session ends after a 421), or `kumo.disconnect`'s mode
@@ -75,7 +86,8 @@ class SubmissionRefused(KumoClientError):
 
 class ReceptionPaused(SubmissionRefused):
     """A submission is refused because kumoclient cannot take mail now (its delivery log
-    cannot be written): SMTP `451 4.3.0`, HTTP 503; nothing was stored."""
+    cannot be written: SMTP `451 4.3.0`; the spool's disk is short of the free space the
+    policy asks for: `451 4.3.1`), HTTP 503; nothing was stored."""
 
 
 class LogUnavailable(KumoClientError):

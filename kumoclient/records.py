@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import datetime
 import enum
 from dataclasses import dataclass, field
+from typing import Any
 
 
 class RecordType(enum.Enum):
@@ -110,11 +112,14 @@ class MxHost:
 
 @dataclass(frozen=True, slots=True)
 class Rate:
-    """A rate limit such as `100/s`: `limit` events per `period` seconds."""
+    """A rate limit such as `100/s`: `limit` events per `period` seconds, at most `burst` at
+    once (None: `limit`); `local` (KumoMTA's `local:` prefix): never shared through Redis."""
 
     limit: int
     period: float
     spec: str
+    burst: int | None = None
+    local: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,26 +243,49 @@ class EsmtpListenerConfig:
     via: tuple[tuple[str, ListenerOverrides], ...] = ()
 
 
+# A KumoMTA KeySource: a file name (str), the data itself (bytes: `{key_data=...}`), or a
+# HashiCorp Vault secret (`{vault_mount=, vault_path=, ...}`, read when it is used)
+KeySource = str | bytes | tuple[tuple[str, str], ...]
+
+
 @dataclass(frozen=True, slots=True)
 class HttpListenerConfig:
-    """`kumo.start_http_listener{...}` (SPEC 3)."""
+    """`kumo.start_http_listener{...}` (SPEC 3). With `use_tls` and neither certificate nor
+    key, a self-signed certificate for `hostname` is made at start."""
 
     listen: str = "127.0.0.1:8000"
     trusted_hosts: tuple[str, ...] = DEFAULT_LOOPBACK_HOSTS
     hostname: str | None = None
     use_tls: bool = False
-    tls_certificate: str | None = None
-    tls_private_key: str | None = None
+    tls_certificate: KeySource | None = None
+    tls_private_key: KeySource | None = field(default=None, repr=False)
     request_body_limit: int = 2 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
+class MinFree:
+    """A spool's least free space or inodes: `percent` of the filesystem, or an `amount`
+    (bytes or inodes); below it no mail is taken (KumoMTA's default: 10%)."""
+
+    percent: int | None = None
+    amount: int | None = None
+
+    def __str__(self) -> str:
+        return f"{self.percent}%" if self.percent is not None else str(self.amount)
+
+
+@dataclass(frozen=True, slots=True)
 class SpoolConfig:
-    """`kumo.define_spool{name=, path=}`."""
+    """`kumo.define_spool{...}`: `kind` LocalDisk or RocksDB, both served by the one local-disk
+    spool; `flush` and `rocks_params` (checked, kept as given) have no effect there."""
 
     name: str
     path: str
     kind: str = "LocalDisk"
+    flush: bool = False
+    min_free_space: MinFree = MinFree(percent=10)
+    min_free_inodes: MinFree = MinFree(percent=10)
+    rocks_params: tuple[tuple[str, object], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -290,6 +318,22 @@ class RedisThrottleConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class AccountingConfig:
+    """`kumo.configure_accounting_db_path(PATH)`: where the received and delivered counts are
+    kept (an sqlite file)."""
+
+    path: str
+
+
+@dataclass(frozen=True, slots=True)
+class HttpInjectLimit:
+    """`kumo.set_httpinject_recipient_rate_limit(SPEC)`: the rate of recipients the HTTP
+    inject API takes (None: no limit)."""
+
+    rate: Rate | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class InitConfig:
     """Everything the policy's `init` event configured."""
 
@@ -299,26 +343,76 @@ class InitConfig:
     local_logs: LocalLogsConfig | None = None
     resolver: ResolverConfig | None = None
     redis_throttles: RedisThrottleConfig | None = None
+    accounting_db_path: str | None = None
+    httpinject_recipient_rate: Rate | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryWindow:
+    """When delivery is allowed (`msg:set_scheduling`'s `dow`, `tz`, `start`, `end`): on
+    `days` (0 Monday ... 6 Sunday), from `start` up to (not including) `end`, local times of
+    the IANA time zone `tz`."""
+
+    days: frozenset[int]
+    tz: str
+    start: datetime.time
+    end: datetime.time
+
+
+@dataclass(frozen=True, slots=True)
+class Schedule:
+    """A message's scheduling constraints (`msg:set_scheduling`, `core.schedule` decides with
+    them): its delivery window, the earliest first attempt, and its own expiry time, which
+    replaces the queue's `max_age`. Times are aware datetimes (their offset is kept: the
+    policy gets back what it gave)."""
+
+    window: DeliveryWindow | None = None
+    first_attempt: datetime.datetime | None = None
+    expires: datetime.datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class SpooledMessage:
     """A message in the spool: one recipient, its envelope, metadata and scheduling state.
 
-    `meta` holds the policy's metadata (`tenant`, `campaign`, `routing_domain`, `queue` are
-    reserved); `due` is when the next attempt may start (Unix seconds).
+    `meta` holds the policy's metadata, a JSON object: any JSON value under each key
+    (`tenant`, `campaign`, `routing_domain`, `queue` are reserved, and strings when set); `due`
+    is when the next attempt may start (Unix seconds); `schedule` the policy's constraints.
     """
 
     id: str
     sender: str
     recipient: str
-    meta: dict[str, str]
+    meta: dict[str, Any]
     created: float
     size: int
     attempts: int = 0
     due: float = 0.0
     last_response: str | None = None
     reception_protocol: str = "ESMTP"
+    schedule: Schedule | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AuthInfo:
+    """Who a session is (KumoMTA's AuthInfo): the peer's IP address, the identities it
+    authenticated as (`(identity, context)`, context one of KumoMTA's names such as
+    `HttpBasicAuth`), and the groups it belongs to."""
+
+    peer_address: str | None = None
+    identities: tuple[tuple[str, str], ...] = ()
+    groups: tuple[str, ...] = ()
+
+    def as_data(self) -> dict[str, Any]:
+        """The AuthInfo table a policy sees: `{peer_address, identities = {{identity,
+        context}, ...}, groups}`."""
+        return {
+            "peer_address": self.peer_address,
+            "identities": [
+                {"identity": identity, "context": context} for identity, context in self.identities
+            ],
+            "groups": list(self.groups),
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -393,7 +487,7 @@ class LogRecord:
     num_attempts: int = 0
     egress_pool: str = "unspecified"
     egress_source: str = "unspecified"
-    meta: dict[str, str] = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)
     delivery_protocol: str = "ESMTP"
     reception_protocol: str = "ESMTP"
     nodeid: str = ""

@@ -39,7 +39,7 @@ from redis.backoff import NoBackoff
 from redis.commands.core import AsyncScript
 
 from kumoclient import logs
-from kumoclient.core.throttle import Throttle
+from kumoclient.core.throttle import Throttle, tolerance
 from kumoclient.records import Rate, RedisThrottleConfig
 
 log = logs.get_logger(__name__)
@@ -50,23 +50,25 @@ LEASES_PREFIX = KEY_PREFIX + "leases:"
 DEFAULT_RETRY_INTERVAL = 5.0
 DEFAULT_LEASE_SECONDS = 60.0
 
-# KEYS[1]: the throttle's key. ARGV: seconds between events, the burst tolerance (seconds).
+# KEYS[1]: the throttle's key. ARGV: seconds between events, the burst tolerance (seconds),
+# how many events to book (the wait is for the last of them).
 # The theoretical arrival time (TAT) of the next event is stored in Redis time (seconds since
 # the epoch) and expires once it lies in the past, where it no longer matters. Answers the
 # wait as a string (Redis would truncate a Lua number to an integer).
 _GCRA_SCRIPT = """
 local interval = tonumber(ARGV[1])
 local tolerance = tonumber(ARGV[2])
+local quantity = tonumber(ARGV[3])
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) + tonumber(clock[2]) / 1000000
 local tat = tonumber(redis.call('GET', KEYS[1]))
 if tat == nil or tat < now then
   tat = now
 end
-local next_tat = tat + interval
+local next_tat = tat + interval * quantity
 redis.call('SET', KEYS[1], string.format('%.6f', next_tat),
            'PX', math.ceil((next_tat - now) * 1000) + 1000)
-local wait = tat - tolerance - now
+local wait = tat + interval * (quantity - 1) - tolerance - now
 if wait < 0 then
   wait = 0
 end
@@ -112,8 +114,8 @@ class AsyncThrottle(Protocol):
     @property
     def rate(self) -> Rate: ...
 
-    async def reserve(self) -> float:
-        """Seconds to wait before the booked event may happen (0.0: now)."""
+    async def reserve(self, quantity: int = 1) -> float:
+        """Book `quantity` events; seconds to wait before the last may happen (0.0: now)."""
         ...
 
 
@@ -136,8 +138,8 @@ class LocalThrottle:
     def rate(self) -> Rate:
         return self._throttle.rate
 
-    async def reserve(self) -> float:
-        return self._throttle.reserve()
+    async def reserve(self, quantity: int = 1) -> float:
+        return self._throttle.reserve(quantity)
 
 
 class RedisThrottle:
@@ -147,18 +149,18 @@ class RedisThrottle:
         self._owner = owner
         self.key = key
         self.redis_key = THROTTLE_PREFIX + key
-        interval = rate.period / rate.limit
-        self._args = (repr(interval), repr(rate.period - interval))
+        self._args = (repr(rate.period / rate.limit), repr(tolerance(rate)))
         self._local = LocalThrottle(rate, owner.clock)
 
     @property
     def rate(self) -> Rate:
         return self._local.rate
 
-    async def reserve(self) -> float:
-        answer = await self._owner.run_script("gcra", [self.redis_key], self._args)
+    async def reserve(self, quantity: int = 1) -> float:
+        args = (*self._args, quantity)
+        answer = await self._owner.run_script("gcra", [self.redis_key], args)
         if answer is None:
-            return await self._local.reserve()
+            return await self._local.reserve(quantity)
         return max(0.0, float(answer))
 
 
@@ -218,14 +220,15 @@ class SharedThrottles:
         """The throttle for `key` at `rate`: the same object while the rate is unchanged.
 
         Nodes share the budget of a key (e.g. `message_rate:{site}`) whatever their rates;
-        each booking uses the rate of the node that books.
+        each booking uses the rate of the node that books. A `local` rate (KumoMTA's `local:`
+        prefix) is never shared.
         """
         current = self._throttles.get(key)
         if current is not None and current.rate == rate:
             return current
         made: AsyncThrottle = (
             LocalThrottle(rate, self.clock)
-            if self.config is None
+            if self.config is None or rate.local
             else RedisThrottle(self, key, rate)
         )
         self._throttles[key] = made

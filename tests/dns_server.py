@@ -1,11 +1,14 @@
 """A small authoritative DNS server in the test's own event loop (UDP and TCP, one port).
 
 It serves one zone given as zone-file text (names relative to `origin`; a default SOA and NS
-are added when the text has no SOA). Answers: the records of an existing name (following
-CNAMEs inside the zone); NODATA with the SOA in authority when the name exists without that
-type; NXDOMAIN with the SOA when it does not; REFUSED outside the zone. Names in `servfail`
-get SERVFAIL; names in `silent` get no answer at all (client timeouts). Every query received
-is counted in `queries` and logged in `log` as (lower-case name, type, `udp`/`tcp`).
+are added when the text has no SOA), and the zones of `more` (origin → text, the same way).
+Answers: the records of an existing name (following CNAMEs inside its zone); NODATA with the
+SOA in authority when the name exists without that type; NXDOMAIN with the SOA when it does
+not; REFUSED outside the zones. Names in `servfail` get SERVFAIL; names in `silent` get no
+answer at all (client timeouts); names in `held` get their answer only after `release()`
+(`held_queries` counts the queries waiting, `waiting` holds their names). Records go out in
+zone order (not shuffled). Every query received is counted in `queries` and logged in `log`
+as (lower-case name, type, `udp`/`tcp`).
 
     @pytest.fixture
     async def dns_server() -> AsyncIterator[DnsServer]:
@@ -23,7 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from types import TracebackType
 from typing import cast
 
@@ -56,13 +59,20 @@ class DnsServer:
         *,
         servfail: Iterable[str] = (),
         silent: Iterable[str] = (),
+        held: Iterable[str] = (),
+        more: Mapping[str, str] | None = None,
     ) -> None:
         self.origin = dns.name.from_text(origin)
-        if " SOA " not in zone_text.upper().replace("\t", " "):
-            zone_text = DEFAULT_SOA.format(origin=self.origin.to_text()) + zone_text
-        self.zone = dns.zone.from_text(zone_text, origin=self.origin, relativize=False)
+        self.zone = _zone(zone_text, self.origin)
+        self.zones = [self.zone] + [
+            _zone(text, dns.name.from_text(name)) for name, text in (more or {}).items()
+        ]
         self.servfail: set[dns.name.Name] = {self._name(n) for n in servfail}
         self.silent: set[dns.name.Name] = {self._name(n) for n in silent}
+        self.held: set[dns.name.Name] = {self._name(n) for n in held}
+        self.held_queries = 0
+        self.waiting: set[str] = set()  # the held names asked for (lower case, final dot)
+        self._released = asyncio.Event()
         self.queries = 0
         self.log: list[tuple[str, str, str]] = []
         self.port = 0
@@ -72,13 +82,27 @@ class DnsServer:
         self._tcp_tasks: set[asyncio.Task[None]] = set()
 
     def _name(self, text: str) -> dns.name.Name:
-        """`mail`, `mail.test` and `mail.test.` all mean `mail.test.` (origin `test.`)."""
+        """`mail`, `mail.test` and `mail.test.` all mean `mail.test.` (origin `test.`); a name
+        under the origin of a zone of `more` is that name."""
         name = dns.name.from_text(text.rstrip("."), dns.name.root)
-        return (
-            name
-            if name.is_subdomain(self.origin)
-            else name.relativize(dns.name.root).concatenate(self.origin)
-        )
+        if any(name.is_subdomain(zone.origin) for zone in getattr(self, "zones", [self.zone])):
+            return name
+        return name.relativize(dns.name.root).concatenate(self.origin)
+
+    def release(self) -> None:
+        """Send the answers of the `held` names (those waiting and those to come)."""
+        self._released.set()
+
+    async def answer_when_released(
+        self, query: dns.message.Message, transport: str
+    ) -> dns.message.Message | None:
+        """`respond`, after `release()` for a held name."""
+        question = query.question[0] if len(query.question) == 1 else None
+        if question is not None and question.name in self.held and not self._released.is_set():
+            self.held_queries += 1
+            self.waiting.add(question.name.to_text().lower())
+            await self._released.wait()
+        return self.respond(query, transport)
 
     @property
     def address(self) -> str:
@@ -110,6 +134,8 @@ class DnsServer:
         raise OSError("no port free for both UDP and TCP")
 
     async def stop(self) -> None:
+        self.release()  # held answers go out (or are dropped) rather than stay pending
+        await asyncio.sleep(0)
         if self._udp is not None:
             self._udp.close()
             self._udp = None
@@ -149,9 +175,9 @@ class DnsServer:
                 query = _parse(wire)
                 if query is None:
                     break
-                response = self.respond(query, "tcp")
+                response = await self.answer_when_released(query, "tcp")
                 if response is not None:
-                    writer.write(response.to_wire(prepend_length=True))
+                    writer.write(response.to_wire(prepend_length=True, want_shuffle=False))
                     await writer.drain()
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
@@ -180,18 +206,20 @@ class DnsServer:
         if qname in self.servfail:
             response.set_rcode(dns.rcode.SERVFAIL)
             return response
-        if not qname.is_subdomain(self.origin):
+        zone = self._zone_of(qname)
+        if zone is None:
             response.set_rcode(dns.rcode.REFUSED)
             return response
         response.flags |= dns.flags.AA
         name = qname
         for _ in range(8):  # follow CNAMEs inside the zone
-            node = self.zone.get_node(name) if name.is_subdomain(self.origin) else None
+            inside = zone.origin is not None and name.is_subdomain(zone.origin)
+            node = zone.get_node(name) if inside else None
             if node is None:  # NXDOMAIN, or NODATA for an empty non-terminal
-                if name.is_subdomain(self.origin):
-                    if not any(other.is_subdomain(name) for other in self.zone.nodes):
+                if inside:
+                    if not any(other.is_subdomain(name) for other in zone.nodes):
                         response.set_rcode(dns.rcode.NXDOMAIN)
-                    self._add_soa(response)
+                    self._add_soa(response, zone)
                 return response
             rdataset = node.get_rdataset(dns.rdataclass.IN, rdtype)
             if rdataset is not None:
@@ -201,7 +229,7 @@ class DnsServer:
                 return response
             cname = node.get_rdataset(dns.rdataclass.IN, dns.rdatatype.CNAME)
             if cname is None:
-                self._add_soa(response)  # NODATA
+                self._add_soa(response, zone)  # NODATA
                 return response
             response.answer.append(dns.rrset.from_rdata_list(name, cname.ttl, list(cname)))
             target = cname[0]
@@ -209,10 +237,21 @@ class DnsServer:
             name = target.target
         return response
 
-    def _add_soa(self, response: dns.message.Message) -> None:
-        soa = self.zone.get_rrset(self.origin, dns.rdatatype.SOA)
+    def _zone_of(self, name: dns.name.Name) -> dns.zone.Zone | None:
+        inside = [z for z in self.zones if z.origin is not None and name.is_subdomain(z.origin)]
+        return max(inside, key=lambda z: len(z.origin or ()), default=None)
+
+    def _add_soa(self, response: dns.message.Message, zone: dns.zone.Zone) -> None:
+        assert zone.origin is not None
+        soa = zone.get_rrset(zone.origin, dns.rdatatype.SOA)
         if soa is not None:
             response.authority.append(soa)
+
+
+def _zone(text: str, origin: dns.name.Name) -> dns.zone.Zone:
+    if " SOA " not in text.upper().replace("\t", " "):
+        text = DEFAULT_SOA.format(origin=origin.to_text()) + text
+    return dns.zone.from_text(text, origin=origin, relativize=False)
 
 
 def _parse(wire: bytes) -> dns.message.Message | None:
@@ -229,6 +268,7 @@ class _UdpProtocol(asyncio.DatagramProtocol):
     def __init__(self, server: DnsServer) -> None:
         self.server = server
         self.transport: asyncio.DatagramTransport | None = None
+        self.later: set[asyncio.Task[None]] = set()  # held answers
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.DatagramTransport, transport)
@@ -237,8 +277,24 @@ class _UdpProtocol(asyncio.DatagramProtocol):
         query = _parse(data)
         if query is None or self.transport is None:
             return
-        response = self.server.respond(query, "udp")
-        if response is None:
+        if len(query.question) == 1 and query.question[0].name in self.server.held:
+            task = asyncio.ensure_future(self._answer_later(query, addr))
+            self.later.add(task)
+            task.add_done_callback(self.later.discard)
+            return
+        self._send(query, self.server.respond(query, "udp"), addr)
+
+    async def _answer_later(self, query: dns.message.Message, addr: tuple[str | int, int]) -> None:
+        self._send(query, await self.server.answer_when_released(query, "udp"), addr)
+
+    def _send(
+        self,
+        query: dns.message.Message,
+        response: dns.message.Message | None,
+        addr: tuple[str | int, int],
+    ) -> None:
+        if response is None or self.transport is None or self.transport.is_closing():
             return
         max_size = max(UDP_MAX, query.payload) if query.edns >= 0 else UDP_MAX
-        self.transport.sendto(response.to_wire(max_size=max_size, prefer_truncation=True), addr)
+        wire = response.to_wire(max_size=max_size, prefer_truncation=True, want_shuffle=False)
+        self.transport.sendto(wire, addr)

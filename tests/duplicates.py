@@ -41,6 +41,7 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from kumoclient.spool import Spool, Submission
 from tests.daemon_process import DaemonProcess, free_port
+from tests.sink_policy import write_sink_policy
 
 
 @dataclass(frozen=True)
@@ -117,24 +118,6 @@ def prefill(spool_dir: Path, count: int) -> list[str]:
     return asyncio.run(fill())
 
 
-def write_policy(path: Path, port: int) -> Path:
-    path.write_text(
-        f"""
-kumo.on('get_queue_config', function(domain, tenant, campaign, routing_domain)
-  return kumo.make_queue_config {{
-    retry_interval = '1s', protocol = {{ smtp = {{ mx_list = {{ '127.0.0.1:{port}' }} }} }},
-  }}
-end)
-kumo.on('get_egress_path_config', function(routing_domain, egress_source, site_name)
-  return kumo.make_egress_path {{
-    prohibited_hosts = {{}}, enable_tls = 'Disabled', connection_limit = 8,
-  }}
-end)
-"""
-    )
-    return path
-
-
 def _wait(condition: Callable[[], bool], timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
@@ -167,7 +150,7 @@ def kill_loop(
     """Drain `messages` with `kills` SIGKILLs, each after a random number (`after`) of
     acceptances in its life; then a last life drains the rest and stops with SIGTERM."""
     recipients = prefill(data / "spool", messages)
-    policy = write_policy(data.parent / "duplicates.lua", port)
+    policy = write_sink_policy(data.parent / "duplicates.lua", port, connection_limit=8)
     kill_times: list[float] = []
     for life in range(kills):
         sink.life = life

@@ -18,19 +18,13 @@ import time
 from pathlib import Path
 from types import TracebackType
 
+from tests.ports import free_port
 from tests.system_packages import require
 
 REDIS_SERVER = "redis-server"
 DEBIAN_PACKAGE = "redis-server"
 START_TIMEOUT = 10.0
 STOP_TIMEOUT = 10.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def ping(port: int, timeout: float = 0.5) -> bool:

@@ -20,7 +20,7 @@ MESSAGE = b"Subject: hi\r\n\r\nhello\r\n"
 # a reception policy refusing recipients that contain a word: .format(word, word)
 REJECT_RULE = (
     "kumo.on('smtp_server_message_received', function(msg)\n"
-    "  if msg:recipient():find('{}') then kumo.reject(550, '5.7.1 no {}') end\nend)\n"
+    "  if msg:recipient().email:find('{}') then kumo.reject(550, '5.7.1 no {}') end\nend)\n"
 )
 
 

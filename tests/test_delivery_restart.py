@@ -17,6 +17,7 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from kumoclient.spool import Spool, Submission
 from tests.daemon_process import DaemonProcess, free_port
+from tests.sink_policy import write_sink_policy
 from tests.test_daemon import wait_for
 
 pytestmark = pytest.mark.slow
@@ -71,25 +72,6 @@ def prefill(spool_dir: Path) -> list[str]:
     return asyncio.run(go())
 
 
-def policy(tmp_path: Path, port: int) -> Path:
-    path = tmp_path / "policy.lua"
-    path.write_text(
-        f"""
-kumo.on('get_queue_config', function(domain, tenant, campaign, routing_domain)
-  return kumo.make_queue_config {{
-    retry_interval = '1s', protocol = {{ smtp = {{ mx_list = {{ '127.0.0.1:{port}' }} }} }},
-  }}
-end)
-kumo.on('get_egress_path_config', function(routing_domain, egress_source, site_name)
-  return kumo.make_egress_path {{
-    prohibited_hosts = {{}}, enable_tls = 'Disabled', connection_limit = 8,
-  }}
-end)
-"""
-    )
-    return path
-
-
 def delivery_records(data_dir: Path) -> list[dict[str, object]]:
     return [
         record
@@ -106,7 +88,9 @@ def test_an_interrupted_drain_delivers_everything_after_restart(
     handler, port = sink
     data = tmp_path / "data"
     recipients = prefill(data / "spool")
-    daemon = DaemonProcess(data, policy(tmp_path, port)).start()
+    daemon = DaemonProcess(
+        data, write_sink_policy(tmp_path / "policy.lua", port, connection_limit=8)
+    ).start()
     try:
         wait_for(lambda: handler.total() >= 150, timeout=120)
         daemon.signal(signum)
@@ -122,7 +106,9 @@ def test_an_interrupted_drain_delivers_everything_after_restart(
         assert left == COUNT - interrupted_at
         assert len(delivery_records(data)) == interrupted_at
 
-    restarted = DaemonProcess(data, policy(tmp_path, port)).start()
+    restarted = DaemonProcess(
+        data, write_sink_policy(tmp_path / "policy.lua", port, connection_limit=8)
+    ).start()
     try:
         wait_for(lambda: not Spool(data / "spool").ids(), timeout=180)
     finally:

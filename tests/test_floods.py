@@ -18,6 +18,7 @@ import pytest
 from aiosmtpd.controller import Controller
 
 from tests.daemon_process import DaemonProcess, free_port, kumoclient
+from tests.sink_policy import write_sink_policy
 from tests.smtp_client import Client
 from tests.test_daemon import submit, wait_for
 from tests.test_delivery_restart import CountingSink
@@ -51,22 +52,7 @@ def start(
         init = " ".join(
             f"kumo.start_esmtp_listener {{ listen = '127.0.0.1:{p}' }}" for p in listeners
         )
-    policy = tmp_path / "policy.lua"
-    policy.write_text(
-        f"""
-kumo.on('init', function() {init} end)
-kumo.on('get_queue_config', function(domain, tenant, campaign, routing_domain)
-  return kumo.make_queue_config {{
-    retry_interval = '1s', protocol = {{ smtp = {{ mx_list = {{ '127.0.0.1:{mx_port}' }} }} }},
-  }}
-end)
-kumo.on('get_egress_path_config', function(routing_domain, egress_source, site_name)
-  return kumo.make_egress_path {{
-    prohibited_hosts = {{}}, enable_tls = 'Disabled', connection_limit = 4,
-  }}
-end)
-"""
-    )
+    policy = write_sink_policy(tmp_path / "policy.lua", mx_port, init=init, connection_limit=4)
     daemon = DaemonProcess(tmp_path / "data", policy, port=listeners[0] if listeners else None)
     daemon.nofile = nofile
     daemon.listen_option = not listeners

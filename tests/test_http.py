@@ -32,7 +32,7 @@ from kumoclient.http import Client, Handlers, HttpServer, Route
 from kumoclient.logs import RecordLog
 from kumoclient.policy.memoize import MemoRegistry
 from kumoclient.policy.runtime import PolicyHolder
-from kumoclient.records import HttpListenerConfig, InitConfig, SpooledMessage
+from kumoclient.records import AuthInfo, HttpListenerConfig, InitConfig, SpooledMessage
 from kumoclient.spool import Spool
 from tests.conftest import record_writer
 from tests.daemon_process import DaemonProcess, free_port
@@ -43,12 +43,12 @@ kumo.on('http_server_validate_auth_basic', function(user, password)
 end)
 
 kumo.on('http_message_generated', function(msg)
-  msg:import_x_headers {'tenant'}
+  msg:import_headers { { name = 'X-Tenant', target = 'tenant' } }
   msg:set_meta('campaign', 'http-test')
-  if msg:recipient() == 'refused@example.net' then
+  if msg:recipient().email == 'refused@example.net' then
     kumo.reject(550, '5.7.1 not this one')
   end
-  if msg:recipient() == 'boom@example.net' then
+  if msg:recipient().email == 'boom@example.net' then
     error('policy bug')
   end
 end)
@@ -169,7 +169,12 @@ async def test_three_recipients_get_their_own_substituted_message(serve: Serve) 
         assert message.sender == "bounces@example.com"
         assert message.reception_protocol == "HTTP"
         # http_message_generated ran for each: the policy's meta is there
-        assert message.meta == {"campaign": "http-test", "received_from": "127.0.0.1"}
+        assert message.meta == {
+            "campaign": "http-test",
+            "received_from": "127.0.0.1",
+            "http_auth": "127.0.0.1",  # KumoMTA's: the user, or the trusted client's address
+            "reception_protocol": "HTTP",
+        }
 
 
 async def test_static_dialect_leaves_the_content_alone(serve: Serve) -> None:
@@ -609,7 +614,8 @@ async def test_extra_routes_get_the_access_check_and_the_client(serve: Serve) ->
         assert await resp.json() == {"error": "no such queue"}
     async with site.session.get(f"{site.url}/api/version") as resp:
         assert resp.status == 200
-    assert seen == [Client("127.0.0.1", "root"), Client("127.0.0.1", "root")]
+    who = Client("127.0.0.1", "root", AuthInfo("127.0.0.1", (("root", "HttpBasicAuth"),)))
+    assert seen == [who, who]
 
 
 async def test_a_port_in_use_is_an_oserror_and_leaves_nothing_open(serve: Serve) -> None:
@@ -645,8 +651,8 @@ async def test_use_tls_serves_https_with_the_configured_certificate(
     ) as resp:
         assert resp.status == 200
     assert len(site.spool.ids()) == 1
-    with pytest.raises(ConfigError, match="use_tls = true needs tls_certificate"):
-        HttpServer(replace(LOOPBACK, use_tls=True), Handlers())
+    with pytest.raises(ConfigError, match="give tls_private_key too, or neither"):
+        HttpServer(replace(LOOPBACK, use_tls=True, tls_certificate=str(cert)), Handlers())
 
 
 # --- the daemon -----------------------------------------------------------------------------

@@ -1,11 +1,11 @@
 """The one-way import rule of DESIGN.md, enforced by parsing every module's imports.
 
 cli → commands → daemon → engine → {spool, smtp, mx, policy, listener, http, throttles} →
-logs → core → {records, errors}.
+logs → core → {records, errors}; one adapter uses another: policy uses mx (kumo.dns).
 A module may import its own component and the components below it, never above or beside.
 Foreign libraries stay at their boundary: lupa only in policy/, aiosmtplib only in two modules
 of smtp/ (protocol.py extends it, channel.py is the one that catches its errors), aiosmtpd only
-in testing/ (the scripted MX), redis only in throttles.py. A boundary names a component
+in testing/ (the scripted MX), redis only in throttles.py and policy/modules/redis_db.py. A boundary names a component
 (`policy`) or one module (`smtp.channel`).
 """
 
@@ -29,6 +29,9 @@ ALLOWED: dict[str, set[str]] = {
     "core": _CORE,
     "logs": _CORE | {"logs"},
     **{adapter: _LOGGED | {adapter} for adapter in _ADAPTERS},
+    # the policy's kumo.dns asks the delivery resolver (mx.current_resolver) and defines
+    # resolvers of its own (kumo.dns.define_resolver); mx imports no other adapter
+    "policy": _LOGGED | {"policy", "mx"},
     "engine": _LOGGED | _ADAPTERS | {"engine", "policies"},
     "daemon": _LOGGED | _ADAPTERS | {"engine", "daemon", "policies"},
     "commands": _LOGGED | _ADAPTERS | {"engine", "daemon", "commands", "policies"},
@@ -44,8 +47,9 @@ BOUNDARIES = {
     # testing's scripted MX (the pytest plugin for policy tests); the listener has its own
     # server (docs/performance.md: aiosmtpd's sessions cost 0.8 ms of CPU each)
     "aiosmtpd": {"testing"},
-    # throttles shared through Redis (kumo.configure_redis_throttles)
-    "redis": {"throttles"},
+    # throttles shared through Redis (kumo.configure_redis_throttles); the policy's
+    # `require 'redis'` (redis.open)
+    "redis": {"throttles", "policy.modules.redis_db"},
 }
 
 
@@ -160,6 +164,7 @@ LAYERS: dict[str, list[set[str]]] = {
             "dsn_report",
             "arf_report",
             "listener_params",
+            "meta",
         },
         {
             "report_fields",
@@ -171,7 +176,9 @@ LAYERS: dict[str, list[set[str]]] = {
             "nameserver",
             "networks",
             "queue_name",
+            "schedule",
             "selector",
+            "site_name",
             "template",
             "throttle",
         },
@@ -182,15 +189,22 @@ LAYERS: dict[str, list[set[str]]] = {
         {"routing", "control", "reception"},
         {"dispositions", "smtp_intake"},
         {"state", "table", "recovery", "smtp_policy"},
-        {"queues", "metrics"},
+        {"queues", "metrics", "accounting"},
     ],
-    "spool": [{"local"}, {"commit"}, {"drops", "reading"}, {"pool", "disk", "entry"}, {"fields"}],
-    "http": [{"inject", "admin"}, {"inject_message", "server"}, {"inject_request"}],
+    "spool": [
+        {"local"},
+        {"commit", "space"},
+        {"drops", "reading"},
+        {"pool", "disk", "entry"},
+        {"fields"},
+    ],
+    "http": [{"inject", "admin"}, {"inject_message", "server"}, {"inject_request", "tls"}],
     "listener": [
         {"server"},
         {"session"},
-        {"commands", "data", "replies"},
+        {"commands", "data"},
         {"asks", "auth"},
+        {"replies"},
         {"shared"},
         {"connection", "limits"},
     ],
@@ -200,7 +214,8 @@ LAYERS: dict[str, list[set[str]]] = {
         {"admin_client", "inputs"},
     ],
     "daemon": [{"daemon"}, {"layout", "workers"}, {"signals"}],
-    "logs": [{"record_log"}, {"health"}],
+    "mx": [{"resolver", "system"}, {"zones"}, {"upstream"}],
+    "logs": [{"record_log"}, {"health", "filter"}],
     "smtp": [{"session"}, {"opening", "transaction"}, {"channel"}, {"protocol"}, {"values"}],
     "policy": [
         {"check", "smtp_events"},
@@ -208,38 +223,52 @@ LAYERS: dict[str, list[set[str]]] = {
         {"vm"},
         {"host"},
         {"event_host", "memo_host", "regex_map"},
-        {"config", "limits", "memoize", "modules"},
-        {"listener_config", "conn_meta", "envelope"},
+        {"config", "limits", "memoize", "message", "modules"},
+        {"listener_config", "conn_meta", "spool_params"},
         {
             "api",
             "config_values",
             "convert",
             "epoch",
             "events",
-            "message",
             "paths",
             "popen",
             "results",
             "tasks",
         },
     ],
+    "policy.message": [
+        {"message"},
+        {"content"},
+        {"mime_objects"},
+        {"addresses", "conformance", "imports"},
+        {"mime"},
+        {"structured"},
+        {"headers"},
+    ],
     "policy.modules": [
-        {"digest", "fs"},
+        {"digest", "fs", "dns_lookups", "http_client", "websocket"},
         {
             "cidr",
             "config_epoch",
+            "dns_resolvers",
+            "http_response",
+            "redis_db",
+            "sqlite_db",
             "domain_map",
             "encode",
             "keysource",
+            "logfilter",
             "regexes",
             "serde",
             "sleep",
             "strings",
             "times",
+            "tuning",
             "uuids",
             "version",
         },
-        {"args", "rust_regex", "strftime", "yaml12"},
+        {"args", "loop_resources", "rust_regex", "strftime", "yaml12"},
         {"rust_regex_lexer"},
     ],
 }

@@ -220,9 +220,9 @@ async def test_too_many_recipients(tmp_path: Path) -> None:
 
 POLICY = """
 kumo.on('smtp_server_message_received', function(msg)
-  msg:import_x_headers {'tenant'}
-  if msg:recipient() == 'blocked@example.net' then kumo.reject(550, '5.7.1 blocked by policy') end
-  if msg:recipient() == 'broken@example.net' then error('policy bug') end
+  msg:import_headers { { name = 'X-Tenant', target = 'tenant' } }
+  if msg:recipient().email == 'blocked@example.net' then kumo.reject(550, '5.7.1 blocked by policy') end
+  if msg:recipient().email == 'broken@example.net' then error('policy bug') end
   msg:set_meta('campaign', 'spring')
 end)
 """

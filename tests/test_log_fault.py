@@ -27,6 +27,7 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from kumoclient.spool import Spool, Submission
 from tests.daemon_process import DaemonProcess, free_port, kumoclient
+from tests.sink_policy import write_sink_policy
 from tests.small_disk import SmallDisk
 from tests.test_daemon import submit
 
@@ -67,26 +68,6 @@ def sink() -> Iterator[tuple[Sink, int]]:
     controller.start()
     yield handler, port
     controller.stop()
-
-
-def policy(tmp_path: Path, sink_port: int, init: str = "") -> Path:
-    path = tmp_path / "policy.lua"
-    path.write_text(
-        f"""
-kumo.on('init', function() {init} end)
-kumo.on('get_queue_config', function(domain, tenant, campaign, routing_domain)
-  return kumo.make_queue_config {{
-    retry_interval = '1s', protocol = {{ smtp = {{ mx_list = {{ '127.0.0.1:{sink_port}' }} }} }},
-  }}
-end)
-kumo.on('get_egress_path_config', function(routing_domain, egress_source, site_name)
-  return kumo.make_egress_path {{
-    prohibited_hosts = {{}}, enable_tls = 'Disabled', connection_limit = 2,
-  }}
-end)
-"""
-    )
-    return path
 
 
 def prefill(spool_dir: Path, count: int) -> list[str]:
@@ -176,7 +157,9 @@ def test_a_full_log_disk_pauses_the_daemon_and_it_resumes_delivering_each_messag
     recipients = prefill(data / "spool", 300)
     with SmallDisk(data / "logs", "512k") as disk:
         disk.fill()  # before the start: the first records meet a full disk
-        daemon, http = start(data, policy(tmp_path, sink_port))
+        daemon, http = start(
+            data, write_sink_policy(tmp_path / "policy.lua", sink_port, connection_limit=2)
+        )
         try:
             wait_for(lambda: metric(http, "kumoclient_log_unavailable") == 1.0)
             time.sleep(1.0)  # the attempts in flight when the fault began end
@@ -226,7 +209,12 @@ def test_an_unwritable_log_makes_reception_workers_refuse_mail_until_a_segment_c
     handler, sink_port = sink
     data = tmp_path / "data"
     with SmallDisk(data / "logs") as disk:
-        daemon, http = start(data, policy(tmp_path, sink_port), "--workers", "1")
+        daemon, http = start(
+            data,
+            write_sink_policy(tmp_path / "policy.lua", sink_port, connection_limit=2),
+            "--workers",
+            "1",
+        )
         assert daemon.proc is not None
         pid = daemon.proc.pid
         try:
@@ -275,7 +263,10 @@ def test_a_rotation_onto_an_immutable_log_directory_goes_on_in_the_current_segme
     data = tmp_path / "data"
     init = "kumo.configure_local_logs { log_dir = 'unused', max_segment_duration = '1 second' }"
     with SmallDisk(data / "logs") as disk:
-        daemon, http = start(data, policy(tmp_path, sink_port, init))
+        daemon, http = start(
+            data,
+            write_sink_policy(tmp_path / "policy.lua", sink_port, init=init, connection_limit=2),
+        )
         try:
             assert submit(daemon.port, ["before@example.net"]).startswith("250")
             wait_for(lambda: handler.total() == 1)

@@ -292,10 +292,10 @@ async def test_via_smtp_runs_the_reception_event(
 ) -> None:
     reception = """
     kumo.on('smtp_server_message_received', function(msg)
-      if msg:recipient() == 'blocked@example.com' then
+      if msg:recipient().email == 'blocked@example.com' then
         kumo.reject(550, '5.7.1 not from here')
       end
-      msg:import_x_headers { 'tenant' }
+      msg:import_headers { { name = 'X-Tenant', target = 'tenant' } }
     end)
     """
     engine = await kumo_engine(_policy(tmp_path, reception), mx=scripted_mx)

@@ -101,7 +101,7 @@ async def test_two_reception_handlers_wait_while_the_listener_answers_a_third_cl
         routing(mx)
         + f"""
 kumo.on('smtp_server_message_received', function(msg)
-  local marker = '{tmp_path}/started-' .. msg:recipient()
+  local marker = '{tmp_path}/started-' .. msg:recipient().email
   io.open(marker, 'w'):close()
   while io.open('{release}') == nil do kumo.sleep(0.02) end
 end)
@@ -263,7 +263,7 @@ async def test_a_runaway_reception_handler_answers_451_and_the_daemon_serves(
         routing(mx)
         + """
 kumo.on('smtp_server_message_received', function(msg)
-  if msg:recipient() == 'loop@example.net' then while true do end end
+  if msg:recipient().email == 'loop@example.net' then while true do end end
 end)
 """,
         KUMOCLIENT_LUA_MAX_INSTRUCTIONS="50000000",

@@ -117,7 +117,9 @@ async def test_relay_hosts_still_relay_when_the_domain_has_no_entry(tmp_path: Pa
 
 async def test_log_oob_example_logs_the_rfc3464_report_then_drops_it(tmp_path: Path) -> None:
     async for rig in smtp_rig(tmp_path, LOG_OOB_EXAMPLE, relay_hosts=()):
-        reply = await send(rig, ["bounces@bounce.example.com"], sample("rfc3464-multi-recipient.eml"))
+        reply = await send(
+            rig, ["bounces@bounce.example.com"], sample("rfc3464-multi-recipient.eml")
+        )
         assert reply.startswith("2.0.0 OK queued as ")
         assert rig.spool.ids() == []  # LogThenDrop
         records = await rig.records()

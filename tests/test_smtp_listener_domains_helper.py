@@ -88,9 +88,10 @@ async def test_the_user_guide_example_relays_and_refuses_as_its_comments_say(
         authenticated = await session(rig, context, "username1")
         # "so long as ... the connected peer has authenticated as any of the authorization
         # identities listed"
-        assert await transaction(
-            authenticated, "a@auth-send.example.com", "b@other.example"
-        ) == (250, 250)
+        assert await transaction(authenticated, "a@auth-send.example.com", "b@other.example") == (
+            250,
+            250,
+        )
         # the identity lets it relay for that sender domain only
         assert await transaction(authenticated, "a@elsewhere.example", "b@other.example") == (
             250,

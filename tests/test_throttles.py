@@ -149,6 +149,32 @@ def test_throttle_objects_are_kept_while_the_rate_is_unchanged() -> None:
     assert not throttles.configured
 
 
+async def test_a_quantity_books_as_many_events_in_redis_as_locally(
+    redis_config: RedisThrottleConfig,
+) -> None:
+    """Three events booked at once (an HTTP request's recipients) wait for the last of them,
+    in Redis as in the local throttle."""
+    rate = Rate(3, 3600.0, "3/h")
+    local = LocalThrottle(rate)
+    async with SharedThrottles(redis_config) as throttles:
+        shared = throttles.throttle("quantity", rate)
+        assert isinstance(shared, RedisThrottle)
+        shared_waits = [await shared.reserve(3), await shared.reserve(2)]
+    local_waits = [await local.reserve(3), await local.reserve(2)]
+    assert shared_waits == pytest.approx([0.0, 2400.0], abs=0.05)
+    assert shared_waits == pytest.approx(local_waits, abs=0.05)
+
+
+async def test_a_local_rate_is_not_shared_through_redis(redis_config: RedisThrottleConfig) -> None:
+    """KumoMTA's `local:` prefix: each node keeps its own budget though Redis is configured."""
+    rate = Rate(1, 3600.0, "local:1/h", local=True)
+    async with SharedThrottles(redis_config) as node_a, SharedThrottles(redis_config) as node_b:
+        first, second = node_a.throttle("k", rate), node_b.throttle("k", rate)
+        assert isinstance(first, LocalThrottle)
+        assert await first.reserve() == 0.0
+        assert await second.reserve() == 0.0  # shared, it would wait an hour
+
+
 # --- two nodes ---------------------------------------------------------------------------------
 
 

@@ -222,3 +222,38 @@ def test_a_bad_worker_count_is_a_usage_error(value: str, tmp_path: Path) -> None
     assert done.returncode == 64  # EX_USAGE
     assert f"expected 0..64 or 'auto', got '{value}'" in done.stderr
     assert not (tmp_path / "d").exists()
+
+
+def test_a_workers_message_keeps_its_meta_and_schedule_for_the_main_process(
+    tmp_path: Path,
+) -> None:
+    """A worker hands the main process its messages with their meta (tables, numbers,
+    booleans) and their scheduling constraints (`msg:set_scheduling`), which the main process
+    honours: here an expiry already past, so the message expires at its first decision."""
+    policy = tmp_path / "policy.lua"
+    policy.write_text(
+        """
+kumo.on('smtp_server_message_received', function(msg)
+  msg:set_meta('x_flags', { vip = true, n = 2, tags = { 'a' } })
+  msg:set_scheduling {
+    dow = 'Mon,Tue,Wed,Thu,Fri,Sat,Sun', tz = 'Etc/UTC', start = '00:00:00',
+    ['end'] = '23:59:59', expires = '2000-01-01T00:00:00Z',
+  }
+end)
+"""
+    )
+    process = worker_daemon(tmp_path / "data", 1, policy)
+    try:
+        reply = submit(process.port, ["b@example.net"])
+        assert reply.startswith("250 2.0.0 OK queued as ")
+        wait_for(lambda: any(r["type"] == "Expiration" for r in records(tmp_path / "data")))
+    finally:
+        assert process.stop() == 0
+    (expiration,) = [r for r in records(tmp_path / "data") if r["type"] == "Expiration"]
+    assert expiration["id"] == reply.split()[5]
+    meta = expiration["meta"]
+    assert isinstance(meta, dict)
+    assert meta["x_flags"] == {"vip": True, "n": 2, "tags": ["a"]}
+    assert meta["reception_protocol"] == "ESMTP"  # the connection's meta came along
+    content = str(expiration["response"]["content"])  # type: ignore[index]
+    assert content.endswith("the expiry time 2000-01-01T00:00:00Z configured via set_scheduling")

@@ -14,12 +14,20 @@ records to write, in order, and whether the message is requeued (and when) or le
 | answer to judge: core.synthesized)  | (connection phase, DNS, prohibited...)|               |
 | ADMIN_BOUNCED                       | AdminBounce                           | leaves        |
 | EXPIRED (max_age reached waiting)   | Expiration, no attempt                | leaves        |
+| OUT_OF_SCHEDULE (taken when its     | none, no attempt                      | requeued at   |
+| schedule allows no attempt)         |                                       | the next time |
+|                                     |                                       | it allows     |
 
 By the (possibly rewritten) code: 2xx Delivery and 5xx Bounce leave the spool; a transient
 code writes TransientFailure and counts an attempt; then, in this order: a message an operator
 bounced during the attempt gets AdminBounce and leaves; a message whose next attempt
 (`core.retry.next_delay`) would come after `max_age` gets Expiration and leaves; any other is
 requeued at `now + delay`. Records after the TransientFailure carry the new attempt count.
+
+A message with a schedule (`msg:set_scheduling`, core.schedule) has every due time moved to
+the next time its schedule allows; when its schedule has `expires`, that time replaces
+`max_age`: it expires when its next due time would be at or after `expires` (KumoMTA's rule),
+and when it is taken for an attempt at or after it.
 """
 
 from __future__ import annotations
@@ -30,8 +38,9 @@ from dataclasses import dataclass
 from kumoclient.core.classify import classify
 from kumoclient.core.reply import apply_rewrite, single_line
 from kumoclient.core.retry import expires, next_delay
+from kumoclient.core.schedule import expiry, next_allowed
 from kumoclient.core.synthesized import Synthesized, iso_time, synthesize
-from kumoclient.records import QueueConfig, RecordType, Reply, RewriteOutcome
+from kumoclient.records import QueueConfig, RecordType, Reply, RewriteOutcome, Schedule
 
 
 class Result(enum.Enum):
@@ -42,6 +51,7 @@ class Result(enum.Enum):
     FAILED = "failed"
     ADMIN_BOUNCED = "admin_bounced"
     EXPIRED = "expired"
+    OUT_OF_SCHEDULE = "out_of_schedule"
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +83,7 @@ def admin_bounced(reply: Reply) -> Attempt:
 
 
 EXPIRED = Attempt(Result.EXPIRED)
+OUT_OF_SCHEDULE = Attempt(Result.OUT_OF_SCHEDULE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,15 +141,20 @@ def decide(
     jitter: float = 0.5,
     hook: HookAnswer | None = None,
     doomed: Reply | None = None,
+    schedule: Schedule | None = None,
 ) -> Decision:
     """The disposition of `attempt` for a message with `attempts` earlier attempts, created
     at `created`. `jitter` is a draw in [0, 1) for the retry delay (0.5: none); `doomed` is
-    the AdminBounce reply when an operator bounced the message during a transient attempt."""
+    the AdminBounce reply when an operator bounced the message during a transient attempt;
+    `schedule` the message's scheduling constraints."""
     result, reply = attempt.result, attempt.reply
     if result is Result.EXPIRED:
-        limit = iso_time(created + config.max_age)
-        expired = synthesize(Synthesized.EXPIRED, limit=limit)
-        return Decision((Logged(RecordType.EXPIRATION, expired, attempts),), attempts)
+        return Decision(
+            (Logged(RecordType.EXPIRATION, _expired(created, config, schedule), attempts),),
+            attempts,
+        )
+    if result is Result.OUT_OF_SCHEDULE:
+        return Decision((), attempts, next_allowed(schedule, now))
     assert reply is not None
     if result is Result.ADMIN_BOUNCED:
         return Decision((Logged(RecordType.ADMIN_BOUNCE, reply, attempts),), attempts)
@@ -152,34 +168,77 @@ def decide(
         kind = classify(reply.code)
     if kind is not RecordType.TRANSIENT_FAILURE:
         return Decision((Logged(kind, reply, attempts),), attempts, rewrite=outcome)
-    return _transient(
-        reply, attempts, created, config, now=now, jitter=jitter, doomed=doomed, outcome=outcome
-    )
+    retry = _Retry(attempts, created, config, schedule, now=now, jitter=jitter)
+    return _transient(reply, retry, doomed=doomed, outcome=outcome)
+
+
+def _expired(created: float, config: QueueConfig, schedule: Schedule | None) -> Reply:
+    """The Expiration reply of a message that reached its expiry time while waiting."""
+    own = expiry(schedule)
+    if own is not None:
+        return synthesize(Synthesized.EXPIRED_SCHEDULED, limit=iso_time(own))
+    return synthesize(Synthesized.EXPIRED, limit=iso_time(created + config.max_age))
+
+
+@dataclass(frozen=True, slots=True)
+class _Retry:
+    """What decides a transient failure's retry: the message's attempts, age, queue config
+    and schedule, the time and the jitter draw."""
+
+    attempts: int
+    created: float
+    config: QueueConfig
+    schedule: Schedule | None
+    now: float
+    jitter: float
+
+    @property
+    def delay(self) -> float:
+        """Seconds until the next attempt (core.retry), before the schedule moves it."""
+        config = self.config
+        return next_delay(
+            self.attempts, config.retry_interval, config.max_retry_interval, self.jitter
+        )
+
+    def due(self) -> float:
+        """The next attempt's time: after the delay, moved into the schedule."""
+        return next_allowed(self.schedule, self.now + self.delay)
+
+    def expiry_reply(self) -> Reply | None:
+        """The Expiration reply when the next attempt would come too late, else None."""
+        own = expiry(self.schedule)
+        if own is not None:  # the message's own expiry replaces max_age (KumoMTA's rule)
+            due = self.due()
+            if due < own:
+                return None
+            return synthesize(
+                Synthesized.EXPIRED_NEXT_DUE_SCHEDULED, next_due=iso_time(due), limit=iso_time(own)
+            )
+        config, delay = self.config, self.delay
+        if not expires(self.now - self.created, delay, config.max_age):
+            return None
+        return synthesize(
+            Synthesized.EXPIRED_NEXT_DUE,
+            next_due=iso_time(self.now + delay),
+            limit=iso_time(self.created + config.max_age),
+        )
 
 
 def _transient(
     reply: Reply,
-    attempts: int,
-    created: float,
-    config: QueueConfig,
+    retry: _Retry,
     *,
-    now: float,
-    jitter: float,
     doomed: Reply | None,
     outcome: RewriteOutcome | None,
 ) -> Decision:
+    attempts = retry.attempts
     after = attempts + 1
     failure = Logged(RecordType.TRANSIENT_FAILURE, reply, attempts)
     if doomed is not None:
         bounced = Logged(RecordType.ADMIN_BOUNCE, doomed, after)
         return Decision((failure, bounced), after, rewrite=outcome)
-    delay = next_delay(attempts, config.retry_interval, config.max_retry_interval, jitter)
-    if expires(now - created, delay, config.max_age):
-        expired = synthesize(
-            Synthesized.EXPIRED_NEXT_DUE,
-            next_due=iso_time(now + delay),
-            limit=iso_time(created + config.max_age),
-        )
+    expired = retry.expiry_reply()
+    if expired is not None:
         ending = Logged(RecordType.EXPIRATION, expired, after)
         return Decision((failure, ending), after, rewrite=outcome)
-    return Decision((failure,), after, now + delay, single_line(reply, " "), outcome)
+    return Decision((failure,), after, retry.due(), single_line(reply, " "), outcome)

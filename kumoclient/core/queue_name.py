@@ -8,9 +8,14 @@ name when there is no `@`) splits on the first `!` into domain and routing domai
 (`foo.com:2025`) survive because `:` is only looked for before the `@`.
 So that a name parses back into the parts it was made of, a tenant or campaign holds no `@`
 or `:`, and a routing domain no `@` (`check_part`).
+The parts come from the message's meta, where they must be strings (or null: unset) when set
+(`check_reserved`); meta `queue` names the queue verbatim.
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
 
 from kumoclient.errors import QueueNameError
 from kumoclient.records import QueueName
@@ -47,14 +52,43 @@ def parse_queue_name(text: str) -> QueueName:
     return QueueName(domain, tenant, campaign, routing if bang else None)
 
 
-def queue_name_for(recipient: str, meta: dict[str, str]) -> str:
-    """A message's queue: meta `queue` verbatim, else formatted from meta and the domain."""
-    if meta.get("queue"):
-        return meta["queue"]
+RESERVED = ("queue", "tenant", "campaign", "routing_domain")
+
+
+def check_reserved(meta: Mapping[str, Any]) -> None:
+    """QueueNameError unless each reserved meta key (`queue`, `tenant`, `campaign`,
+    `routing_domain`) is absent, null or a string: they name the message's queue, and KumoMTA
+    refuses to name one from another JSON value."""
+    for key in RESERVED:
+        value = meta.get(key)
+        if value is not None and not isinstance(value, str):
+            raise QueueNameError(
+                f"meta {key!r} must be a string (it names the message's queue), "
+                f"not {_json_kind(value)}"
+            )
+
+
+def queue_name_for(recipient: str, meta: Mapping[str, Any]) -> str:
+    """A message's queue: meta `queue` verbatim, else formatted from meta and the domain;
+    QueueNameError when a reserved key holds something other than a string (check_reserved)."""
+    check_reserved(meta)
+    queue = meta.get("queue")
+    if queue:
+        return str(queue)
     domain = recipient.rpartition("@")[2].lower()
     return format_queue_name(
         QueueName(domain, meta.get("tenant"), meta.get("campaign"), meta.get("routing_domain"))
     )
+
+
+def _json_kind(value: object) -> str:
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, float):
+        return "a number"
+    return "an array" if isinstance(value, list) else "an object"
 
 
 _SEPARATORS = {"tenant": "@:", "campaign": "@:", "routing_domain": "@"}

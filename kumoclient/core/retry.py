@@ -66,7 +66,10 @@ def schedule(
         age += delay
 
 
-def expired(created: float, max_age: float, now: float) -> bool:
-    """True when a message created at `created` has reached `max_age` (it expires when next
-    taken for an attempt, without one)."""
+def expired(created: float, max_age: float, now: float, own_expiry: float | None = None) -> bool:
+    """True when a message created at `created` has reached `max_age`, or its own expiry time
+    (`msg:set_scheduling{expires}`, which replaces max_age) when it has one: it expires when
+    next taken for an attempt, without one."""
+    if own_expiry is not None:
+        return now >= own_expiry
     return now - created >= max_age

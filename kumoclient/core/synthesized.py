@@ -19,6 +19,8 @@ KumoMTA's codes and wording, so log processing written for KumoMTA reads them th
 | ADMIN_BOUNCE      | 551  | 5.7.1    | an operator bounced the message                        |
 | EXPIRED           | 551  | 5.4.7    | the message reached max_age while waiting              |
 | EXPIRED_NEXT_DUE  | 551  | 5.4.7    | its next attempt would come after max_age              |
+| EXPIRED_SCHEDULED | 551  | 5.4.7    | it reached its own expiry time (msg:set_scheduling)    |
+|   (and _NEXT_DUE_)|      |          | while waiting, or its next attempt would come after it |
 
 The text templates take named fields; a field's value is inserted as it is (never parsed
 again as a template) and the record codec makes every text one line.
@@ -48,10 +50,13 @@ class Synthesized(enum.Enum):
     ADMIN_BOUNCE = "admin_bounce"
     EXPIRED = "expired"
     EXPIRED_NEXT_DUE = "expired_next_due"
+    EXPIRED_SCHEDULED = "expired_scheduled"
+    EXPIRED_NEXT_DUE_SCHEDULED = "expired_next_due_scheduled"
 
 
 _INTERNAL = "KumoMTA internal: "
 _MAX_AGE = "configured via max_age"
+_SET_SCHEDULING = "configured via set_scheduling"
 
 TABLE: dict[Synthesized, tuple[int, EnhancedCode | None, str]] = {
     Synthesized.CONNECT_FAILED: (400, None, "failed to connect to any candidate hosts: {failures}"),
@@ -100,6 +105,17 @@ TABLE: dict[Synthesized, tuple[int, EnhancedCode | None, str]] = {
         EnhancedCode(5, 4, 7),
         "Next delivery time would be at {next_due} which exceeds the expiry time {limit} "
         + _MAX_AGE,
+    ),
+    Synthesized.EXPIRED_SCHEDULED: (
+        551,
+        EnhancedCode(5, 4, 7),
+        "Message reached the expiry time {limit} " + _SET_SCHEDULING,
+    ),
+    Synthesized.EXPIRED_NEXT_DUE_SCHEDULED: (
+        551,
+        EnhancedCode(5, 4, 7),
+        "Next delivery time would be at {next_due} which exceeds the expiry time {limit} "
+        + _SET_SCHEDULING,
     ),
 }
 

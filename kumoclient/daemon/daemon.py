@@ -19,7 +19,8 @@ import os
 import signal
 import socket
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from kumoclient import logs
@@ -47,8 +48,16 @@ from kumoclient.listener import SmtpServer, bind_listener, finish_in_flight, sta
 from kumoclient.listener.limits import raise_descriptor_limit
 from kumoclient.policies import default_policy_path
 from kumoclient.policy.epoch import EPOCH, MONITOR
+from kumoclient.policy.modules.keysource import load_key
 from kumoclient.policy.runtime import PolicyHolder
-from kumoclient.records import EsmtpListenerConfig, SpooledMessage
+from kumoclient.records import (
+    AuthInfo,
+    EsmtpListenerConfig,
+    HttpListenerConfig,
+    Rate,
+    SpooledMessage,
+)
+from kumoclient.throttles import SharedThrottles
 
 log = logs.get_logger(__name__)
 
@@ -56,6 +65,7 @@ STOP_GRACE = 10.0
 DROP_POLL_INTERVAL = 0.25
 DROP_RETRY_MAX = 5.0  # seconds between two attempts at most while the pick-up fails
 BIND_WAIT = 2.0
+HTTPINJECT_THROTTLE = "httpinject:recipients"
 
 
 def http_handlers(
@@ -64,20 +74,39 @@ def http_handlers(
     *,
     engine: Engine | None = None,
     routes: Sequence[Route] = (),
+    inject_rate: Rate | None = None,
 ) -> Handlers:
-    """What an HTTP listener serves: the inject API on `reception`, Basic auth checked by the
+    """What an HTTP listener serves: the inject API on `reception` (its recipients limited to
+    `inject_rate`, kumo.set_httpinject_recipient_rate_limit), Basic auth checked by the
     policy's `http_server_validate_auth_basic` (the policy active at each request), the
-    engine's metrics, and extra `routes` (the admin API)."""
+    engine's metrics and spool state (liveness), and extra `routes` (the admin API)."""
 
-    async def validate_auth(user: str, password: str) -> bool:
+    async def validate_auth(user: str, password: str) -> bool | AuthInfo:
         return await policy.current.validate_auth_basic(user, password)
 
+    admit = None
+    if inject_rate is not None:
+        throttles = engine.throttles if engine is not None else SharedThrottles(None)
+        admit = recipient_admission(throttles, inject_rate)
     return Handlers(
-        inject=InjectService(reception).handle,
+        inject=InjectService(reception, admit=admit).handle,
         metrics=engine.metrics_text if engine is not None else None,
         validate_auth=validate_auth,
         routes=tuple(routes),
+        unavailable=engine.spool.low_space if engine is not None else None,
     )
+
+
+def recipient_admission(throttles: SharedThrottles, rate: Rate) -> Callable[[int], Awaitable[None]]:
+    """Wait until `rate` admits a request's recipients (shared through Redis unless `local:`),
+    as KumoMTA's one throttle for every HTTP listener."""
+
+    async def admit(count: int) -> None:
+        wait = await throttles.throttle(HTTPINJECT_THROTTLE, rate).reserve(count)
+        if wait > 0:
+            await asyncio.sleep(wait)
+
+    return admit
 
 
 class Daemon:
@@ -91,6 +120,7 @@ class Daemon:
         runtime = self.policy.current
         init = runtime.run(runtime.start())  # pre_init, init: before any event loop runs
         self.layout = layout(options, init)
+        self.inject_rate = init.httpinject_recipient_rate
         ready_directory(self.layout.spool_dir)  # CannotCreate: before the engine opens them
         ready_directory(self.layout.log_dir)
         self.engine = Engine(
@@ -100,6 +130,8 @@ class Daemon:
             max_segment_duration=self.layout.max_segment_duration,
             resolver=resolver_for(init.resolver),
             redis_throttles=init.redis_throttles,
+            min_free=self.layout.min_free,
+            accounting_db=self.layout.accounting_db,
         )
         self.spool = self.engine.spool
         self.reception = self.engine.reception
@@ -127,6 +159,7 @@ class Daemon:
             STOP_GRACE,
             loop_factory,
             log_health=self.engine.records.health,
+            min_free=self.layout.min_free,
         )
         self.workers = fork_workers(self.options.workers, setup)
 
@@ -224,10 +257,14 @@ class Daemon:
 
     async def _start_http(self) -> None:
         handlers = http_handlers(
-            self.policy, self.reception, engine=self.engine, routes=self.http_routes()
+            self.policy,
+            self.reception,
+            engine=self.engine,
+            routes=self.http_routes(),
+            inject_rate=self.inject_rate,
         )
         for config in self.layout.http_listeners:
-            http = HttpServer(config, handlers, shutdown_timeout=STOP_GRACE)
+            http = HttpServer(await _read_vault(config), handlers, shutdown_timeout=STOP_GRACE)
             try:
                 await http.start()
             except OSError as exc:
@@ -300,6 +337,17 @@ class Daemon:
             log.warning("messages still being stored at stop", count=unfinished)
         await self.engine.stop(grace=max(0.1, deadline - time.monotonic()))
         log.info("stopped", accepted=self.reception.accepted, **self.engine.counts)
+
+
+async def _read_vault(config: HttpListenerConfig) -> HttpListenerConfig:
+    """The listener's configuration with its certificate and key read from Vault when they
+    are Vault KeySources (as KumoMTA reads them when the listener starts)."""
+    certificate, key = config.tls_certificate, config.tls_private_key
+    if isinstance(certificate, tuple):
+        certificate = await load_key("start_http_listener: tls_certificate", ".", dict(certificate))
+    if isinstance(key, tuple):
+        key = await load_key("start_http_listener: tls_private_key", ".", dict(key))
+    return replace(config, tls_certificate=certificate, tls_private_key=key)
 
 
 def _bind(config: EsmtpListenerConfig) -> socket.socket:

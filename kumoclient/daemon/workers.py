@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import dataclasses
 import fcntl
 import os
 import signal
@@ -32,11 +33,13 @@ import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import orjson
 
 from kumoclient import logs
 from kumoclient.core.listener_domain import Report
+from kumoclient.core.schedule import parse_schedule, schedule_json
 from kumoclient.daemon.signals import install_stop_signals
 from kumoclient.engine.dispositions import Received
 from kumoclient.engine.reception import Reception
@@ -46,6 +49,7 @@ from kumoclient.logs import LogHealth
 from kumoclient.policy.runtime import PolicyHolder
 from kumoclient.records import Arrival, EsmtpListenerConfig, SpooledMessage
 from kumoclient.spool import Spool
+from kumoclient.spool.space import SpaceLimits
 
 log = logs.get_logger(__name__)
 
@@ -72,12 +76,13 @@ Announcement = tuple[list[SpooledMessage], bytes | None, Received]
 
 def encode_frame(messages: list[SpooledMessage], content: bytes, received: Received) -> bytes:
     """One announcement: the messages of one content, what their records say, and the
-    content when it is small or read for a report."""
+    content when it is small or read for a report. A message's schedule travels in its JSON
+    form (core.schedule)."""
     ids = {message.id for message in messages}
     arrival = received.arrival
     header = orjson.dumps(
         {
-            "messages": messages,
+            "messages": [_fields(message) for message in messages],
             "peer_address": arrival.peer_address if arrival is not None else None,
             "tls": arrival.tls if arrival is not None else None,
             "reports": {i: r.value for i, r in received.reports.items() if i in ids},
@@ -93,7 +98,7 @@ async def read_frame(reader: asyncio.StreamReader) -> Announcement:
     """The next announcement (IncompleteReadError at the end of the pipe)."""
     header_size, content_size = _FRAME.unpack(await reader.readexactly(_FRAME.size))
     header = orjson.loads(await reader.readexactly(header_size))
-    messages = [SpooledMessage(**fields) for fields in header["messages"]]
+    messages = [_message(fields) for fields in header["messages"]]
     peer, tls = header["peer_address"], header["tls"]
     received = Received(
         Arrival(tuple(peer) if peer else None, tuple(tls) if tls else None),
@@ -103,6 +108,18 @@ async def read_frame(reader: asyncio.StreamReader) -> Announcement:
     if content_size == _NO_CONTENT:
         return messages, None, received
     return messages, await reader.readexactly(content_size), received
+
+
+def _fields(message: SpooledMessage) -> dict[str, Any]:
+    fields = {name.name: getattr(message, name.name) for name in dataclasses.fields(message)}
+    if message.schedule is not None:
+        fields["schedule"] = schedule_json(message.schedule)
+    return fields
+
+
+def _message(fields: dict[str, Any]) -> SpooledMessage:
+    schedule = fields.get("schedule")
+    return SpooledMessage(**{**fields, "schedule": schedule and parse_schedule(schedule)})
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +134,8 @@ class WorkerSetup:
     loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None
     # the main process's delivery log health (shared memory): no mail is taken while it is down
     log_health: LogHealth | None = None
+    # the least free space of the spool's disk (kumo.define_spool): no mail taken below it
+    min_free: SpaceLimits | None = None
 
 
 def fork_workers(count: int, setup: WorkerSetup) -> list[Worker]:
@@ -168,7 +187,7 @@ async def _serve(index: int, setup: WorkerSetup, write_fd: int) -> None:
         while view:
             view = view[os.write(write_fd, view) :]
 
-    spool = Spool(setup.spool_dir)
+    spool = Spool(setup.spool_dir, min_free=setup.min_free)
     await spool.start(clean=False)  # the main process cleaned it before forking
     reception = Reception(
         setup.policy, spool, dispositions=None, announce=announce, log_health=setup.log_health

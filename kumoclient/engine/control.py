@@ -22,8 +22,9 @@ message's queue name (SPEC 1, `parse_queue_name`): `domain` against the queue's 
   server decides (a Delivery stays a Delivery) and is bounced instead of being requeued.
   Unlike KumoMTA's bounce rules, which keep bouncing new arrivals for a while, a bounce acts
   on the messages present when it is made.
-- **Retry now**: matching scheduled messages become due now (their stored due time is not
-  rewritten; the attempt's outcome writes the next one). Held messages stay held.
+- **Retry now**: matching scheduled messages become due now, or at the next time their
+  schedule allows (`msg:set_scheduling`; their stored due time is not rewritten; the
+  attempt's outcome writes the next one). Held messages stay held.
 - **Queue states**: per queue, how many messages and where they wait.
 
 Everything here runs on the event loop's thread and works while deliveries run.
@@ -38,6 +39,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 
 from kumoclient.core.disposition import admin_bounced, decide
+from kumoclient.core.schedule import next_allowed
 from kumoclient.core.selector import Selector
 from kumoclient.core.synthesized import admin_bounce
 from kumoclient.engine.dispositions import Dispositions
@@ -240,6 +242,7 @@ class Control:
                 created=message.created,
                 config=item.config,
                 now=now,
+                schedule=message.schedule,
             )
             self._dispositions.apply(item, decision, site=item.site)
         return len(taken) + len(flying)
@@ -251,11 +254,13 @@ class Control:
         return self._doomed.pop(message_id, None)
 
     def retry_now(self, selector: Selector) -> int:
-        """Make the selected scheduled messages due now; returns how many."""
+        """Make the selected scheduled messages due now (or when their schedule next allows);
+        returns how many."""
         taken = self._table.take_scheduled(lambda item: selector.matches(item.name))
         now = self._clock()
-        for item in taken:
-            self._table.schedule(item, replace(item.message, due=now))
+        for item in taken:  # as soon as the message's schedule allows
+            due = next_allowed(item.message.schedule, now)
+            self._table.schedule(item, replace(item.message, due=due))
         return len(taken)
 
     # --- states ---------------------------------------------------------------------------

@@ -6,9 +6,12 @@ throttles, a slot of the limit shared by every node), sends, and hands what happ
 `core.disposition.decide` (through the rewrite hook for a rejection) and the decision to the
 Dispositions writer. Connection-phase failures never reach the rewrite hook (SPEC 2.1): when
 every target of a site fails, the whole ready queue gets the same TransientFailure; a
-prohibited address bounces it. A message that waited past `max_age` expires when it is taken;
-one bounced or suspended by an operator meanwhile is diverted. The session is reused for the
-site's next message up to `max_deliveries_per_connection`, and closed after `idle_timeout`.
+prohibited address bounces it. A message that waited past `max_age` (or its own expiry time)
+expires when it is taken; one bounced or suspended by an operator meanwhile is diverted; one
+whose schedule (`msg:set_scheduling`) allows no attempt now goes back to the scheduler, to the
+next time it allows, so no attempt starts outside a message's delivery window. The session is
+reused for the site's next message up to `max_deliveries_per_connection`, and closed after
+`idle_timeout`.
 While the delivery log cannot be written (logs.LogHealth down), no attempt starts: a task that
 took a message closes its session and waits, the message in hand, until the log is back.
 """
@@ -25,9 +28,10 @@ import structlog
 
 from kumoclient import logs
 from kumoclient.core import disposition
-from kumoclient.core.disposition import EXPIRED, Attempt, HookAnswer, decide
+from kumoclient.core.disposition import EXPIRED, OUT_OF_SCHEDULE, Attempt, HookAnswer, decide
 from kumoclient.core.reply import SPACE, single_line
 from kumoclient.core.retry import expired
+from kumoclient.core.schedule import allowed, expiry
 from kumoclient.core.synthesized import Synthesized, synthesize
 from kumoclient.engine.control import Control
 from kumoclient.engine.dispositions import Dispositions
@@ -165,9 +169,18 @@ class Dispatcher:
 
     def _expired(self, item: Item, site: Site) -> bool:
         message = item.message
-        if not expired(message.created, item.config.max_age, time.time()):
+        own = expiry(message.schedule)
+        if not expired(message.created, item.config.max_age, time.time(), own):
             return False
         self.settle(item, EXPIRED, site.name)
+        return True
+
+    def _out_of_schedule(self, item: Item, site: Site) -> bool:
+        """A message whose schedule allows no attempt now (it waited in the ready queue past
+        its window's end): back to the scheduler, to the next time it allows."""
+        if allowed(item.message.schedule, time.time()):
+            return False
+        self.settle(item, OUT_OF_SCHEDULE, site.name)
         return True
 
     def settle(
@@ -191,6 +204,7 @@ class Dispatcher:
             jitter=random.random(),
             hook=hook,
             doomed=self.control.doomed(message.id),
+            schedule=message.schedule,
         )
         self.dispositions.apply(item, decision, site=site, peer=peer, tls=tls)
 
@@ -248,7 +262,7 @@ class Dispatcher:
             return None
 
     async def _attempt(self, site: Site, item: Item, session: Session | None) -> Session | None:
-        if self._expired(item, site) or self._diverted(item):
+        if self._expired(item, site) or self._diverted(item) or self._out_of_schedule(item, site):
             return session
         if session is not None and session.usable:
             return await self._transact(site, item, session)

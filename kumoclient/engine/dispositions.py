@@ -14,6 +14,9 @@ a listener domain logs (core/listener_domain.py) gets a Feedback record instead 
 Reception record, or OOB records after it (core/report_records.py); one that cannot be read
 after all gets its plain Reception record.
 
+Every Reception and Delivery record is also counted for the accounting database, when the
+daemon keeps one (`accounting`, engine/accounting.py: two additions here, the writes batched).
+
 While the log is down its records are held (logs.RecordLog) and the removal waits for them.
 A final record the log could not even hold (past its hold limit) keeps the message spooled:
 it is delivered again after the next start rather than leave without its record.
@@ -37,6 +40,7 @@ from kumoclient.core.dsn_report import parse_dsn
 from kumoclient.core.listener_domain import Report
 from kumoclient.core.queue_name import queue_name_for
 from kumoclient.core.report_records import feedback_record, oob_records
+from kumoclient.engine.accounting import Accounting
 from kumoclient.engine.metrics import EngineMetrics
 from kumoclient.engine.queues import Item
 from kumoclient.engine.state import StateWriter
@@ -93,6 +97,7 @@ class Dispositions:
         self.counts: dict[str, int] = {}
         self.notify: Notify | None = None  # set by the engine: spools a DSN
         self.spawn: Spawn | None = None  # set by the engine: a task in its group
+        self.accounting: Accounting | None = None  # set by the engine when it keeps one
         self.stopping = False  # requeued messages stay spooled, not scheduled
         self._subscribers: list[Callable[[Record], None]] = []
         self._waiters: dict[str, asyncio.Future[Record]] = {}
@@ -196,7 +201,8 @@ class Dispositions:
                 message,
                 attempts=decision.attempts,
                 due=decision.due,
-                last_response=decision.last_response,
+                # None: no new response (a message sent back to wait for its schedule)
+                last_response=decision.last_response or message.last_response,
             )
             self.state.update(message)
             item.message = message
@@ -217,6 +223,8 @@ class Dispositions:
         kept = self.records.write(record)
         kind = record.type
         self.counts[kind.value] = self.counts.get(kind.value, 0) + 1
+        if self.accounting is not None:
+            self.accounting.count(kind, record.reception_protocol)
         self.metrics.count(kind, record.queue, record.site)
         waiter = self._waiters.get(record.id) if kind in FINAL_TYPES else None
         if not self._subscribers and waiter is None:

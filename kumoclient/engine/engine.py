@@ -8,7 +8,8 @@ dispatcher → disposition, built from its rooms.
 - `dispositions.Dispositions`: the one writer of records, spool changes, DSNs, outcome
   metrics and waiters; the decisions are `core.disposition`'s;
 - `control.Control`: suspend, resume, bounce, retry now, queue states;
-- `reception.Reception`: submissions into the spool.
+- `reception.Reception`: submissions into the spool;
+- `accounting.Accounting` (when given a database): received and delivered counts, in sqlite.
 
 `Engine` owns the spool, the delivery log, the policy and every task (one TaskGroup). Call
 the operations on the engine's event loop. The delivery log's health (`records.health`, owned
@@ -33,6 +34,7 @@ from kumoclient import logs
 from kumoclient.core.disposition import Attempt
 from kumoclient.core.queue_name import parse_queue_name, queue_name_for
 from kumoclient.core.selector import Selector
+from kumoclient.engine.accounting import Accounting
 from kumoclient.engine.control import Control, QueueState, SuspensionInfo
 from kumoclient.engine.dispatch import Dispatcher
 from kumoclient.engine.dispositions import Dispositions, Record
@@ -43,11 +45,12 @@ from kumoclient.engine.recovery import delivered_before
 from kumoclient.engine.routing import Router
 from kumoclient.engine.table import MessageTable
 from kumoclient.logs import RecordLog
-from kumoclient.mx import MxResolver
+from kumoclient.mx import MxResolver, forget_resolver, use_resolver
 from kumoclient.policies import default_policy_path
 from kumoclient.policy.runtime import PolicyHolder
 from kumoclient.records import RedisThrottleConfig, SpooledMessage
 from kumoclient.spool import Spool
+from kumoclient.spool.space import SpaceLimits
 from kumoclient.throttles import SharedThrottles
 
 log = logs.get_logger(__name__)
@@ -70,20 +73,29 @@ class Engine:
         max_segment_duration: float = 3600.0,
         resolver: MxResolver | None = None,
         redis_throttles: RedisThrottleConfig | None = None,
+        min_free: SpaceLimits | None = None,
+        accounting_db: Path | None = None,
     ) -> None:
         if not isinstance(policy, PolicyHolder):
             policy = PolicyHolder(policy or default_policy_path())
         self.policy = policy
         base = data_dir or DEFAULT_DATA_DIR
-        self.spool = Spool(spool_dir or base / "spool")
+        # min_free: no mail is taken while the spool's disk is shorter (spool/space.py)
+        self.spool = Spool(spool_dir or base / "spool", min_free=min_free)
         self.records = RecordLog(log_dir or base / "logs", max_segment_duration)
         self.metrics = EngineMetrics()
         self.metrics.watch_log(self.records)
         self.dns = resolver if resolver is not None else MxResolver()
+        # the policy's kumo.dns asks this resolver too, in this process and in the reception
+        # workers forked from it (mx.current_resolver)
+        use_resolver(self.dns)
         # rate limits and connection limits, shared with other nodes through Redis when
         # kumo.configure_redis_throttles asked for it, else local
         self.throttles = SharedThrottles(redis_throttles)
         self._build_rooms(policy, socket.getfqdn())  # the host name: make_egress_path's default
+        # received and delivered counts in an sqlite file (engine/accounting.py)
+        self.accounting = Accounting(accounting_db) if accounting_db is not None else None
+        self.dispositions.accounting = self.accounting
         self._tg: asyncio.TaskGroup | None = None
         self._stopping = False
         self.scanned = asyncio.Event()  # every spooled message is scheduled (see start())
@@ -162,6 +174,8 @@ class Engine:
         self.spool.unreadable = 0
         self._spawn(self.table.scheduler.run(), "scheduler")
         self._spawn(self.dispositions.state.run(), "spool-state")
+        if self.accounting is not None:
+            self._spawn(self.accounting.run(), "accounting")
         if delivered:
             names = self._recovered(names, delivered)
         self.metrics.spooled.set(len(names))
@@ -216,11 +230,14 @@ class Engine:
         await self.dispatcher.stop(grace)
         # a DSN being spooled removes its original afterwards: before the state writer closes
         await self.dispositions.close()
+        if self.accounting is not None:
+            await self.accounting.close()
         tg, self._tg = self._tg, None
         await tg.__aexit__(None, None, None)
         await self.spool.close()
         await self.records.close()
         await self.throttles.aclose()
+        forget_resolver(self.dns)
 
     # --- library API ---------------------------------------------------------------------
 
@@ -229,9 +246,11 @@ class Engine:
         sender: str,
         recipients: list[str],
         content: bytes,
-        meta: dict[str, str] | None = None,
+        meta: dict[str, Any] | None = None,
     ) -> list[str]:
-        """Spool a message for each recipient (durably) and queue it; returns the ids."""
+        """Spool a message for each recipient (durably) and queue it; returns the ids. `meta`
+        holds JSON values (core.meta); SubmissionRefused when it names no queue (451) or the
+        spool cannot take the messages."""
         ids = await self.reception.accept_library(sender, recipients, content, meta or {})
         for message_id in ids:
             self.dispositions.expect(message_id)

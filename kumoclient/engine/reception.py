@@ -1,11 +1,15 @@
 """Taking mail in: policy reception events, durable spooling, Reception records.
 
 One submission becomes one message per recipient. Each message goes through the policy's
-reception event (which may set meta, edit headers or `kumo.reject`), then all of them are
-written durably; only then is the submitter told. An SMTP transaction goes through KumoMTA's
-steps after DATA first (smtp_intake.py: `smtp_server_data`, trace headers, listener domains
-and inbound reports): a report logged and not relayed (`LogThenDrop`) gets its records and is
-not stored. All or nothing: a refusal or a spool error
+reception event with the `msg` object (policy.message: it may set meta, edit the message, change
+the envelope, set a schedule, or `kumo.reject`), then all of them are written durably; only
+then is the submitter told. An SMTP transaction goes through KumoMTA's steps after DATA first
+(smtp_intake.py: `smtp_server_data`, trace headers, listener domains and inbound reports): a
+report logged and not relayed (`LogThenDrop`) gets its records and is not stored. A message
+the policy left with several recipients is spooled as one message per recipient; its due time
+is the one the policy set (`msg:set_due`, now by default) moved into its schedule
+(`msg:set_scheduling`); one whose meta names no queue is refused (451). All or nothing: a
+refusal or a spool error
 for one recipient refuses the whole submission and leaves nothing behind. The one exception
 is HTTP injection (`accept_http`), which answers per recipient as KumoMTA does: a
 `kumo.reject` refuses that recipient only; a policy error or a spool error still refuses the
@@ -15,6 +19,8 @@ While the delivery log cannot be written (logs.LogHealth down), every submission
 with `451 4.3.0` before its policy event runs, and nothing is stored: the sender keeps it and
 tries again (a drop file stays in `incoming/`). Only DSNs are still spooled: they come from
 dispositions already made, and their Reception records are held like every other record.
+The same `451 4.3.1` refusal holds while the spool's disk has less free space or inodes than
+the policy's `kumo.define_spool` asks (`min_free_space`, `min_free_inodes`; spool/space.py).
 """
 
 from __future__ import annotations
@@ -24,14 +30,19 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from kumoclient import logs
 from kumoclient.core import msgid
+from kumoclient.core.listener_domain import Report
+from kumoclient.core.queue_name import queue_name_for
+from kumoclient.core.schedule import next_allowed
 from kumoclient.engine import smtp_intake
 from kumoclient.engine.dispositions import Dispositions, Received
 from kumoclient.errors import (
     PolicyError,
     PolicyReject,
+    QueueNameError,
     ReceptionPaused,
     SpoolEntryCorrupt,
     SpoolEntryMissing,
@@ -43,12 +54,13 @@ from kumoclient.listener import Transaction
 from kumoclient.logs import LogHealth
 from kumoclient.policy.message import MessageView
 from kumoclient.policy.runtime import PolicyHolder
-from kumoclient.records import SpooledMessage
+from kumoclient.records import AuthInfo, SpooledMessage
 from kumoclient.spool import Spool, Submission
 
 log = logs.get_logger(__name__)
 
 LOG_DOWN = "4.3.0 Delivery log unavailable, try again later"  # with 451
+LOW_SPACE = "4.3.1 Spool disk is too full, try again later"  # with 451
 
 
 def _random_bits() -> int:
@@ -128,7 +140,7 @@ class Reception:
         sender: str,
         recipients: list[str],
         content: bytes,
-        meta: dict[str, str],
+        meta: dict[str, Any],
         *,
         protocol: str = "Library",
     ) -> list[str]:
@@ -149,13 +161,15 @@ class Reception:
         self,
         sender: str,
         messages: Sequence[tuple[str, bytes]],
-        meta: Mapping[str, str],
+        meta: Mapping[str, Any],
+        auth: AuthInfo | None = None,
     ) -> HttpAccepted:
         """The inject API: `(recipient, content)` per message, each already built. Runs
-        `http_message_generated` per message; spools (protocol "HTTP") those it did not
-        refuse, durably before returning. Raises SubmissionRefused, with nothing spooled,
-        when the policy fails (451) or the spool cannot take them (452); ReceptionPaused
-        while the delivery log is down.
+        `http_message_generated(msg, auth_info)` per message, as KumoMTA calls it (`auth`:
+        who the HTTP client is); spools (protocol "HTTP") those it did not refuse, durably
+        before returning. Raises SubmissionRefused, with nothing spooled, when the policy
+        fails (451) or the spool cannot take them (452); ReceptionPaused while the delivery
+        log is down.
         """
         self._check_log()
         base = msgid.submission_base(time.time(), _random_bits())
@@ -163,13 +177,14 @@ class Reception:
             MessageView(msgid.message_id(base, i), sender, rcpt, content, dict(meta))
             for i, (rcpt, content) in enumerate(messages)
         ]
+        auth_info = (auth or AuthInfo()).as_data()
         refused: list[tuple[str, str]] = []
         kept: list[MessageView] = []
         for view in views:
             try:
-                await self._policy_event("http_message_generated", view)
+                await self._policy_event("http_message_generated", view, auth_info)
             except PolicyReject as reject:
-                refused.append((view.recipient, f"{reject.code} {reject.text}"))
+                refused.append((view.recipients[0], f"{reject.code} {reject.text}"))
                 continue
             kept.append(view)
         ids = await self._store(kept, "HTTP") if kept else []
@@ -194,9 +209,12 @@ class Reception:
             self.on_stored(messages, content)
 
     def _check_log(self) -> None:
-        """Refuse a submission while the delivery log cannot be written (see the module)."""
+        """Refuse a submission while the delivery log cannot be written, or the spool's disk
+        is short of space (see the module)."""
         if self._log_down():
             raise ReceptionPaused(451, LOG_DOWN)
+        if self.spool.low_space() is not None:
+            raise ReceptionPaused(451, LOW_SPACE)
 
     def _log_down(self) -> bool:
         return self.log_health is not None and not self.log_health.ok
@@ -208,11 +226,11 @@ class Reception:
             except PolicyReject as reject:
                 raise SubmissionRefused(reject.code, reject.text) from reject
 
-    async def _policy_event(self, event: str, view: MessageView) -> None:
+    async def _policy_event(self, event: str, view: MessageView, *args: Any) -> None:
         """Run a reception event on one message: PolicyReject when the policy refuses it,
         SubmissionRefused (451) when the policy fails."""
         try:
-            await self.policy.current.message_event(event, view)
+            await self.policy.current.message_event(event, view, *args)
         except PolicyError as exc:
             log.error(
                 "reception policy failed; asking the client to retry",
@@ -235,17 +253,10 @@ class Reception:
         now = time.time() if created is None else created
         groups: dict[bytes, list[SpooledMessage]] = {}
         for view in views:
-            message = SpooledMessage(
-                id=view.message_id,
-                sender=view.sender,
-                recipient=view.recipient,
-                meta=dict(view.meta),
-                created=now,
-                size=len(view.content),
-                due=now,
-                reception_protocol=protocol,
-            )
-            groups.setdefault(view.content, []).append(message)
+            spooled = _spooled(view, protocol, now)
+            groups.setdefault(view.content, []).extend(spooled)
+            if len(spooled) > 1:
+                received = _covering(received, view.message_id, [m.id for m in spooled[1:]])
         stored: list[SpooledMessage] = []
         try:
             for content, messages in groups.items():
@@ -317,3 +328,50 @@ class Reception:
             )
             for i, rcpt in enumerate(submission.recipients)
         ]
+
+
+def _covering(received: Received, view_id: str, more: list[str]) -> Received:
+    """`received` with a view's drop and complaint also for the messages it was split into
+    (a policy's `msg:set_recipient{...}`); a bounce report's OOB records stay written once."""
+    reports = received.reports
+    if reports.get(view_id) is Report.FEEDBACK:
+        reports = {**reports, **dict.fromkeys(more, Report.FEEDBACK)}
+    dropped = received.dropped | set(more) if view_id in received.dropped else received.dropped
+    return Received(received.arrival, reports, dropped)
+
+
+def _spooled(view: MessageView, protocol: str, now: float) -> list[SpooledMessage]:
+    """The spooled messages of a view after its events: one per recipient (the first keeps
+    the view's id), due when the policy set (`msg:set_due`, else now) moved into its schedule
+    (`msg:set_scheduling`). SubmissionRefused (451, nothing spooled) when its meta cannot
+    name a queue: a reserved key holding something other than a string, which KumoMTA also
+    refuses at reception (core.queue_name)."""
+    ids = [view.message_id]
+    if len(view.recipients) > 1:
+        base = msgid.submission_base(now, _random_bits())
+        ids += [msgid.message_id(base, i) for i in range(len(view.recipients) - 1)]
+    due = next_allowed(view.schedule, now if view.due is None else view.due)
+    messages = []
+    for message_id, recipient in zip(ids, view.recipients, strict=True):
+        try:
+            queue_name_for(recipient, view.meta)
+        except QueueNameError as exc:
+            log.error(
+                "reception policy set meta that names no queue", id=message_id, error=str(exc)
+            )
+            raise SubmissionRefused(451, "4.3.0 Local policy error, try again later") from exc
+        messages.append(
+            SpooledMessage(
+                id=message_id,
+                sender=view.envelope_sender,
+                recipient=recipient,
+                meta=dict(view.meta),
+                created=now,
+                size=len(view.content),
+                attempts=view.attempts,
+                due=due,
+                reception_protocol=protocol,
+                schedule=view.schedule,
+            )
+        )
+    return messages

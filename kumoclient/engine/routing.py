@@ -30,6 +30,7 @@ from typing import Any
 
 from kumoclient import logs
 from kumoclient.core.disposition import Attempt, failed
+from kumoclient.core.site_name import factor_names
 from kumoclient.core.synthesized import Synthesized, synthesize
 from kumoclient.engine.queues import Item, Route, Site
 from kumoclient.engine.table import MessageTable
@@ -102,21 +103,6 @@ def resolver_for(config: ResolverConfig | None) -> MxResolver:
 def site(site_name: str) -> str:
     """The ready-queue name of a site."""
     return f"{EGRESS_SOURCE}->{site_name}@smtp_client"
-
-
-def factor_names(hosts: tuple[str, ...]) -> str:
-    """KumoMTA's site name for a set of hosts: labels compared from the right, alternatives
-    in parentheses, `?` where some names lack the label:
-    `mta5.am0.yahoodns.net, mta6.am0.yahoodns.net` -> `(mta5|mta6).am0.yahoodns.net`."""
-    reversed_labels = [host.lower().rstrip(".").split(".")[::-1] for host in hosts]
-    depth = max((len(labels) for labels in reversed_labels), default=0)
-    parts: list[str] = []
-    for index in range(depth):
-        seen = sorted({labels[index] for labels in reversed_labels if index < len(labels)})
-        optional = any(index >= len(labels) for labels in reversed_labels)
-        text = seen[0] if len(seen) == 1 else "(" + "|".join(seen) + ")"
-        parts.append(text + "?" if optional else text)
-    return ".".join(reversed(parts))
 
 
 @functools.lru_cache(maxsize=64)

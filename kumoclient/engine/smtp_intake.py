@@ -1,9 +1,10 @@
 """An SMTP transaction made into the messages to keep, by KumoMTA's steps after DATA:
 
-1. the connection metadata is copied into the meta of the messages (a value that is not a
-   string as its JSON text, while the spool's meta holds strings);
-2. `smtp_server_data(msg, conn_meta)` on the whole transaction (its content and meta carry
-   over to every recipient's message);
+1. the connection metadata, every key with its JSON value, is copied into the meta of the
+   messages (KumoMTA's message starts with the whole connection metadata);
+2. `smtp_server_data(msg, conn_meta)` on the whole transaction, one message with every
+   recipient (its content and meta carry over to every recipient's message; a change of its
+   envelope does not: the recipients are those the listener domains decided at RCPT);
 3. per recipient, a message (one per recipient, as ever) with the `Received:` header
    (`trace_headers.received_header`), then `smtp_server_message_received(msg, conn_meta)`,
    then the supplemental header (`trace_headers.supplemental_header`);
@@ -19,7 +20,7 @@ past `data_processing_timeout` `451 4.4.5`, nothing relayed nor logged `550 5.7.
 from __future__ import annotations
 
 import asyncio
-import json
+import copy
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -60,10 +61,10 @@ class Intake:
     reports: dict[str, Report] = field(default_factory=dict)
 
 
-def message_meta(meta: dict[str, Any]) -> dict[str, str]:
-    """The connection metadata as a message's meta (strings; other values as JSON text)."""
+def message_meta(meta: dict[str, Any]) -> dict[str, Any]:
+    """A message's own copy of metadata (tables copied: one message's edits stay its own)."""
     return {
-        key: value if isinstance(value, str) else json.dumps(value, separators=(",", ":"), sort_keys=True)
+        key: value if isinstance(value, str) else copy.deepcopy(value)
         for key, value in meta.items()
     }
 
@@ -103,7 +104,7 @@ async def _views(
     conn, trace = txn.connection, txn.keys.trace_headers
     content, meta = txn.content, message_meta(conn.meta)
     if runtime.has_handler(DATA):
-        whole = MessageView(msgid.message_id(base, 0), txn.sender, txn.recipients[0], content, meta)
+        whole = MessageView(msgid.message_id(base, 0), txn.sender, txn.recipients, content, meta)
         await _event(runtime, DATA, whole, txn)
         content, meta = whole.content, whole.meta
     hop = None
@@ -118,14 +119,14 @@ async def _views(
         body = content
         if hop is not None:
             body = trace_headers.received(hop, message_id, recipient, now) + content
-        views.append(MessageView(message_id, txn.sender, recipient, body, dict(meta)))
+        views.append(MessageView(message_id, txn.sender, recipient, body, message_meta(meta)))
     if runtime.has_handler(RECEIVED):
         for view in views:
             await _event(runtime, RECEIVED, view, txn)
     if trace.supplemental_header:
         for view in views:
             header = trace_headers.supplemental(
-                trace.header_name, [view.recipient], view.meta, trace.include_meta_names
+                trace.header_name, view.recipients, view.meta, trace.include_meta_names
             )
             view.content = header + view.content
     return views, content

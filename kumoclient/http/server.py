@@ -1,7 +1,9 @@
 """The HTTP listener on aiohttp: routes, who may call them, request body limit, JSON errors.
 
 Routes:
-- `GET /api/check-liveness/v1`: 200 while the process serves (open to every client);
+- `GET /api/check-liveness/v1`: 200 while the process serves and takes mail, 503 with the
+  reason while it takes none (`Handlers.unavailable`: the spool's disk too full); open to
+  every client;
 - `POST /api/inject/v1`: the body (JSON, at most `request_body_limit` bytes) goes to
   `Handlers.inject`, whose mapping is returned as JSON;
 - `GET /metrics`: `Handlers.metrics()` (404 when there is none);
@@ -10,8 +12,14 @@ Routes:
 Access (SPEC 3): a client whose address is in `trusted_hosts` (default loopback) is admitted;
 any other must send HTTP Basic credentials that `Handlers.validate_auth` accepts (the daemon
 runs the policy's `http_server_validate_auth_basic`). Missing or refused credentials → 401 with
-`WWW-Authenticate: Basic realm="kumoclient"`; a failing check → 500. Every error answer is JSON
+`WWW-Authenticate: Basic realm="kumoclient"`; a failing check → 500. Credentials sent by a
+trusted client are checked too, as KumoMTA does (refused ones → 401). Every error answer is JSON
 `{"error": "<what is wrong>"}`.
+
+Who the client is, as KumoMTA's AuthInfo (`Client.auth`, handed to `http_message_generated`):
+its IP address; the group `kumomta:http-listener-trusted-ip` when it is trusted; the identity
+`(user, 'HttpBasicAuth')` when its credentials were accepted with `true`, or the identities and
+groups of the AuthInfo the check returned instead.
 """
 
 from __future__ import annotations
@@ -19,7 +27,6 @@ from __future__ import annotations
 import base64
 import binascii
 import ipaddress
-import ssl
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -31,7 +38,8 @@ from kumoclient import logs
 from kumoclient.core.listen import split_listen as listen_address
 from kumoclient.core.networks import Network, address_in
 from kumoclient.errors import ConfigError, HttpError
-from kumoclient.records import HttpListenerConfig
+from kumoclient.http.tls import server_context
+from kumoclient.records import AuthInfo, HttpListenerConfig
 
 log = logs.get_logger(__name__)
 
@@ -40,15 +48,17 @@ CHALLENGE: dict[str, str] = {"WWW-Authenticate": f'Basic realm="{REALM}"'}
 LIVENESS_PATH = "/api/check-liveness/v1"
 INJECT_PATH = "/api/inject/v1"
 METRICS_PATH = "/metrics"
+TRUSTED_GROUP = "kumomta:http-listener-trusted-ip"  # KumoMTA's group for trusted_hosts
 
 
 @dataclass(frozen=True, slots=True)
 class Client:
-    """Who is calling: the peer address, and the Basic-auth user when it had to log in
-    (None for a client admitted by `trusted_hosts`)."""
+    """Who is calling: the peer address, the Basic-auth user whose credentials were accepted
+    (None when it sent none), and its AuthInfo (see the module's text)."""
 
     address: str
     user: str | None = None
+    auth: AuthInfo = field(default_factory=AuthInfo)
 
 
 RouteHandler = Callable[[web.Request, Client], Awaitable[web.StreamResponse]]
@@ -70,12 +80,12 @@ class Route:
 
 Inject = Callable[[object, Client], Awaitable[Mapping[str, object]]]
 Metrics = Callable[[], tuple[bytes, str]]
-ValidateAuth = Callable[[str, str], bool | Awaitable[bool]]
+Verdict = bool | AuthInfo  # an AuthInfo admits the client with its identities and groups
+ValidateAuth = Callable[[str, str], Verdict | Awaitable[Verdict]]
 
 
-async def _answer(result: bool | Awaitable[bool]) -> bool:
-    """A validator's answer, awaited when it is awaitable (the policy's check may wait)."""
-    if isinstance(result, bool):
+async def _answer(result: Verdict | Awaitable[Verdict]) -> Verdict:
+    if isinstance(result, bool | AuthInfo):
         return result
     return await result
 
@@ -87,15 +97,18 @@ class Handlers:
     - `inject(body, client)`: the parsed JSON body of `POST /api/inject/v1` (any JSON value);
       returns the response object, or raises HttpError (4xx for bad input, 5xx otherwise);
     - `metrics()`: `(body, content_type)` for `GET /metrics`; None → 404;
-    - `validate_auth(user, password)`: true (or an awaitable of true) admits a client outside
-      `trusted_hosts`; None → such clients are always refused; an exception → 500;
-    - `routes`: extra endpoints, checked like the inject API unless `public`.
+    - `validate_auth(user, password)`: true or an AuthInfo (or an awaitable of one) admits a
+      client that sent credentials; None → credentials are always refused; an exception →
+      500;
+    - `routes`: extra endpoints, checked like the inject API unless `public`;
+    - `unavailable()`: why no mail is taken now (liveness answers 503), or None.
     """
 
     inject: Inject | None = None
     metrics: Metrics | None = None
     validate_auth: ValidateAuth | None = None
     routes: Sequence[Route] = field(default_factory=tuple)
+    unavailable: Callable[[], str | None] | None = None
 
 
 def _networks(hosts: Sequence[str]) -> list[Network]:
@@ -118,28 +131,6 @@ def split_listen(listen: str) -> tuple[str, int]:
         return listen_address(listen)
     except ConfigError as exc:
         raise ConfigError(f"http listener address {exc}", key="listen", value=listen) from exc
-
-
-def _tls_context(config: HttpListenerConfig) -> ssl.SSLContext | None:
-    if not config.use_tls:
-        return None
-    if not (config.tls_certificate and config.tls_private_key):
-        raise ConfigError(
-            "start_http_listener: use_tls = true needs tls_certificate and tls_private_key "
-            "(kumoclient does not generate a self-signed certificate)",
-            key="use_tls",
-            value=True,
-        )
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    try:
-        context.load_cert_chain(config.tls_certificate, config.tls_private_key)
-    except (OSError, ssl.SSLError) as exc:
-        raise ConfigError(
-            f"start_http_listener: cannot load tls_certificate/tls_private_key: {exc}",
-            key="tls_certificate",
-            value=config.tls_certificate,
-        ) from exc
-    return context
 
 
 def _basic_credentials(header: str) -> tuple[str, str]:
@@ -207,7 +198,7 @@ class HttpServer:
         self.shutdown_timeout = shutdown_timeout
         self._host, self._port = split_listen(config.listen)
         self._trusted = _networks(config.trusted_hosts)
-        self._ssl = _tls_context(config)
+        self._ssl = server_context(config)
         self._runner: web.AppRunner | None = None
 
     # --- lifecycle -------------------------------------------------------------------------
@@ -270,10 +261,12 @@ class HttpServer:
 
     async def _admit(self, request: web.Request) -> Client:
         peer = request.remote or ""
-        if self.is_trusted(peer):
-            return Client(peer)
+        trusted = self.is_trusted(peer)
+        groups = (TRUSTED_GROUP,) if trusted else ()
         header = request.headers.get(hdrs.AUTHORIZATION)
         if not header:
+            if trusted:
+                return Client(peer, auth=AuthInfo(peer, (), groups))
             raise HttpError(
                 401,
                 "authentication required: this client is not in trusted_hosts; "
@@ -281,18 +274,24 @@ class HttpServer:
                 CHALLENGE,
             )
         user, password = _basic_credentials(header)
+        verdict = await self._check(peer, user, password)
+        if verdict is False:
+            log.warning("http authentication refused", peer=peer, user=user)
+            raise HttpError(401, "invalid credentials", CHALLENGE)
+        if verdict is True:
+            return Client(peer, user, AuthInfo(peer, ((user, "HttpBasicAuth"),), groups))
+        identities, more = verdict.identities, verdict.groups
+        return Client(peer, user, AuthInfo(peer, identities, groups + more))
+
+    async def _check(self, peer: str, user: str, password: str) -> Verdict:
         validate = self.handlers.validate_auth
         try:
-            admitted = validate is not None and await _answer(validate(user, password))
+            return validate is not None and await _answer(validate(user, password))
         except Exception as exc:  # whatever the check raised, the client gets a clear 500
             log.error("http authentication check failed", peer=peer, user=user, error=str(exc))
             raise HttpError(
                 500, f"authentication check failed (http_server_validate_auth_basic): {exc}"
             ) from exc
-        if not admitted:
-            log.warning("http authentication refused", peer=peer, user=user)
-            raise HttpError(401, "invalid credentials", CHALLENGE)
-        return Client(peer, user)
 
     def _guarded(self, handler: RouteHandler) -> Handler:
         async def guarded(request: web.Request) -> web.StreamResponse:
@@ -338,8 +337,11 @@ class HttpServer:
 
     # --- endpoints -------------------------------------------------------------------------
 
-    @staticmethod
-    async def _liveness(request: web.Request) -> web.StreamResponse:
+    async def _liveness(self, request: web.Request) -> web.StreamResponse:
+        unavailable = self.handlers.unavailable
+        reason = unavailable() if unavailable is not None else None
+        if reason is not None:
+            return error_response(503, reason)
         return web.json_response({"status": "ok"})
 
     async def _inject(self, request: web.Request, client: Client) -> web.StreamResponse:

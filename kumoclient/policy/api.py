@@ -2,7 +2,10 @@
 dotted Lua name, and objects Lua code holds as opaque values. The runtime exposes whatever is
 registered here; a module never touches lupa.
 
-Functions: `@kumo_function("string.split")` makes `kumo.string.split`. Arguments arrive as
+Functions: `@kumo_function("string.split")` makes `kumo.string.split`;
+`@kumo_function("open", module="redis")` makes `open` in a module of its own, the table
+`require 'redis'` returns (as KumoMTA's `redis` and `sqlite`, which are not under `kumo`; the
+name of such a module is taken before `require` searches files). Arguments arrive as
 Python data (`policy.convert` rules: tables as lists or dicts, a LuaObject's proxy as the
 object); the result goes back the same way, a `Values` tuple as several Lua results. An
 exception of kumoclient's hierarchy, a ValueError or an OSError becomes a Lua error naming the
@@ -43,12 +46,19 @@ class Values(tuple[Any, ...]):
 
 @dataclass(frozen=True, slots=True)
 class KumoFunction:
-    """One registered function: its dotted name under `kumo`, the callable, whether it takes
-    the caller's source path first, whether it is awaited."""
+    """One registered function: its dotted name under `kumo` (under another module:
+    `module:name`, see `kumo_function`), the callable, whether it takes the caller's source
+    path first, whether it is awaited."""
 
     name: str
     fn: Callable[..., Any]
     source: bool = False
+
+    @property
+    def lua_name(self) -> str:
+        """The name policy code calls it by: `kumo.string.split`, `redis.open`."""
+        module, sep, name = self.name.partition(":")
+        return f"{module}.{name}" if sep else f"kumo.{self.name}"
 
     @property
     def is_async(self) -> bool:
@@ -60,13 +70,15 @@ REGISTRY: dict[str, KumoFunction] = {}
 VALUES: dict[str, Any] = {}  # plain values under `kumo` (`kumo.version`)
 
 
-def kumo_function(name: str, *, source: bool = False) -> Callable[[_F], _F]:
-    """Register the decorated callable as `kumo.<name>`; a name is registered once."""
+def kumo_function(name: str, *, source: bool = False, module: str = "kumo") -> Callable[[_F], _F]:
+    """Register the decorated callable as `kumo.<name>`, or as `<name>` of the module
+    `require '<module>'` returns; a name is registered once."""
+    key = name if module == "kumo" else f"{module}:{name}"
 
     def register(fn: _F) -> _F:
-        if name in REGISTRY:
-            raise ValueError(f"kumo.{name} is registered twice")
-        REGISTRY[name] = KumoFunction(name, fn, source)
+        if key in REGISTRY:
+            raise ValueError(f"{REGISTRY[key].lua_name} is registered twice")
+        REGISTRY[key] = KumoFunction(key, fn, source)
         return fn
 
     return register
@@ -110,11 +122,16 @@ class LuaObject:
     """A Python object Lua code holds as an opaque value (see the module's text).
 
     `lua_name` is what `tostring` and error messages call it; `lua_methods` the names callable
-    as `obj:name(...)` (each a method of the subclass taking the Lua arguments after `self`).
+    as `obj:name(...)` (each a method of the subclass taking the Lua arguments after `self`);
+    `lua_cached` whether its proxy is kept for the next crossing.
     """
 
     lua_name: ClassVar[str] = "object"
     lua_methods: ClassVar[frozenset[str]] = frozenset()
+    # True: the object crosses into Lua as the same proxy each time (a recent few are kept);
+    # False for objects made per call (a message and what it hands out), whose proxy must not
+    # keep them (and their content) alive once Lua drops it
+    lua_cached: ClassVar[bool] = True
 
     def lua_index(self, key: Any) -> Any:
         """`obj[key]` for a key that is not a method; None is Lua's nil."""
@@ -128,8 +145,8 @@ class LuaObject:
         """`#obj`."""
         raise ConfigError(f"{self.lua_name} has no length")
 
-    def lua_tostring(self) -> str:
-        """`tostring(obj)`."""
+    def lua_tostring(self) -> str | bytes:
+        """`tostring(obj)` (bytes: a Lua string of exactly those bytes)."""
         return self.lua_name
 
     def lua_call(self, *args: Any) -> Any:

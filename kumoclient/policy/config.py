@@ -14,10 +14,13 @@ from typing import Any, TypeVar
 
 from kumoclient.errors import ConfigError
 from kumoclient.policy import config_values as conv
+from kumoclient.policy import spool_params
 from kumoclient.policy.config_values import Converter, parse_mx_entry, parse_rate
 from kumoclient.policy.listener_config import make_listener_domain, start_esmtp_listener
 from kumoclient.records import (
+    AccountingConfig,
     EgressPathConfig,
+    HttpInjectLimit,
     HttpListenerConfig,
     LocalLogsConfig,
     MxHost,
@@ -79,15 +82,19 @@ _HTTP_FIELDS: Fields = {
     "trusted_hosts": ("trusted_hosts", conv.cidr_list),
     "hostname": ("hostname", conv.optional(conv.string)),
     "use_tls": ("use_tls", conv.boolean),
-    "tls_certificate": ("tls_certificate", conv.optional(conv.string)),
-    "tls_private_key": ("tls_private_key", conv.optional(conv.string)),
+    "tls_certificate": ("tls_certificate", conv.optional(conv.key_source)),
+    "tls_private_key": ("tls_private_key", conv.optional(conv.key_source)),
     "request_body_limit": ("request_body_limit", conv.size),
 }
 
 _SPOOL_FIELDS: Fields = {
     "name": ("name", conv.string),
     "path": ("path", conv.string),
-    "kind": ("kind", conv.string),
+    "kind": ("kind", conv.one_of("LocalDisk", "RocksDB")),
+    "flush": ("flush", conv.boolean),
+    "min_free_space": ("min_free_space", spool_params.min_free),
+    "min_free_inodes": ("min_free_inodes", spool_params.min_free),
+    "rocks_params": ("rocks_params", spool_params.rocks_params),
 }
 
 _LOG_FIELDS: Fields = {
@@ -166,21 +173,27 @@ def start_http_listener(params: Any) -> HttpListenerConfig:
 
 
 def define_spool(params: Any) -> SpoolConfig:
-    """`kumo.define_spool{name=, path=}`."""
-    spool = _build("define_spool", SpoolConfig, _SPOOL_FIELDS, params)
-    if spool.name not in ("data", "meta"):
+    """`kumo.define_spool{name=, path=, kind=, flush=, min_free_space=, min_free_inodes=,
+    rocks_params=}`: every kind is served by the one local-disk spool (docs/policy.md)."""
+    return _build("define_spool", SpoolConfig, _SPOOL_FIELDS, params)
+
+
+def configure_accounting_db_path(path: Any) -> AccountingConfig:
+    """`kumo.configure_accounting_db_path(PATH)`."""
+    try:
+        return AccountingConfig(conv.string(path))
+    except conv.Bad as exc:
+        raise ConfigError(f"configure_accounting_db_path: {exc}", value=path) from exc
+
+
+def set_httpinject_recipient_rate_limit(spec: Any) -> HttpInjectLimit:
+    """`kumo.set_httpinject_recipient_rate_limit(SPEC)`; nil clears the limit."""
+    try:
+        return HttpInjectLimit(None if spec is None else conv.throttle_spec(spec))
+    except conv.Bad as exc:
         raise ConfigError(
-            f"define_spool: name = {spool.name!r}: expected 'data' or 'meta'",
-            key="name",
-            value=spool.name,
-        )
-    if spool.kind != "LocalDisk":
-        raise ConfigError(
-            f"define_spool: kind = {spool.kind!r}: only 'LocalDisk' is supported",
-            key="kind",
-            value=spool.kind,
-        )
-    return spool
+            f"set_httpinject_recipient_rate_limit: {_show(spec)}: {exc}", value=spec
+        ) from exc
 
 
 def configure_local_logs(params: Any) -> LocalLogsConfig:
@@ -230,6 +243,8 @@ MAKERS: dict[str, Callable[[Any], object]] = {
     "define_spool": define_spool,
     "configure_local_logs": configure_local_logs,
     "configure_redis_throttles": configure_redis_throttles,
+    "configure_accounting_db_path": configure_accounting_db_path,
+    "set_httpinject_recipient_rate_limit": set_httpinject_recipient_rate_limit,
 }
 
 

@@ -15,7 +15,7 @@ from kumoclient.core.listen import split_listen
 from kumoclient.core.nameserver import parse_nameserver
 from kumoclient.core.reply import LINE_BREAKS
 from kumoclient.errors import ConfigError
-from kumoclient.records import MxHost, Rate, TlsMode
+from kumoclient.records import KeySource, MxHost, Rate, TlsMode
 
 Converter = Callable[[Any], Any]
 
@@ -75,6 +75,41 @@ def string(value: Any) -> str:
     if not isinstance(value, str) or not value:
         raise Bad("expected a non-empty string")
     return value
+
+
+def one_of(*names: str) -> Converter:
+    """One of `names`, spelt exactly."""
+
+    def inner(value: Any) -> str:
+        if value not in names:
+            raise Bad("expected one of " + ", ".join(repr(n) for n in names))
+        text: str = value
+        return text
+
+    return inner
+
+
+_VAULT_KEYS = frozenset({"vault_mount", "vault_path", "vault_key", "vault_address", "vault_token"})
+
+
+def key_source(value: Any) -> KeySource:
+    """A KumoMTA KeySource: a file name, `{key_data=...}` (the data), or a Vault secret
+    `{vault_mount=, vault_path=, vault_key=, vault_address=, vault_token=}` (read when used)."""
+    if isinstance(value, str) and value:
+        return value
+    if isinstance(value, dict):
+        if set(value) == {"key_data"} and isinstance(value["key_data"], str | bytes):
+            data = value["key_data"]
+            return data.encode("utf-8") if isinstance(data, str) else data
+        keys = set(value)
+        if {"vault_mount", "vault_path"} <= keys <= _VAULT_KEYS and all(
+            isinstance(v, str) for v in value.values()
+        ):
+            return tuple(sorted(value.items()))
+    raise Bad(
+        "expected a KeySource: a file name, {key_data=...} or "
+        "{vault_mount=..., vault_path=...} (strings)"
+    )
 
 
 def str_list(value: Any) -> tuple[str, ...]:
@@ -140,6 +175,48 @@ def parse_rate(value: Any) -> Rate:
     if period <= 0:
         raise Bad("the period must be longer than zero")
     return Rate(int(match[1]), period, value)
+
+
+_THROTTLE_PERIODS = {
+    **dict.fromkeys(("h", "hr", "hour"), 3600),
+    **dict.fromkeys(("m", "min", "minute"), 60),
+    **dict.fromkeys(("s", "sec", "second"), 1),
+    **dict.fromkeys(("d", "day"), 86400),
+}
+_THROTTLE = re.compile(r"(?P<limit>[\d_,]+)/(?P<scale>\d*)(?P<period>[a-z]+)")
+
+
+def _separated(text: str) -> int:
+    digits = text.replace("_", "").replace(",", "")
+    if not digits.isdigit():
+        raise Bad(f"invalid number {text!r}")
+    return int(digits)
+
+
+def throttle_spec(value: Any) -> Rate:
+    """KumoMTA's throttle specification (kumo.make_throttle): `[local:]LIMIT/[N]PERIOD
+    [,max_burst=B]`, LIMIT and B with optional `_` or `,` separators (`local:10,000/s`),
+    PERIOD one of d, h, m, s (or day, hour/hr, minute/min, second/sec)."""
+    if not isinstance(value, str):
+        raise Bad("expected a throttle such as '100/s' or 'local:10,000/h,max_burst=50'")
+    text, local = value, value.startswith("local:")
+    if local:
+        text = text[len("local:") :]
+    text, _, burst_text = text.partition(",max_burst=")
+    match = _THROTTLE.fullmatch(text)
+    if match is None:
+        raise Bad(f"expected 'limit/period' such as '100/s', got {value!r}")
+    period = _THROTTLE_PERIODS.get(match["period"])
+    if period is None:
+        raise Bad(f"unknown period {match['period']!r} (d, h, m, s)")
+    limit = _separated(match["limit"])
+    if limit == 0:
+        raise Bad("the limit must be greater than 0")
+    burst = _separated(burst_text) if burst_text else None
+    if burst == 0:
+        raise Bad("max_burst must be greater than 0")
+    scale = int(match["scale"]) if match["scale"] else 1
+    return Rate(limit, float(period * scale), value, burst=burst, local=local)
 
 
 def parse_mx_entry(entry: Any) -> MxHost:

@@ -13,17 +13,9 @@ import copy
 import json
 from typing import Any, ClassVar
 
+from kumoclient.core.meta import check_value
 from kumoclient.errors import ConfigError
 from kumoclient.policy.api import LuaObject
-
-
-def json_value(name: str, value: Any) -> Any:
-    """`value` when JSON can hold it (a table becomes a list or an object); ConfigError if not."""
-    try:
-        json.dumps(value, allow_nan=False)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"set_meta({name!r}, ...): the value must be JSON data: {exc}") from None
-    return value
 
 
 class ConnectionMeta(LuaObject):
@@ -47,7 +39,10 @@ class ConnectionMeta(LuaObject):
         if value is None:
             self.values.pop(name, None)
             return
-        self.values[name] = json_value(name, value)
+        try:
+            self.values[name] = check_value(value, f"conn_meta {name!r}")
+        except ValueError as exc:
+            raise ConfigError(f"conn_meta:set_meta: {exc}") from None
 
     def auth_info(self) -> dict[str, Any]:
         return copy.deepcopy(self.auth)

@@ -113,7 +113,7 @@ EVENTS: dict[str, EventSpec] = {
             ("status", "response", "command", "conn_meta"),
             Result.RESPONSE,
         ),
-        EventSpec("http_message_generated", ("msg",), Result.NOTHING),
+        EventSpec("http_message_generated", ("msg", "auth_info"), Result.NOTHING),
         EventSpec("http_server_validate_auth_basic", ("user", "password"), Result.BOOLEAN),
         EventSpec("get_acl_definition", ("resource",), Result.ANY, ("http_listener/*/api/",)),
     )

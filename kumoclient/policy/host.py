@@ -30,6 +30,7 @@ from kumoclient.policy.popen import read_command
 from kumoclient.policy.regex_map import RegexSetMap
 
 log = logs.get_logger(__name__)
+lua_log = logs.get_logger("lua")  # kumo.log_*: the target `lua`, as in KumoMTA
 
 Answer = tuple[Any, ...]
 
@@ -90,9 +91,8 @@ class MapLookup:
         return self._to_lua(self.target.lookup(subject))
 
 
-def _waits(value: LuaObject) -> dict[str, bool]:
-    """The methods and hooks of a LuaObject that are `async def` (Lua waits for them)."""
-    kind = type(value)
+def _waits(kind: type[LuaObject]) -> dict[str, bool]:
+    """The methods and hooks of a LuaObject class that are `async def` (Lua waits for them)."""
     names = [*kind.lua_methods, *(f"lua_{hook}" for hook in _HOOKS)]
     return {name: True for name in names if inspect.iscoroutinefunction(getattr(kind, name))}
 
@@ -104,6 +104,7 @@ class Host:
         self._lua = lua
         self._policy_dir = policy_path.parent
         self._proxies: dict[int, tuple[object, Any]] = {}
+        self._classes: dict[type[LuaObject], tuple[Any, Any]] = {}  # method and wait sets
         self.internal: Any = None  # the Lua chunks' `internal` table, set by the runtime
         self.configured: list[tuple[str, object]] = []
         self.memo = MemoHost(memo, self.to_python, self.to_lua)
@@ -152,9 +153,10 @@ class Host:
         if cached is not None and cached[0] is value:
             return cached[1]
         if isinstance(value, LuaObject):
-            methods = self._lua.table_from(sorted(type(value).lua_methods))
-            waits = self._lua.table_from(_waits(value))
+            methods, waits = self._object_class(type(value))
             proxy = self.internal.make_object(value, value.lua_name, methods, waits)
+            if not value.lua_cached:
+                return proxy
         elif isinstance(value, RegexSetMap):
             proxy = self.internal.make_map_proxy(MapLookup(value, self.to_lua))
         elif type(value).__module__ == "kumoclient.records":
@@ -165,6 +167,15 @@ class Host:
             self._proxies.clear()
         self._proxies[id(value)] = (value, proxy)
         return proxy
+
+    def _object_class(self, kind: type[LuaObject]) -> tuple[Any, Any]:
+        """The Lua set of a LuaObject class's method names and of its `async def` methods and
+        hooks, made once per class."""
+        found = self._classes.get(kind)
+        if found is None:
+            methods = self._lua.table_from(dict.fromkeys(kind.lua_methods, True))
+            found = self._classes[kind] = (methods, self._lua.table_from(_waits(kind)))
+        return found
 
     # --- regex_set_map ----------------------------------------------------------
 
@@ -245,7 +256,7 @@ class Host:
         return True, self.to_lua(result)
 
     def log(self, level: str, where: str, message: str) -> None:
-        log.log(logs.level_number(level), message, policy_location=where)
+        lua_log.log(logs.level_number(level), message, policy_location=where)
 
     # --- waits: what the Lua driver hands to Python ------------------------------------------
 

@@ -7,6 +7,8 @@ from typing import Any
 
 from lupa import lua54
 
+from kumoclient.records import AuthInfo
+
 _MAX_CODE = 65535
 
 
@@ -73,3 +75,38 @@ def location(message: object) -> str | None:
     head = message.split(": ", 1)[0]
     path, _, line = head.rpartition(":")
     return head if path and line.isdigit() else None
+
+
+IDENTITY_CONTEXTS = frozenset(
+    {
+        "SmtpAuthPlainAuthentication",
+        "SmtpAuthPlainAuthorization",
+        "HttpBasicAuth",
+        "BearerToken",
+        "ProxyAuthRfc1929",
+        "LocalSystem",
+        "GenericAuth",
+    }
+)
+
+
+def auth_info(value: Any) -> AuthInfo:
+    """An AuthInfo table a handler returned (`{identities = {{identity, context}},
+    groups = {...}}`, KumoMTA's shape); ValueError saying what is wrong."""
+    if not isinstance(value, dict):
+        raise ValueError("expected true, false or an AuthInfo table")
+    unknown = set(value) - {"identities", "groups", "peer_address"}
+    if unknown:
+        raise ValueError(f"unknown AuthInfo field {sorted(unknown)[0]}")
+    identities: list[tuple[str, str]] = []
+    for entry in value.get("identities") or []:
+        if not isinstance(entry, dict) or not isinstance(entry.get("identity"), str):
+            raise ValueError("each AuthInfo identity is {identity = '...', context = '...'}")
+        context = entry.get("context", "GenericAuth")
+        if context not in IDENTITY_CONTEXTS:
+            raise ValueError(f"unknown identity context {context!r}")
+        identities.append((entry["identity"], context))
+    groups = value.get("groups") or []
+    if not isinstance(groups, list) or not all(isinstance(g, str) for g in groups):
+        raise ValueError("AuthInfo groups is a list of strings")
+    return AuthInfo(None, tuple(identities), tuple(groups))

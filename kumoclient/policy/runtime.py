@@ -10,7 +10,7 @@ aborted with an error naming the policy's file:line, and the event's failure rul
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Coroutine
+from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
@@ -19,18 +19,20 @@ from lupa import lua54
 from kumoclient import logs
 from kumoclient.core.disposition import HookAnswer, rewrite
 from kumoclient.core.reply import LITERAL_CRLF, single_line
-from kumoclient.errors import PolicyError, PolicyLoadError, PolicyReject
+from kumoclient.errors import ConfigError, PolicyError, PolicyLoadError, PolicyReject
 from kumoclient.policy.epoch import EPOCH, ConfigEpoch
-from kumoclient.policy.host import answers
 from kumoclient.policy.limits import PolicyLimits
 from kumoclient.policy.memoize import GLOBAL_REGISTRY, MemoRegistry
 from kumoclient.policy.message import MessageView
-from kumoclient.policy.results import Fired, describe, location, status_code
+from kumoclient.policy.results import Fired, auth_info, describe, location, status_code
 from kumoclient.policy.tasks import PolicyTasks, Spawn, TaskRequest
 from kumoclient.policy.vm import LuaVM
 from kumoclient.records import (
+    AccountingConfig,
+    AuthInfo,
     EgressPathConfig,
     EsmtpListenerConfig,
+    HttpInjectLimit,
     HttpListenerConfig,
     InitConfig,
     LocalLogsConfig,
@@ -235,26 +237,29 @@ class PolicyRuntime:
         )
         return HookAnswer(error=problem)
 
-    async def message_event(self, event: str, view: MessageView, *extra: Any) -> None:
-        """Fire a reception event (`smtp_server_message_received`, `http_message_generated`)
-        with `msg` and the `extra` arguments (the SMTP events' `conn_meta`).
+    async def message_event(self, event: str, view: MessageView, *args: Any) -> None:
+        """Fire a reception event (`smtp_server_message_received`, `http_message_generated`
+        and the listener's events) with the `msg` object and the event's other arguments
+        (`conn_meta`, `auth_info`: Python data or LuaObjects).
 
-        The handlers may change `view.meta` and `view.content`; `kumo.reject` raises
-        PolicyReject and any other failure (an aborted handler too) PolicyError.
+        The handlers may change the view (its meta, content, envelope, schedule);
+        `kumo.reject` raises PolicyReject and any other failure (an aborted handler too)
+        PolicyError. After the event, `msg` is released: a policy that kept it gets an error
+        when it uses it.
         """
         if event not in self._handlers:
             return
-        methods = {
-            name: answers(_succeeding(fn))
-            for name, fn in view.lua_methods(self.host.to_python).items()
-        }
-        msg = self.host.internal.make_msg(self._lua.table_from(methods))
-        fired = await self.vm.fire(event, msg, *(self.host.to_lua(value) for value in extra))
+        msg = self.host.to_lua(view)
+        try:
+            fired = await self.vm.fire(event, msg, *(self.host.to_lua(a) for a in args))
+        finally:  # a policy that kept `msg` (a global) must not keep the message alive
+            self.host.internal.release_object(msg)
         if fired.failed:
             self._raise_failure(event, fired)
 
-    async def validate_auth_basic(self, user: str, password: str) -> bool:
-        """`http_server_validate_auth_basic`: only a true result admits the client."""
+    async def validate_auth_basic(self, user: str, password: str) -> bool | AuthInfo:
+        """`http_server_validate_auth_basic`: true, or an AuthInfo table (its identities and
+        groups), admits the client; anything else, or a failure, denies it."""
         fired = await self.vm.fire("http_server_validate_auth_basic", user, password)
         if fired.failed:
             log.error(
@@ -263,7 +268,17 @@ class PolicyRuntime:
                 policy_location=location(fired.value) or fired.where,
             )
             return False
-        return fired.value is True
+        if fired.value is True or lua54.lua_type(fired.value) != "table":
+            return fired.value is True
+        try:
+            return auth_info(self.host.to_python(fired.value))
+        except (ValueError, ConfigError) as exc:
+            log.error(
+                "http_server_validate_auth_basic returned a bad AuthInfo; denying",
+                error=str(exc),
+                policy_location=fired.where,
+            )
+            return False
 
 
 def failure(event: str, fired: Fired) -> PolicyError:
@@ -280,6 +295,8 @@ def _init_config(found: list[object]) -> InitConfig:
     logs_configs = [r for r in found if isinstance(r, LocalLogsConfig)]
     resolvers = [r for r in found if isinstance(r, ResolverConfig)]
     redis_throttles = [r for r in found if isinstance(r, RedisThrottleConfig)]
+    accounting = [r.path for r in found if isinstance(r, AccountingConfig)]
+    inject_limits = [r.rate for r in found if isinstance(r, HttpInjectLimit)]
     return InitConfig(
         esmtp_listeners=tuple(r for r in found if isinstance(r, EsmtpListenerConfig)),
         http_listeners=tuple(r for r in found if isinstance(r, HttpListenerConfig)),
@@ -287,14 +304,9 @@ def _init_config(found: list[object]) -> InitConfig:
         local_logs=logs_configs[-1] if logs_configs else None,
         resolver=resolvers[-1] if resolvers else None,
         redis_throttles=redis_throttles[-1] if redis_throttles else None,
+        accounting_db_path=accounting[-1] if accounting else None,
+        httpinject_recipient_rate=inject_limits[-1] if inject_limits else None,
     )
-
-
-def _succeeding(fn: Callable[..., Any]) -> Callable[..., tuple[bool, Any]]:
-    def call(*args: Any) -> tuple[bool, Any]:
-        return True, fn(*args)
-
-    return call
 
 
 class PolicyHolder:

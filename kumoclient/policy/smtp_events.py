@@ -18,8 +18,8 @@ from kumoclient.core.listener_domain import ListenerDomain
 from kumoclient.core.smtp_auth import Authenticated, Credentials, admitted, admitted_as
 from kumoclient.errors import ConfigError, PolicyError
 from kumoclient.policy.conn_meta import ConnectionMeta
-from kumoclient.policy.envelope import EnvelopeAddress
 from kumoclient.policy.listener_config import make_listener_domain, overrides
+from kumoclient.policy.message.addresses import EnvelopeAddress
 from kumoclient.policy.results import Fired, describe, location
 from kumoclient.policy.runtime import PolicyRuntime
 from kumoclient.records import ListenerOverrides

@@ -1,7 +1,9 @@
 """The spool's file formats, pure: `data/<id>`, `meta/<id>.json` and `incoming/` drop files.
 
 `data/<id>`: `KCSPOOL1 <header length>\\n`, a JSON header (id, sender, recipient, meta,
-created, size, crc32 of the content, reception_protocol), `\\n`, then the content bytes.
+created, size, crc32 of the content, reception_protocol; `due` when the first attempt is not
+due at once, `schedule` for a message with scheduling constraints), `\\n`, then the content
+bytes.
 `meta/<id>.json`: the scheduling state (attempts, due, last_response, meta), written after
 the first attempt and taking precedence over the header's meta. A drop file: one JSON line
 (sender, recipients, meta per recipient or null, created, reception_protocol), then the content.
@@ -21,6 +23,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from kumoclient.core import msgid
+from kumoclient.core.schedule import schedule_json
 from kumoclient.errors import SpoolEntryCorrupt, SpoolError
 from kumoclient.records import SpooledMessage
 from kumoclient.spool import fields
@@ -41,7 +44,7 @@ class Submission:
     sender: str
     recipients: tuple[str, ...]
     content: bytes
-    meta: tuple[dict[str, str], ...] = ()  # per recipient; empty means {} for each
+    meta: tuple[dict[str, Any], ...] = ()  # per recipient; empty means {} for each
     base: str = ""  # id prefix; chosen on store when empty
     reception_protocol: str = "ESMTP"
 
@@ -60,20 +63,29 @@ def check_submission(submission: Submission) -> None:
 
 def encode_entry(message: SpooledMessage, content: bytes) -> bytes:
     """The bytes of `data/<id>`."""
-    header = json.dumps(
-        {
-            "id": message.id,
-            "sender": message.sender,
-            "recipient": message.recipient,
-            "meta": message.meta,
-            "created": message.created,
-            "size": len(content),
-            "crc32": zlib.crc32(content),
-            "reception_protocol": message.reception_protocol,
-        },
-        separators=(",", ":"),
-    ).encode()
+    fields: dict[str, Any] = {
+        "id": message.id,
+        "sender": message.sender,
+        "recipient": message.recipient,
+        "meta": message.meta,
+        "created": message.created,
+        "size": len(content),
+        "crc32": zlib.crc32(content),
+        "reception_protocol": message.reception_protocol,
+    }
+    fields.update(_scheduling_fields(message))
+    header = json.dumps(fields, separators=(",", ":")).encode()
     return MAGIC + str(len(header)).encode() + b"\n" + header + b"\n" + content
+
+
+def _scheduling_fields(message: SpooledMessage) -> dict[str, Any]:
+    """`due` (when not the creation time) and `schedule` (when set): absent in most entries."""
+    extra: dict[str, Any] = {}
+    if message.due != message.created:
+        extra["due"] = message.due
+    if message.schedule is not None:
+        extra["schedule"] = schedule_json(message.schedule)
+    return extra
 
 
 def header_end(blob: bytes) -> int:
@@ -167,6 +179,7 @@ def _header_fields(message: SpooledMessage) -> dict[str, Any]:
         "created": message.created,
         "size": message.size,
         "reception_protocol": message.reception_protocol,
+        **_scheduling_fields(message),
     }
 
 
@@ -186,10 +199,11 @@ def _checked(header: dict[str, Any]) -> dict[str, Any]:
         "meta": fields.meta(header.get("meta", {})),
         "created": created,
         "size": fields.count(header["size"], "size"),
-        "due": created,
+        "due": fields.time(header.get("due", created), "due"),
         "reception_protocol": fields.text(
             header.get("reception_protocol", "ESMTP"), "reception_protocol"
         ),
+        "schedule": fields.schedule(header.get("schedule")),
     }
 
 
@@ -230,7 +244,7 @@ def apply_state(message: SpooledMessage, blob: bytes) -> SpooledMessage:
     )
 
 
-def _state(state: dict[str, Any]) -> tuple[int, float, str | None, dict[str, str] | None]:
+def _state(state: dict[str, Any]) -> tuple[int, float, str | None, dict[str, Any] | None]:
     """attempts, due, last_response and meta (None: absent, the header's stands)."""
     return (
         fields.count(state["attempts"], "attempts", fields.ATTEMPTS_MAX),
@@ -305,7 +319,7 @@ def decode_drop(name: str, line: bytes, content: bytes) -> tuple[Submission, flo
 
 def _drop_envelope(
     sender: Any, recipients: Any, meta: Any
-) -> tuple[str, tuple[str, ...], tuple[dict[str, str], ...]]:
+) -> tuple[str, tuple[str, ...], tuple[dict[str, Any], ...]]:
     """A drop file's envelope, checked: sender, recipients, meta per recipient (or none)."""
     if not isinstance(recipients, list):
         raise ValueError(f"recipients is {fields.kind(recipients)}, not an array")

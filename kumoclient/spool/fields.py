@@ -15,7 +15,11 @@ The rules (docs/reception.md, "The spool on disk"):
   `\\ud800` escapes can carry lone surrogates, which no log line or SMTP command can);
 - `sender`: the null sender or a mailbox, `recipient`: a mailbox, by the one address syntax
   of every way mail comes in (core/address.py);
-- `meta`: an object of such texts (`meta`, the one rule to change when meta may hold any JSON).
+- `meta`: a JSON object holding any JSON values (core.meta: nested at most 32 levels; texts
+  as above, numbers finite), whose reserved keys `queue`, `tenant`, `campaign`,
+  `routing_domain` are strings or null (they name the message's queue);
+- `schedule`: the scheduling constraints of `msg:set_scheduling` in KumoMTA's JSON form
+  (core.schedule).
 """
 
 from __future__ import annotations
@@ -24,7 +28,10 @@ from collections.abc import Callable
 from typing import Any
 
 from kumoclient.core.address import check_mailbox, check_sender
+from kumoclient.core.meta import check_meta, kind
+from kumoclient.core.schedule import parse_schedule
 from kumoclient.errors import AddressError
+from kumoclient.records import Schedule
 
 TIME_MAX = 253_402_300_799  # 9999-12-31T23:59:59Z: the last second datetime can format
 ATTEMPTS_MAX = 2**31 - 1  # a retry a second for 68 years; log records need a 64-bit integer
@@ -77,11 +84,20 @@ def recipient(value: Any) -> str:
     return _address(check_mailbox, value, "recipient")
 
 
-def meta(value: Any) -> dict[str, str]:
-    """A message's metadata: an object of texts (SPEC 1; a new dict, never `value` itself)."""
-    if not isinstance(value, dict):
-        raise ValueError(f"meta is {kind(value)}, not an object")
-    return {text(key, "a meta key"): text(item, f"meta {key!r}") for key, item in value.items()}
+def meta(value: Any) -> dict[str, Any]:
+    """A message's metadata: a JSON object of any JSON values, its reserved keys strings or
+    null (core.meta; a new dict, never `value` itself)."""
+    return check_meta(value)
+
+
+def schedule(value: Any) -> Schedule | None:
+    """Scheduling constraints in KumoMTA's JSON form (null: none)."""
+    if value is None:
+        return None
+    return parse_schedule(value)
+
+
+__all__ = ["kind"]  # entry.py names wrong values as this module does
 
 
 def _address(check: Callable[[str], str], value: Any, name: str) -> str:
@@ -89,13 +105,3 @@ def _address(check: Callable[[str], str], value: Any, name: str) -> str:
         return check(text(value, name))
     except AddressError as exc:  # its text quotes the address: a reason names no values
         raise ValueError(f"{name} is not an address: {exc.reason}") from None
-
-
-def kind(value: Any) -> str:
-    """How a wrong value is named in a reason: its JSON type."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    names = {int: "an integer", float: "a number", str: "a string", list: "an array"}
-    return names.get(type(value), "an object")

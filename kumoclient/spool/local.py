@@ -25,6 +25,7 @@ from kumoclient.spool.commit import GroupCommit
 from kumoclient.spool.drops import DropFolder
 from kumoclient.spool.entry import Submission
 from kumoclient.spool.pool import FilePool
+from kumoclient.spool.space import SpaceCheck, SpaceLimits
 
 log = logs.get_logger(__name__)
 
@@ -32,7 +33,9 @@ log = logs.get_logger(__name__)
 class Spool:
     """A spool directory; `start()` before storing, `close()` when done."""
 
-    def __init__(self, root: Path, *, group_commit: bool = True) -> None:
+    def __init__(
+        self, root: Path, *, group_commit: bool = True, min_free: SpaceLimits | None = None
+    ) -> None:
         self.root = root
         self.data = root / "data"
         self.meta = root / "meta"
@@ -49,9 +52,16 @@ class Spool:
         self._syncer = disk.Syncer(self.data)
         self._commit = GroupCommit(self.data, self._pool, self._syncer, enabled=group_commit)
         self._drops = DropFolder(self.incoming, self.quarantine)
+        # the least free space the policy asked for (kumo.define_spool); None: no least
+        self.space = SpaceCheck(root, min_free) if min_free is not None else None
         with disk.oserrors(f"cannot create the spool at {root}"):
             for folder in (self.data, self.meta, self.incoming, self.quarantine, self.free):
                 folder.mkdir(parents=True, exist_ok=True)
+
+    def low_space(self) -> str | None:
+        """Why the spool's disk takes no mail now (too little free space or inodes, as the
+        policy's `min_free_space` / `min_free_inodes` say), or None."""
+        return self.space.problem() if self.space is not None else None
 
     @property
     def group_commit(self) -> bool:

@@ -11,6 +11,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from kumoclient.engine.engine import Engine
 from kumoclient.policy.config import parse_mx_entry
@@ -151,7 +152,7 @@ class KumoEngine:
         *,
         sender: str = DEFAULT_SENDER,
         content: bytes | str | None = None,
-        meta: Mapping[str, str] | None = None,
+        meta: Mapping[str, Any] | None = None,
         via_smtp: bool = False,
     ) -> list[str]:
         """Spool a message for each recipient; their ids, in order.
@@ -208,7 +209,7 @@ class KumoEngine:
         *,
         sender: str = DEFAULT_SENDER,
         content: bytes | str | None = None,
-        meta: Mapping[str, str] | None = None,
+        meta: Mapping[str, Any] | None = None,
         via_smtp: bool = False,
         timeout: float = DEFAULT_TIMEOUT,
     ) -> LogRecord:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import datetime
+
 import pytest
 
 from kumoclient.core import disposition
 from kumoclient.core.disposition import EXPIRED, HookAnswer, decide, rewrite
+from kumoclient.core.schedule import parse_schedule, schedule_json
 from kumoclient.core.synthesized import Synthesized, admin_bounce, synthesize
 from kumoclient.records import EnhancedCode, QueueConfig, RecordType, Reply
 
@@ -169,3 +172,69 @@ def test_rewrite_reports_a_failed_hook_and_keeps_the_reply() -> None:
     assert not outcome.rewritten
     assert outcome.error == "p.lua:2: boom"
     assert outcome.disposition is T.TRANSIENT_FAILURE
+
+
+# --- scheduling constraints (msg:set_scheduling) ---------------------------------------------
+
+WINDOW = parse_schedule(
+    {"dow": "Mon,Tue,Wed,Thu,Fri,Sat,Sun", "tz": "Etc/UTC", "start": "09:00:00", "end": "10:00:00"}
+)
+MONDAY_0930 = datetime.datetime(2024, 3, 4, 9, 30, tzinfo=datetime.UTC).timestamp()
+
+
+def test_a_retry_outside_the_window_waits_for_the_next_start() -> None:
+    decision = decide(
+        disposition.rejected(QUOTA),
+        attempts=0,
+        created=MONDAY_0930,
+        config=QueueConfig(retry_interval=3600.0, max_age=7 * 86400.0),
+        now=MONDAY_0930,
+        schedule=WINDOW,
+    )
+    tuesday_0900 = MONDAY_0930 + 86400 - 1800
+    assert (_types(decision), decision.due) == ([(T.TRANSIENT_FAILURE, 452, 0)], tuesday_0900)
+
+
+def test_the_own_expiry_replaces_max_age() -> None:
+    own = parse_schedule({"expires": "2024-03-04T10:00:00Z"})
+    config = QueueConfig(retry_interval=600.0, max_age=60.0)  # max_age alone would expire it
+    kept = decide(
+        disposition.rejected(QUOTA),
+        attempts=0,
+        created=MONDAY_0930,
+        config=config,
+        now=MONDAY_0930,
+        schedule=own,
+    )
+    assert kept.due == MONDAY_0930 + 600
+    ended = decide(
+        disposition.rejected(QUOTA),
+        attempts=2,
+        created=MONDAY_0930,
+        config=config,
+        now=MONDAY_0930,
+        schedule=own,
+    )
+    assert ended.due is None
+    assert _types(ended) == [(T.TRANSIENT_FAILURE, 452, 2), (T.EXPIRATION, 551, 3)]
+    assert ended.records[-1].reply.content == (
+        "Next delivery time would be at 2024-03-04T10:10:00Z which exceeds the expiry time "
+        "2024-03-04T10:00:00Z configured via set_scheduling"
+    )
+
+
+def test_waiting_past_the_own_expiry_and_out_of_the_window() -> None:
+    own = parse_schedule({"expires": "2024-03-04T10:00:00Z", **schedule_json(WINDOW)})
+    expired = decide(EXPIRED, attempts=1, created=0.0, config=CONFIG, now=MONDAY_0930, schedule=own)
+    assert expired.records[-1].reply.content == (
+        "Message reached the expiry time 2024-03-04T10:00:00Z configured via set_scheduling"
+    )
+    later = decide(
+        disposition.OUT_OF_SCHEDULE,
+        attempts=1,
+        created=0.0,
+        config=CONFIG,
+        now=MONDAY_0930 + 3600,
+        schedule=own,
+    )
+    assert (later.records, later.attempts, later.due) == ((), 1, MONDAY_0930 + 86400 - 1800)

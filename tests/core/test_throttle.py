@@ -61,3 +61,20 @@ def test_an_idle_throttle_refills_its_burst_but_never_more() -> None:
     waits = [throttle.reserve() for _ in range(4)]
     assert waits[:3] == [0.0, 0.0, 0.0]
     assert waits[3] == pytest.approx(1 / 3)
+
+
+def test_a_quantity_waits_for_its_last_event() -> None:
+    """3 per hour: a request for three passes at once; one more waits the 20 minutes of one
+    interval; then two more wait for the second of them (the HTTP inject recipient limit)."""
+    clock = Clock()
+    throttle = Throttle(Rate(3, 3600.0, "3/h"), clock)
+    assert throttle.reserve(3) == 0.0
+    assert throttle.reserve(1) == pytest.approx(1200.0)
+    assert throttle.reserve(2) == pytest.approx(3600.0)
+
+
+def test_max_burst_lets_fewer_through_at_once() -> None:
+    """`10/s,max_burst=2`: two at once, then one every 0.1 s."""
+    clock = Clock()
+    throttle = Throttle(Rate(10, 1.0, "10/s,max_burst=2", burst=2), clock)
+    assert [throttle.reserve() for _ in range(4)] == pytest.approx([0.0, 0.0, 0.1, 0.2])

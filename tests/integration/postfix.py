@@ -51,6 +51,7 @@ from types import TracebackType
 
 import pytest
 
+from tests.ports import free_port
 from tests.system_packages import NotInstalled, missing_message, require
 
 DEBIAN_PACKAGE = "postfix"
@@ -159,13 +160,6 @@ def require_postfix() -> Path:
     if os.geteuid() != 0:
         pytest.fail(f"{NEEDS_ROOT}: run the tests as root", pytrace=False)
     return daemon_directory
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def check_reply(reply: str) -> str:

@@ -141,7 +141,7 @@ BAD = [
     (config.start_esmtp_listener, {"listen": "nowhere"}, "expected 'address:port'"),
     (config.start_esmtp_listener, {"max_message_size": "huge"}, "expected a size"),
     (config.define_spool, {"name": "data"}, "missing required key"),
-    (config.define_spool, {"name": "other", "path": "x"}, "expected 'data' or 'meta'"),
+    (config.define_spool, {"name": "data", "path": "x", "kind": "Tape"}, "kind = 'Tape'"),
     (config.configure_local_logs, {}, "missing required key"),
     (config.make_queue_config, [1, 2], "expected a table of options"),
 ]

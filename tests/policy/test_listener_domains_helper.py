@@ -96,7 +96,9 @@ async def test_a_listener_section_applies_to_that_listener_only(runtime: PolicyR
 
 async def test_several_sources_merge_key_by_key(tmp_path: Path) -> None:
     extra = tmp_path / "extra.json"
-    extra.write_text('{"example.com": {"log_arf": "LogThenDrop"}, "new.example": {"relay_to": true}}')
+    extra.write_text(
+        '{"example.com": {"log_arf": "LogThenDrop"}, "new.example": {"relay_to": true}}'
+    )
     runtime = runtime_on(tmp_path, repr(str(EXAMPLE)), repr(str(extra)))
     assert await lookup(runtime, "example.com") == ListenerDomain(
         relay_to=True, log_arf=ReportDisposition.LOG_THEN_DROP

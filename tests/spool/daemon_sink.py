@@ -16,6 +16,7 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 from kumoclient.records import SpooledMessage
 from kumoclient.spool import Spool, Submission
 from tests.daemon_process import free_port
+from tests.sink_policy import write_sink_policy
 
 
 def content(token: int) -> bytes:
@@ -61,24 +62,6 @@ def running_sink() -> Iterator[Sink]:
         controller.stop()
 
 
-def delivery_policy(folder: Path, port: int) -> Path:
-    """Every queue delivers to the sink on `port`, retrying after a second."""
-    path = folder / "policy.lua"
-    path.write_text(
-        f"""
-kumo.on('get_queue_config', function(domain, tenant, campaign, routing_domain)
-  return kumo.make_queue_config {{
-    retry_interval = '1s', protocol = {{ smtp = {{ mx_list = {{ '127.0.0.1:{port}' }} }} }},
-  }}
-end)
-kumo.on('get_egress_path_config', function(routing_domain, egress_source, site_name)
-  return kumo.make_egress_path {{ prohibited_hosts = {{}}, enable_tls = 'Disabled' }}
-end)
-"""
-    )
-    return path
-
-
 def prefill(spool_dir: Path, recipients: dict[str, int]) -> list[SpooledMessage]:
     """Spool one message per recipient, each with its token, as an earlier run would have."""
 
@@ -108,3 +91,8 @@ def submit(port: int, recipient: str, token: int) -> str:
         code, reply = client.data(content(token))
     assert code == 250, reply
     return reply.decode().split()[-1]
+
+
+def delivery_policy(folder: Path, port: int) -> Path:
+    """Every queue delivers to the sink on `port`, retrying after a second."""
+    return write_sink_policy(folder / "policy.lua", port)

@@ -62,7 +62,7 @@ async def test_corrupt_drop_raises(tmp_path: Path, padding: int) -> None:
         {"sender": 1, "recipients": ["a@x.com"], "created": 1.0},
         {"sender": "s@x.com", "recipients": ["no-at-sign"], "created": 1.0},
         {"sender": "s@x.com", "recipients": [], "created": 1.0},
-        {"sender": "s@x.com", "recipients": ["a@x.com"], "meta": [{"k": 1}], "created": 1.0},
+        {"sender": "s@x.com", "recipients": ["a@x.com"], "meta": [{"tenant": 1}], "created": 1.0},
         {"sender": "s@x.com", "recipients": ["a@x.com"], "meta": 5, "created": 1.0},
         {"sender": "s@x.com", "recipients": ["a@x.com"], "created": "yesterday"},
         {"sender": "s@x.com", "recipients": ["a@x.com"]},

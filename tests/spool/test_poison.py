@@ -18,6 +18,10 @@ from kumoclient.spool.fields import ATTEMPTS_MAX, TIME_MAX
 from tests.spool.common import CONTENT, rewrite_header, stored, submission
 
 NAN, INF = float("nan"), float("inf")
+RESERVED = "must be a string (it names the message's queue), not"  # core.queue_name
+DEEP: object = "x"
+for _ in range(40):
+    DEEP = [DEEP]
 
 
 @pytest.mark.parametrize(
@@ -42,11 +46,20 @@ NAN, INF = float("nan"), float("inf")
         ({"crc32": "abc"}, "crc32 is a string"),
         ({"crc32": -1}, "crc32 -1 is out of range"),
         ({"meta": None}, "meta is null, not an object"),
-        ({"meta": {"tenant": 7}}, "meta 'tenant' is an integer, not a string"),
-        ({"meta": {"k": {"nested": "x"}}}, "meta 'k' is an object, not a string"),
-        ({"meta": {"k": None}}, "meta 'k' is null"),
+        ({"meta": {"tenant": 7}}, f"meta 'tenant' {RESERVED} an integer"),
+        ({"meta": {"k": {"nested": NAN}}}, "meta 'k' holds a number that JSON cannot"),
+        ({"meta": {"k": ["\ud800"]}}, "meta 'k' holds a lone surrogate"),
+        ({"meta": {"k": DEEP}}, "meta 'k' is nested more than 32 levels deep"),
         ({"reception_protocol": 5}, "reception_protocol is an integer"),
         ({"id": 5}, "id is an integer"),
+        ({"due": "soon"}, "due is a string, not a number"),
+        ({"schedule": {"first_attempt": "tomorrow"}}, "first_attempt: 'tomorrow' is not an RFC"),
+        (
+            {"schedule": {"dow": "Mon", "tz": "Nowhere/Else", "start": "09:00", "end": "10:00"}},
+            "tz: 'Nowhere/Else' is not an IANA time zone name",
+        ),
+        ({"schedule": {"dow": "Mon"}}, "tz, start, end are missing"),
+        ({"schedule": "Mon"}, "expected a table of scheduling parameters"),
     ],
 )
 async def test_a_header_with_a_malformed_value_is_quarantined_naming_it(
@@ -75,9 +88,9 @@ async def test_a_header_with_a_malformed_value_is_quarantined_naming_it(
         ({"attempts": ATTEMPTS_MAX + 1, "due": 0}, "is out of range"),
         ({"attempts": 1, "due": 0, "last_response": 451}, "last_response is an integer"),
         ({"attempts": 1, "due": 0, "last_response": {"code": 451}}, "last_response is an obj"),
-        ({"attempts": 1, "due": 0, "meta": {"tenant": 1.5}}, "meta 'tenant' is a number"),
+        ({"attempts": 1, "due": 0, "meta": {"tenant": 1.5}}, f"meta 'tenant' {RESERVED} a num"),
         ({"attempts": 1, "due": 0, "meta": ["tenant"]}, "meta is an array"),
-        ({"attempts": 1, "due": 0, "meta": {"queue": False}}, "meta 'queue' is a boolean"),
+        ({"attempts": 1, "due": 0, "meta": {"queue": False}}, "'queue' must be a string"),
     ],
 )
 async def test_a_metadata_file_with_a_malformed_value_is_quarantined_naming_it(
@@ -122,7 +135,7 @@ def _drop_with(spool: Spool, **changes: object) -> Path:
         ({"recipients": ["a@x.com", 12345]}, "recipient is an integer"),
         ({"recipients": "a@x.com"}, "recipients is a string, not an array"),
         ({"sender": 1}, "sender is an integer"),
-        ({"meta": [{"tenant": 1}, {}]}, "meta 'tenant' is an integer"),
+        ({"meta": [{"tenant": 1}, {}]}, f"meta 'tenant' {RESERVED} an integer"),
         ({"meta": {"tenant": "t"}}, "meta does not match the recipients"),
         ({"reception_protocol": None}, "reception_protocol is null"),
     ],

@@ -27,11 +27,12 @@ from hypothesis import strategies as st
 
 from kumoclient.core import msgid
 from kumoclient.core.address import check_mailbox, check_sender
-from kumoclient.core.queue_name import parse_queue_name, queue_name_for
+from kumoclient.core.queue_name import RESERVED, parse_queue_name, queue_name_for
 from kumoclient.core.retry import next_delay
+from kumoclient.core.schedule import parse_schedule
 from kumoclient.engine.queues import Item, Scheduler
 from kumoclient.logs import encode_record
-from kumoclient.records import LogRecord, RecordType, SpooledMessage
+from kumoclient.records import LogRecord, RecordType, Schedule, SpooledMessage
 from kumoclient.spool import Spool, SpoolEntryCorrupt, SpoolError, Submission
 from kumoclient.spool.fields import ATTEMPTS_MAX, TIME_MAX
 from tests.spool.common import CONTENT, write_header
@@ -58,7 +59,17 @@ JSON = st.recursive(
     max_leaves=6,
 )
 ADDRESS = st.sampled_from(["b@example.net", "b@[192.0.2.1]", '"a b"@example.net', "ü@bücher.de"])
-META = st.dictionaries(TEXT, TEXT, max_size=4)
+# meta holds any JSON; its reserved keys (core.queue_name) must be strings or null
+META = st.dictionaries(TEXT | st.sampled_from(RESERVED), JSON, max_size=4)
+SCHEDULE = st.none() | st.sampled_from(
+    [
+        {"first_attempt": "2030-01-02T03:04:05+01:00"},
+        {"expires": "2030-01-02T03:04:05Z", "dow": "Mon,sunday", "tz": "Etc/UTC"},
+        {"dow": "Mon", "tz": "America/Phoenix", "start": "09:00:00", "end": "17:00:00"},
+        {"dow": "Mon", "tz": "Nowhere/Else", "start": "09:00:00", "end": "17:00:00"},
+        {"dow": "Mon", "tz": "Etc/UTC", "start": "19:00:00", "end": "17:00:00"},
+    ]
+)
 TIME = st.one_of(st.floats(0, TIME_MAX), st.integers(0, TIME_MAX))
 
 
@@ -80,6 +91,8 @@ HEADER = {
     "meta": META,
     "created": TIME,
     "reception_protocol": TEXT,
+    "due": TIME,
+    "schedule": SCHEDULE,
     "id": st.just(RIGHT),
     "size": st.just(RIGHT),
     "crc32": st.just(RIGHT),
@@ -113,10 +126,10 @@ def assert_sane(message: SpooledMessage) -> None:
     assert check_sender(message.sender) == message.sender
     assert check_mailbox(message.recipient) == message.recipient
     assert isinstance(message.meta, dict)
-    for key, value in message.meta.items():
-        assert isinstance(key, str)
-        assert isinstance(value, str)
-        (key + value).encode()
+    assert_json(message.meta)
+    for key in RESERVED:
+        assert message.meta.get(key) is None or isinstance(message.meta[key], str)
+    assert message.schedule is None or isinstance(message.schedule, Schedule)
     for moment in (message.created, message.due):
         assert type(moment) is float
         assert math.isfinite(moment)
@@ -128,6 +141,24 @@ def assert_sane(message: SpooledMessage) -> None:
     assert message.last_response is None or isinstance(message.last_response, str)
     assert isinstance(message.reception_protocol, str)
     (message.id + message.reception_protocol + (message.last_response or "")).encode()
+
+
+def assert_json(value: Any) -> None:
+    """A JSON value with UTF-8 texts and finite numbers (what json.dumps writes as JSON)."""
+    if isinstance(value, str):
+        value.encode()
+    elif isinstance(value, float):
+        assert math.isfinite(value)
+    elif isinstance(value, list):
+        for item in value:
+            assert_json(item)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            assert isinstance(key, str)
+            key.encode()
+            assert_json(item)
+    else:
+        assert value is None or isinstance(value, bool | int)
 
 
 def assert_schedulable(message: SpooledMessage) -> None:
@@ -256,12 +287,22 @@ async def store(files: Spool, messages: list[SpooledMessage]) -> None:
             "created": TIME,
             "reception_protocol": TEXT,
         }
-    )
+    ),
+    schedule=SCHEDULE,
+    later=st.floats(0, 1e6),
 )
-def test_what_store_accepts_loads_unchanged(files: Spool, values: dict[str, Any]) -> None:
+def test_what_store_accepts_loads_unchanged(
+    files: Spool, values: dict[str, Any], schedule: dict[str, str] | None, later: float
+) -> None:
     (message,) = files.prepare(Submission("a@example.com", ("b@example.net",), CONTENT))
     changes = present(values)
-    message = replace(message, **changes, due=changes.get("created", message.created))
+    try:
+        changes["schedule"] = None if schedule is None else parse_schedule(schedule)
+    except ValueError:
+        return  # not a schedule a message can have
+    created = changes.get("created", message.created)
+    due = created + later if isinstance(created, int | float) else created
+    message = replace(message, **changes, due=due)
     try:
         asyncio.run(store(files, [message]))
     except SpoolError:

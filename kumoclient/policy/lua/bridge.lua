@@ -51,9 +51,28 @@ local function results_of(results, name)
   return unpack(results, 2, results.n)
 end
 
--- kumo.a.b.c = value, making the tables on the way
+-- `module:name` names a function of a module of its own (`redis:open`), else one under kumo
+local function split(path)
+  local module, name = string_match(path, '^([^:]+):(.+)$')
+  if module == nil then
+    return nil, path
+  end
+  return module, name
+end
+
+-- kumo.a.b.c = value, making the tables on the way; `module:a.b` goes into the table that
+-- `require 'module'` returns (package.loaded[module], found before any file is searched)
 local function install(path, value)
+  local module, name = split(path)
   local t = kumo
+  if module ~= nil then
+    t = package.loaded[module]
+    if t == nil then
+      t = {}
+      package.loaded[module] = t
+    end
+    path = name
+  end
   local parts = {}
   for part in path:gmatch('[^.]+') do
     parts[#parts + 1] = part
@@ -70,7 +89,8 @@ local function install(path, value)
 end
 
 local function module_function(name, spec)
-  local what = 'kumo.' .. name
+  local module, short_name = split(name)
+  local what = (module or 'kumo') .. '.' .. short_name
   local short = string_match(name, '([%w_]+)$')
   if spec.async then
     return function(...)
@@ -93,31 +113,38 @@ end
 
 -- A Python object (policy.api.LuaObject) as Lua holds it: methods, indexing, length,
 -- tostring, calls, pairs, ==, + and -, and the end of a <close> scope go to the object;
--- passed back to Python it is the object. `waits` names the methods and hooks that are
--- `async def`.
+-- passed back to Python it is the object. `methods` is the set of its method names, `waits`
+-- names the methods and hooks that are `async def`. A method's Lua function is made when it
+-- is first looked up (an object with many methods costs nothing for those it never uses).
+local releasers = setmetatable({}, { __mode = 'k' }) -- proxy -> its release function
+
 function internal.make_object(target, name, methods, waits)
   local method_functions = {}
-  for i = 1, #methods do
-    local method = methods[i]
+  local function live()
+    if target == nil then
+      fail(name .. ' can only be used during the event it was given to')
+    end
+    return target
+  end
+  local function method_function(method)
     local what = name .. ':' .. method
     if waits[method] then
-      method_functions[method] = function(_, ...)
-        local results = pack(core.await(what, 'method', target, method, binary_safe(...)))
+      return function(_, ...)
+        local results = pack(core.await(what, 'method', live(), method, binary_safe(...)))
         return results_of(results, method)
       end
-    else
-      method_functions[method] = function(_, ...)
-        return results_of(pack(host.object_method(target, method, binary_safe(...))), method)
-      end
+    end
+    return function(_, ...)
+      return results_of(pack(host.object_method(live(), method, binary_safe(...))), method)
     end
   end
   -- (the metamethods call `hook` without a tail call, so that their frame stays between the
   -- hook and the policy's line)
   local function hook(which, ...)
     if waits['lua_' .. which] then
-      return results_of(pack(core.await(name, 'hook', target, which, binary_safe(...))))
+      return results_of(pack(core.await(name, 'hook', live(), which, binary_safe(...))))
     end
-    return results_of(pack(host.object_hook(target, which, binary_safe(...))))
+    return results_of(pack(host.object_hook(live(), which, binary_safe(...))))
   end
   local proxy
   -- a binary operator: the object's hook when it is the left operand, `r<hook>` when right
@@ -135,6 +162,11 @@ function internal.make_object(target, name, methods, waits)
     __index = function(_, key)
       local method = method_functions[key]
       if method ~= nil then
+        return method
+      end
+      if methods[key] then
+        method = method_function(key)
+        method_functions[key] = method
         return method
       end
       local value = hook('index', key)
@@ -180,7 +212,20 @@ function internal.make_object(target, name, methods, waits)
     __metatable = name,
   })
   core.opaque[proxy] = target
+  releasers[proxy] = function()
+    target = nil
+    core.opaque[proxy] = nil
+  end
   return proxy
+end
+
+-- Let go of a proxy's object (its event has ended): Lua may keep the proxy, not the object.
+function internal.release_object(proxy)
+  local release = releasers[proxy]
+  if release ~= nil then
+    releasers[proxy] = nil
+    release()
+  end
 end
 
 ------------------------------------------------------------------------------

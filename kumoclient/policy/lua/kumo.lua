@@ -6,7 +6,7 @@
 
 local core = ...
 local kumo, internal, host, raw = core.kumo, core.internal, core.host, core.raw
-local fail, safe_tostring, guarded = core.fail, core.safe_tostring, core.guarded
+local fail, safe_tostring = core.fail, core.safe_tostring
 local error, type, tostring, select, rawget = error, type, tostring, select, rawget
 local setmetatable, pairs = setmetatable, pairs
 local pack, unpack, concat = table.pack, table.unpack, table.concat
@@ -210,6 +210,8 @@ kumo.start_http_listener = configurer('start_http_listener')
 kumo.define_spool = configurer('define_spool')
 kumo.configure_local_logs = configurer('configure_local_logs')
 kumo.configure_redis_throttles = configurer('configure_redis_throttles')
+kumo.configure_accounting_db_path = configurer('configure_accounting_db_path')
+kumo.set_httpinject_recipient_rate_limit = configurer('set_httpinject_recipient_rate_limit')
 kumo.dns = { configure_resolver = configurer('configure_resolver') }
 
 ------------------------------------------------------------------------------
@@ -231,26 +233,6 @@ kumo.log_error = logger('error')
 kumo.log_warn = logger('warning')
 kumo.log_info = logger('info')
 kumo.log_debug = logger('debug')
-
-------------------------------------------------------------------------------
--- msg
-------------------------------------------------------------------------------
-
--- A `msg` for the reception events; `methods` are Python callables answering ok, value.
-function internal.make_msg(methods)
-  local msg = {}
-  for name, fn in pairs(methods) do
-    local call = guarded(fn)
-    msg[name] = function(self, ...)
-      local ok, value = call(self, ...)
-      if not ok then
-        fail(value)
-      end
-      return value
-    end
-  end
-  return setmetatable(msg, { __name = 'Message', __metatable = 'Message' })
-end
 
 ------------------------------------------------------------------------------
 -- background tasks and events fired from Lua
