@@ -8,7 +8,7 @@ import json
 import ssl
 import textwrap
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ from kumoclient.policy.runtime import PolicyHolder
 from kumoclient.records import EsmtpListenerConfig
 from kumoclient.spool import Spool
 from tests.conftest import record_writer
+from tests.smtp_client import Client
 
 MESSAGE = b"From: a@example.com\r\nTo: b@example.net\r\nSubject: hi\r\n\r\nhello\r\n"
 
@@ -37,6 +38,13 @@ class SmtpRig:
     log: RecordLog
     log_dir: Path
     server: SmtpServer
+    raw_clients: list[Client] = field(default_factory=list)
+
+    async def raw(self) -> Client:
+        """A line-level client, connected and past EHLO (closed with the rig)."""
+        client = await Client.connect(self.port)
+        self.raw_clients.append(client)
+        return client
 
     def client(self, **options: Any) -> aiosmtplib.SMTP:
         """An aiosmtplib client for the listener (not yet connected)."""
@@ -70,9 +78,12 @@ async def smtp_rig(tmp_path: Path, policy: str = "", **listener: Any) -> AsyncIt
     config = replace(EsmtpListenerConfig(listen="127.0.0.1:0"), **listener)
     server = await start_listener(config, reception.accept_transaction, events=PolicyEvents(holder))
     port = server.sockets[0].getsockname()[1]
+    rig = SmtpRig(port, spool, log, tmp_path / "logs", server)
     try:
-        yield SmtpRig(port, spool, log, tmp_path / "logs", server)
+        yield rig
     finally:
+        for client in rig.raw_clients:
+            await client.close()
         server.close()
         await spool.close()
         await log.close()

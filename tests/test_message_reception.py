@@ -55,7 +55,7 @@ CONNECTION_KEYS = {"reception_protocol", "received_via", "received_from", "hostn
 def policy_meta(meta: object) -> dict[str, object]:
     """A record's meta without the connection's keys (checked to be there)."""
     assert isinstance(meta, dict)
-    assert CONNECTION_KEYS <= set(meta)
+    assert set(meta) >= CONNECTION_KEYS
     return {key: value for key, value in meta.items() if key not in CONNECTION_KEYS}
 
 

@@ -1,4 +1,5 @@
-"""The user guide's `listener_domains.toml`, unchanged, loaded by the bundled helper behind a
+"""The user guide's `listener_domains.toml`, unchanged (from the shared reference directory:
+tests/reference_examples.py), loaded by the bundled helper behind a
 real listener: mail is relayed and refused as its comments say, for an SMTP client that is
 not one of `relay_hosts` (aiosmtplib; SMTP AUTH over STARTTLS for `relay_from_authz`).
 
@@ -15,13 +16,13 @@ import aiosmtplib
 import pytest
 
 from tests.core.reports import sample
+from tests.reference_examples import kumomta_example
 from tests.smtp_rig import MESSAGE, SmtpRig, smtp_rig, tls_files
 from tests.test_smtp_listener_domains import crlf
 
-EXAMPLE = Path(__file__).resolve().parent / "data" / "kumomta" / "listener_domains.toml"
-POLICY = f"""
+POLICY = """
 local listener_domains = require 'policy-extras.listener_domains'
-kumo.on('get_listener_domain', listener_domains:setup {{ '{EXAMPLE}' }})
+kumo.on('get_listener_domain', listener_domains:setup { EXAMPLE })
 kumo.on('smtp_server_auth_plain', function(authz, authc, password, conn_meta)
   return authc == 'username1' and password == 'pw-of-username1'
 end)
@@ -55,15 +56,21 @@ async def transaction(
 
 
 @pytest.fixture
+def policy() -> str:
+    """The policy, with the example's path (the test is skipped without it)."""
+    return POLICY.replace("EXAMPLE", repr(str(kumomta_example("listener_domains.toml"))))
+
+
+@pytest.fixture
 def tls(tmp_path: Path) -> tuple[dict[str, str], ssl.SSLContext]:
     return tls_files(tmp_path)
 
 
 async def test_the_user_guide_example_relays_and_refuses_as_its_comments_say(
-    tmp_path: Path, tls: tuple[dict[str, str], ssl.SSLContext]
+    tmp_path: Path, policy: str, tls: tuple[dict[str, str], ssl.SSLContext]
 ) -> None:
     keys, context = tls
-    async for rig in smtp_rig(tmp_path, POLICY, relay_hosts=(), **keys):
+    async for rig in smtp_rig(tmp_path, policy, relay_hosts=(), **keys):
         client = await session(rig, context, None)
         # "allow relaying mail from anyone, so long as it is addressed to example.com"
         assert await transaction(client, "a@elsewhere.example", "b@example.com") == (250, 250)
@@ -106,10 +113,10 @@ async def test_the_user_guide_example_relays_and_refuses_as_its_comments_say(
 
 
 async def test_the_user_guide_example_logs_reports_sent_to_its_report_domains(
-    tmp_path: Path, tls: tuple[dict[str, str], ssl.SSLContext]
+    tmp_path: Path, policy: str, tls: tuple[dict[str, str], ssl.SSLContext]
 ) -> None:
     keys, context = tls
-    async for rig in smtp_rig(tmp_path, POLICY, relay_hosts=(), **keys):
+    async for rig in smtp_rig(tmp_path, policy, relay_hosts=(), **keys):
         client = await session(rig, context, None)
         # "accept and log OOB bounce reports sent to bounce.example.com"
         dsn = sample("rfc3464-simple.eml")

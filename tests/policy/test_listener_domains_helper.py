@@ -1,5 +1,5 @@
-"""kumoclient's `policy-extras.listener_domains` on the user guide's `listener_domains.toml`,
-unchanged: each of its sections answers `get_listener_domain` as its comments say (the event
+"""kumoclient's `policy-extras.listener_domains` on the user guide's `listener_domains.toml`
+(read unchanged from the shared reference directory: tests/reference_examples.py): each of its sections answers `get_listener_domain` as its comments say (the event
 fired as the listener fires it, with a connection's `conn_meta`)."""
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from kumoclient.policy import smtp_events
 from kumoclient.policy.conn_meta import ConnectionMeta
 from kumoclient.policy.memoize import MemoRegistry
 from kumoclient.policy.runtime import PolicyRuntime
+from tests.reference_examples import kumomta_example
 
-EXAMPLE = Path(__file__).resolve().parents[1] / "data" / "kumomta" / "listener_domains.toml"
 RELAY = ReportDisposition.LOG_THEN_RELAY
 IGNORE = ReportDisposition.IGNORE
 LISTENER = "127.0.0.1:2025"
@@ -34,7 +34,7 @@ def runtime_on(tmp_path: Path, *sources: str) -> PolicyRuntime:
 
 @pytest.fixture
 def runtime(tmp_path: Path) -> PolicyRuntime:
-    return runtime_on(tmp_path, repr(str(EXAMPLE)))
+    return runtime_on(tmp_path, repr(str(kumomta_example("listener_domains.toml"))))
 
 
 def conn(**meta: Any) -> ConnectionMeta:
@@ -99,7 +99,8 @@ async def test_several_sources_merge_key_by_key(tmp_path: Path) -> None:
     extra.write_text(
         '{"example.com": {"log_arf": "LogThenDrop"}, "new.example": {"relay_to": true}}'
     )
-    runtime = runtime_on(tmp_path, repr(str(EXAMPLE)), repr(str(extra)))
+    example = kumomta_example("listener_domains.toml")
+    runtime = runtime_on(tmp_path, repr(str(example)), repr(str(extra)))
     assert await lookup(runtime, "example.com") == ListenerDomain(
         relay_to=True, log_arf=ReportDisposition.LOG_THEN_DROP
     )
