@@ -1,10 +1,12 @@
 """SMTP AUTH on the listener with aiosmtplib: PLAIN and LOGIN over STARTTLS with a trustme
 certificate, decided by `smtp_server_auth_plain` (KumoMTA's reference examples as written);
-refused in clear unless the listener allows it; a failure is `535 5.7.8`; relaying only once
-authenticated; and the password in no log line, no record and no spool file."""
+refused in clear unless the listener allows it; a failure is `535 5.7.8`, each one of a client
+waiting longer; relaying only once authenticated; and the password in no log line, no record
+and no spool file, in process and in a `kumoclient run` daemon."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import ssl
@@ -16,13 +18,16 @@ import aiosmtplib
 import pytest
 import structlog
 
+from kumoclient.core import smtp_auth
 from kumoclient.listener import auth
+from tests.daemon_process import DaemonProcess, free_port
+from tests.sink_policy import write_sink_policy
 from tests.smtp_rig import MESSAGE, SmtpRig, smtp_rig, tls_files
+from tests.test_daemon import wait_for
 
-PASSWORD = "tiger-Secret-42"
+PASSWORD = "tiger"  # the example's
 
-# docs/reference/events/smtp_server_auth_plain.md, the first example as written (its password
-# made longer, so that finding it in a log means something)
+# docs/reference/events/smtp_server_auth_plain.md, the first example as written
 AUTH_EXAMPLE = """
 -- Use this to lookup and confirm a user/password credential
 kumo.on('smtp_server_auth_plain', function(authz, authc, password, conn_meta)
@@ -31,7 +36,7 @@ kumo.on('smtp_server_auth_plain', function(authz, authc, password, conn_meta)
   -- In particular, it is an absolutely terrible idea to hard code
   -- a password here in plain text!
   local password_database = {
-    ['daniel'] = 'tiger-Secret-42',
+    ['daniel'] = 'tiger',
   }
   if password == '' then
     return false
@@ -252,11 +257,102 @@ async def test_the_password_is_in_no_log_line_record_or_spool_file(
     assert logged  # something was logged
     assert records  # and recorded
     text = json.dumps(logged, default=str) + json.dumps(records)
-    written = [p for p in tmp_path.rglob("*") if p.is_file() and p.name != "policy.lua"]
-    files = b"".join(path.read_bytes() for path in written)
-    for password in (PASSWORD, PASSWORD + "x"):
-        plain = base64.b64encode(f"\0daniel\0{password}".encode()).decode()
-        login = base64.b64encode(password.encode()).decode()
-        for secret in (password, plain, login):
-            assert secret not in text
-            assert secret.encode() not in files
+    files = written_files(tmp_path)
+    for secret in secrets(PASSWORD, PASSWORD + "x"):
+        assert secret not in text
+        assert secret.encode() not in files
+
+
+def secrets(*passwords: str) -> list[str]:
+    """Each password, and the base64 a client sent it in (PLAIN's whole response, LOGIN's)."""
+    found = []
+    for password in passwords:
+        found.append(password)
+        found.append(base64.b64encode(f"\0daniel\0{password}".encode()).decode())
+        found.append(base64.b64encode(password.encode()).decode())
+    return found
+
+
+def written_files(root: Path) -> bytes:
+    """Every file under `root` but the policy (which holds the example's password)."""
+    return b"".join(p.read_bytes() for p in root.rglob("*") if p.is_file() and p.suffix != ".lua")
+
+
+async def test_each_failure_of_a_client_waits_longer_before_its_535(
+    tmp_path: Path, tls: tuple[dict[str, str], ssl.SSLContext], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The waits the listener asks for (recorded, not slept: no timed assertion) double
+    with each failure of the client's address, across sessions, up to the limit."""
+    asked: list[float] = []
+
+    def recorded(failures: int) -> float:
+        asked.append(smtp_auth.failure_delay(failures))
+        return 0.0
+
+    monkeypatch.setattr(auth, "failure_delay", recorded)
+    keys, context = tls
+    async for rig in rig_for(tmp_path, AUTH_EXAMPLE, **keys):
+        for _ in range(3):
+            client = await secured(rig, context)
+            for attempt in (client.auth_plain, client.auth_login):
+                with pytest.raises(aiosmtplib.SMTPAuthenticationError) as caught:
+                    await attempt("daniel", "guess")
+                assert caught.value.code == 535
+            await client.quit()
+    assert asked == [1.0, 2.0, 4.0, 8.0, 8.0, 8.0]
+
+
+def test_a_daemon_keeps_the_password_out_of_its_stderr_records_and_spool(
+    tmp_path: Path, tls: tuple[dict[str, str], ssl.SSLContext]
+) -> None:
+    """`kumoclient run` with the example's AUTH: AUTH refused in clear, two failed attempts
+    and one that succeeds over STARTTLS, a message relayed; then the daemon's stderr (its
+    diagnostic log), its record logs and its spool (meta and content) hold no password."""
+    keys, context = tls
+    policy = write_sink_policy(
+        tmp_path / "policy.lua",
+        free_port(),  # nobody listens there: the message stays spooled
+        init=(
+            "kumo.start_esmtp_listener { listen = '127.0.0.1:25', relay_hosts = {}, "
+            f"tls_certificate = '{keys['tls_certificate']}', "
+            f"tls_private_key = '{keys['tls_private_key']}' }}"
+        ),
+    )
+    policy.write_text(policy.read_text() + AUTH_EXAMPLE + RELAY_IF_AUTHENTICATED)
+    data = tmp_path / "data"
+    process = DaemonProcess(data, policy=policy).start()
+    try:
+        asyncio.run(_authenticate_and_send(process.port, context))
+        wait_for(lambda: any(r["type"] == "Reception" for r in logged_records(data)))
+    finally:
+        assert process.stop() == 0
+    assert "smtp authentication failed" in process.stderr()
+    for secret in secrets(PASSWORD, PASSWORD + "x"):
+        assert secret not in process.stderr()
+        assert secret.encode() not in written_files(data)
+
+
+async def _authenticate_and_send(port: int, context: ssl.SSLContext) -> None:
+    client = aiosmtplib.SMTP(
+        hostname="127.0.0.1", port=port, timeout=30, start_tls=False, tls_context=context
+    )
+    await client.connect()
+    await client.ehlo(hostname="client.example")
+    clear = await client.execute_command(b"AUTH", b"PLAIN")
+    assert clear.code == 538
+    await client.starttls(server_hostname="localhost")
+    await client.ehlo(hostname="client.example")
+    for attempt in (client.auth_plain, client.auth_login):
+        with pytest.raises(aiosmtplib.SMTPAuthenticationError):
+            await attempt("daniel", PASSWORD + "x")
+    await client.auth_plain("daniel", PASSWORD)
+    await client.sendmail("a@example.com", ["b@example.net"], MESSAGE)
+    await client.quit()
+
+
+def logged_records(data: Path) -> list[dict[str, Any]]:
+    return [
+        json.loads(line)
+        for path in sorted((data / "logs").glob("*.jsonl"))
+        for line in path.read_text().splitlines()
+    ]

@@ -266,6 +266,40 @@ async def test_data_event_decides_at_the_final_dot_for_every_recipient(tmp_path:
         assert all(m.meta["x_checked"] == "yes" for m in messages)
 
 
+ALIAS_POLICY = """
+kumo.on('smtp_server_data', function(msg, conn_meta)
+  local given = msg:recipient_list()
+  msg:set_meta('x_given', #given)
+  local expanded = {}
+  for _, recipient in ipairs(given) do
+    if recipient.user == 'team' then
+      table.insert(expanded, 'ann@' .. recipient.domain)
+      table.insert(expanded, 'bob@' .. recipient.domain)
+    else
+      table.insert(expanded, recipient)
+    end
+  end
+  msg:set_recipient(expanded)
+end)
+"""
+
+
+async def test_data_event_sees_every_recipient_and_may_expand_the_list(tmp_path: Path) -> None:
+    """KumoMTA's page: the recipient list may be changed here (alias expansion); each
+    recipient of the new list gets its own message."""
+    async for rig in rig_for(tmp_path, ALIAS_POLICY):
+        client = await connected(rig)
+        await client.sendmail("a@example.com", ["team@example.net", "c@example.org"], MESSAGE)
+        await client.quit()
+        messages = sorted(rig.spool.enumerate(), key=lambda m: m.recipient)
+        assert [m.recipient for m in messages] == [
+            "ann@example.net",
+            "bob@example.net",
+            "c@example.org",
+        ]
+        assert {m.meta["x_given"] for m in messages} == {2}
+
+
 # --- smtp_server_message_received ----------------------------------------------------------------
 
 RECEIVED_POLICY = """

@@ -3,8 +3,10 @@
 1. the connection metadata, every key with its JSON value, is copied into the meta of the
    messages (KumoMTA's message starts with the whole connection metadata);
 2. `smtp_server_data(msg, conn_meta)` on the whole transaction, one message with every
-   recipient (its content and meta carry over to every recipient's message; a change of its
-   envelope does not: the recipients are those the listener domains decided at RCPT);
+   recipient: its content, meta and recipient list (`msg:set_recipient`, such as alias
+   expansion) carry over to the recipients' messages (a sender change does not, as in
+   KumoMTA). A recipient the handler added is relayed or logged as the transaction's first
+   recipient is (KumoMTA's rule for a batch), one given at RCPT as decided then;
 3. per recipient, a message (one per recipient, as ever) with the `Received:` header
    (`trace_headers.received_header`), then `smtp_server_message_received(msg, conn_meta)`,
    then the supplemental header (`trace_headers.supplemental_header`);
@@ -29,7 +31,7 @@ from kumoclient import logs
 from kumoclient.core import msgid, trace_headers
 from kumoclient.core.arf_report import parse_arf
 from kumoclient.core.dsn_report import parse_dsn
-from kumoclient.core.listener_domain import AfterData, Report, after_data
+from kumoclient.core.listener_domain import AfterData, RelayDisposition, Report, after_data
 from kumoclient.engine.smtp_policy import conn_meta
 from kumoclient.errors import (
     CommandError,
@@ -79,10 +81,10 @@ async def take(runtime: PolicyRuntime, txn: Transaction, base: str, now: float) 
     the transaction is refused."""
     try:
         async with asyncio.timeout(txn.keys.data_processing_timeout):
-            views, content = await _views(runtime, txn, base, now)
+            views, content, decided = await _views(runtime, txn, base, now)
     except TimeoutError:
         raise SubmissionRefused(451, TIMED_OUT) from None
-    fates = _fates(content, txn)
+    fates = _fates(content, decided)
     intake = Intake(views, arrival(txn))
     dropped, oob = set(), False
     for view, fate in zip(views, fates, strict=True):
@@ -99,14 +101,16 @@ async def take(runtime: PolicyRuntime, txn: Transaction, base: str, now: float) 
 
 async def _views(
     runtime: PolicyRuntime, txn: Transaction, base: str, now: float
-) -> tuple[list[MessageView], bytes]:
-    """Steps 1 to 3: the messages, and the transaction's content after `smtp_server_data`."""
+) -> tuple[list[MessageView], bytes, list[RelayDisposition]]:
+    """Steps 1 to 3: the messages, the transaction's content after `smtp_server_data`, and
+    the relay disposition of each message's recipient."""
     conn, trace = txn.connection, txn.keys.trace_headers
-    content, meta = txn.content, message_meta(conn.meta)
+    content, meta, recipients = txn.content, message_meta(conn.meta), txn.recipients
     if runtime.has_handler(DATA):
-        whole = MessageView(msgid.message_id(base, 0), txn.sender, txn.recipients, content, meta)
+        whole = MessageView(msgid.message_id(base, 0), txn.sender, recipients, content, meta)
         await _event(runtime, DATA, whole, txn)
-        content, meta = whole.content, whole.meta
+        content, meta, recipients = whole.content, whole.meta, whole.recipients
+    decided = _decided(txn, recipients)
     hop = None
     if trace.received_header:
         hop = trace_headers.Hop(
@@ -114,7 +118,7 @@ async def _views(
             conn.tls, conn.authenticated is not None,
         )  # fmt: skip
     views = []
-    for index, recipient in enumerate(txn.recipients):
+    for index, recipient in enumerate(recipients):
         message_id = msgid.message_id(base, index)
         body = content
         if hop is not None:
@@ -129,7 +133,14 @@ async def _views(
                 trace.header_name, view.recipients, view.meta, trace.include_meta_names
             )
             view.content = header + view.content
-    return views, content
+    return views, content, decided
+
+
+def _decided(txn: Transaction, recipients: list[str]) -> list[RelayDisposition]:
+    """Each recipient's disposition: decided at its RCPT, else the first recipient's."""
+    at_rcpt = dict(zip(txn.recipients, txn.dispositions, strict=True))
+    first = txn.dispositions[0]
+    return [at_rcpt.get(recipient, first) for recipient in recipients]
 
 
 async def _event(runtime: PolicyRuntime, event: str, view: MessageView, txn: Transaction) -> None:
@@ -147,9 +158,8 @@ async def _event(runtime: PolicyRuntime, event: str, view: MessageView, txn: Tra
         raise SubmissionRefused(451, "4.3.0 Local policy error, try again later") from exc
 
 
-def _fates(content: bytes, txn: Transaction) -> list[AfterData]:
+def _fates(content: bytes, dispositions: list[RelayDisposition]) -> list[AfterData]:
     """Step 4 for each recipient's message."""
-    dispositions = txn.dispositions
     is_arf = any(d.log_arf.logs for d in dispositions) and _reads(parse_arf, content)
     is_dsn = any(d.log_oob.logs for d in dispositions) and _reads(parse_dsn, content)
     return [after_data(disposition, is_arf, is_dsn) for disposition in dispositions]
