@@ -202,7 +202,7 @@ LAYERS: dict[str, list[set[str]]] = {
     "listener": [
         {"server"},
         {"session"},
-        {"commands", "data"},
+        {"commands", "data", "opening"},
         {"asks", "auth"},
         {"replies"},
         {"shared"},

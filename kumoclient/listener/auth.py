@@ -27,6 +27,7 @@ from kumoclient.core.smtp_auth import (
     shown,
 )
 from kumoclient.errors import CommandError
+from kumoclient.listener import replies
 
 if TYPE_CHECKING:
     from kumoclient.listener.session import Session
@@ -93,7 +94,7 @@ def respond(session: Session, line: str) -> bool:
             session.wait_for(verify(session, Credentials(username, username, login_text(line))))
     except CommandError as error:
         session.sasl = None
-        session.refuse(error)
+        replies.refuse(session, error)
     return True
 
 

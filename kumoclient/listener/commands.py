@@ -14,7 +14,7 @@ from kumoclient import logs
 from kumoclient.core.listener_domain import RELAY
 from kumoclient.core.smtp_server import MAX_LINE, MailFrom, parse_mail, parse_rcpt, split_command
 from kumoclient.errors import CommandError
-from kumoclient.listener import asks, auth
+from kumoclient.listener import asks, auth, replies
 
 if TYPE_CHECKING:
     from kumoclient.listener.session import Session
@@ -222,5 +222,5 @@ def line_step(session: Session) -> bool:
     try:
         command(session, arg)
     except CommandError as error:
-        session.refuse(error)
+        replies.refuse(session, error)
     return True

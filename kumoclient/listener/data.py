@@ -17,6 +17,7 @@ from kumoclient.core.smtp_server import (
     unstuff,
 )
 from kumoclient.errors import CommandError, SubmissionRefused
+from kumoclient.listener import replies
 from kumoclient.listener.connection import Transaction
 from kumoclient.records import LineEndings
 
@@ -52,12 +53,8 @@ def data_step(session: Session) -> bool:
     del buffer[: end + 5]
     session.in_data = False
     session.command = "DATA"
-    mail, rcpts, dispositions, error = (
-        session.mail,
-        session.rcpts,
-        session.dispositions,
-        session.data_error,
-    )
+    mail, rcpts, error = session.mail, session.rcpts, session.data_error
+    dispositions = session.dispositions
     session.reset()
     assert mail is not None
     content = unstuff(data)
@@ -100,7 +97,7 @@ async def _store(
         reply = f"{refused.code} {refused.text}"
     except CommandError as refused:  # the policy's kumo.reject / kumo.disconnect
         finish(session)
-        session.refuse(refused)
+        replies.refuse(session, refused)
         session.resume()
         return
     except Exception:  # a bug of ours: the client keeps its copy and tries again

@@ -18,25 +18,20 @@ from collections.abc import Awaitable, Coroutine
 from typing import Any, cast
 
 from kumoclient import logs
-from kumoclient.core.listen import show_address
 from kumoclient.core.listener_domain import RelayDisposition
-from kumoclient.core.listener_params import apply, base_overlay
 from kumoclient.core.smtp_server import MailFrom
 from kumoclient.errors import CommandError
-from kumoclient.listener import replies
+from kumoclient.listener import opening, replies
 from kumoclient.listener.commands import line_step
 from kumoclient.listener.connection import Connection
 from kumoclient.listener.data import data_step
 from kumoclient.listener.shared import Keys, Listener
-from kumoclient.records import ListenerOverrides
 
 log = logs.get_logger(__name__)
 
 # messages being stored (and TLS handshakes, policy events) of every listener in this process
 IN_FLIGHT: set[asyncio.Task[None]] = set()
 _PAUSE_AT = 256 * 1024  # buffered bytes (pipelined while a message is stored) that pause reading
-DYNAMIC = "smtp_server_get_dynamic_parameters"
-ACCEPTED = "smtp_server_connection_accepted"
 
 
 class Session(asyncio.Protocol):
@@ -85,57 +80,17 @@ class Session(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # (uvloop's transports are not asyncio.Transport subclasses, but behave as one)
         self.transport = cast(asyncio.Transport, transport)
-        self._connection(transport)
+        opening.connection_meta(self, transport)
         loop = asyncio.get_running_loop()
         self.last_seen = loop.time()
         self.ends_at = self.last_seen + self.listener.config.max_session_duration
         self._arm(loop)
         events = self.listener.events
-        if events.handles(DYNAMIC) or events.handles(ACCEPTED):
-            self.wait_for(self._open())
+        if events.handles(opening.DYNAMIC) or events.handles(opening.ACCEPTED):
+            self.wait_for(opening.open_events(self))
         else:
             self.say(self.keys.greeting)
             self.flush()
-
-    def _connection(self, transport: asyncio.BaseTransport) -> None:
-        """The connection's metadata, and its keys when `peer`, `via` or `meta` apply."""
-        local, peer = transport.get_extra_info("sockname"), transport.get_extra_info("peername")
-        conn = self.conn
-        conn.local = show_address(local) if local else ""
-        conn.peer_port = peer[1] if isinstance(peer, tuple) else 0
-        conn.meta = {
-            "reception_protocol": "ESMTP",
-            "received_via": conn.local,
-            "received_from": show_address(peer) if peer else self.peer,
-            "hostname": self.keys.hostname,
-        }
-        conn.auth = {"peer_address": self.peer, "identities": [], "groups": []}
-        if not self.listener.plain:
-            self.set_keys(base_overlay(self.listener.config))
-
-    def set_keys(self, overlay: ListenerOverrides) -> None:
-        """Apply `overlay` to this connection's keys (a `peer`/`via` block, a dynamic answer)."""
-        local = self.conn.local.rpartition(":")[0].strip("[]")
-        config = apply(self.keys.config, overlay, local=local, peer=self.peer, meta=self.conn.meta)
-        self.keys = Keys(config, self.listener.default_hostname)
-        self.conn.hostname = self.keys.hostname
-        self.relay = self.listener.may_relay(self.peer, self.keys)
-
-    async def _open(self) -> None:
-        """The events before the greeting; a refusal is the last reply (KumoMTA's rule)."""
-        events = self.listener.events
-        try:
-            if events.handles(DYNAMIC):
-                overlay = await events.dynamic_parameters(self.conn)
-                if overlay is not None:
-                    self.set_keys(overlay)
-            if events.handles(ACCEPTED):
-                await events.connection_accepted(self.conn)
-        except CommandError as error:
-            self.say(error.reply)
-            self.close()
-            return
-        self.say(self.keys.greeting)
 
     def data_received(self, data: bytes) -> None:
         if self.before_tls:
@@ -249,15 +204,6 @@ class Session(asyncio.Protocol):
         self.out.append(reply)
         self.answered.append(self.command)
 
-    def refuse(self, error: CommandError) -> None:
-        """Answer with a refusal; end the session when its disconnect mode says so."""
-        self.say(error.reply)
-        is_421 = error.reply.startswith("421")
-        if error.disconnect == "FollowWith421" and not is_421:
-            self.say(f"421 4.3.0 {self.keys.hostname} disconnecting due to previous error")
-        if is_421 or error.disconnect in ("FollowWith421", "ForceDisconnect"):
-            self.close()
-
     def flush(self) -> None:
         """Write the replies gathered so far (through the policy's rewrite handler, when it
         has one: the session then waits for them to be written)."""
@@ -268,17 +214,11 @@ class Session(asyncio.Protocol):
         if replies.rewriting(self):
             if not self.busy:  # (else the work in flight flushes when it is done)
                 self.busy = True
-                self.spawn(self._write_rewritten())
+                self.spawn(replies.write_then_go_on(self))
             return
         self.transport.write(("\r\n".join(self.out) + "\r\n").encode())
         self.out.clear()
         self.answered.clear()
-
-    async def _write_rewritten(self) -> None:
-        if await replies.write(self) or self.closing:
-            self._shut()
-            return
-        self.resume()
 
     def close(self) -> None:
         """Write the replies gathered so far, then close the connection."""
@@ -286,12 +226,13 @@ class Session(asyncio.Protocol):
         if self.out and replies.rewriting(self) and not self.ended:
             if not self.closing:
                 self.closing = True
-                self.spawn(self._write_rewritten())
+                self.spawn(replies.write_then_go_on(self))
             return
         self.flush()
-        self._shut()
+        self.shut()
 
-    def _shut(self) -> None:
+    def shut(self) -> None:
+        """Close the connection now."""
         self.closed = True
         if self.transport is not None:
             self.transport.close()
@@ -329,7 +270,7 @@ class Session(asyncio.Protocol):
         try:
             await work
         except CommandError as error:
-            self.refuse(error)
+            replies.refuse(self, error)
         except Exception:  # a bug of ours: the client may try again
             log.exception("smtp command failed", peer=self.peer, command=self.command)
             self.say("451 4.3.0 Local error in processing, try again later")
