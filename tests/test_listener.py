@@ -9,24 +9,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
-import textwrap
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import trustme
 
-from kumoclient.engine.reception import Reception
-from kumoclient.engine.smtp_policy import PolicyEvents
 from kumoclient.listener import SmtpServer, Transaction, start_listener
-from kumoclient.logs import RecordLog
-from kumoclient.policy.memoize import MemoRegistry
-from kumoclient.policy.runtime import PolicyHolder
 from kumoclient.records import EsmtpListenerConfig
 from kumoclient.spool import Spool
-from tests.conftest import record_writer, without_trace
+from tests.conftest import without_trace
 from tests.smtp_client import Client
+from tests.smtp_rig import smtp_rig
 
 MESSAGE = b"From: a@example.com\r\nSubject: hi\r\n\r\nhello\r\n"
 
@@ -75,25 +70,13 @@ class Rig:
 
 
 async def make_rig(tmp_path: Path, policy: str = "", **listener: object) -> AsyncIterator[Rig]:
-    policy_path = tmp_path / "policy.lua"
-    policy_path.write_text(textwrap.dedent(policy))
-    spool = Spool(tmp_path / "spool")
-    await spool.start()
-    records = RecordLog(tmp_path / "logs")
-    await records.open()
-    holder = PolicyHolder(policy_path, memo=MemoRegistry())
-    reception = Reception(holder, spool, record_writer(spool, records))
-    config = replace(EsmtpListenerConfig(listen="127.0.0.1:0"), **listener)  # type: ignore[arg-type]
-    server = await start_listener(config, reception.accept_transaction, events=PolicyEvents(holder))
-    port = server.sockets[0].getsockname()[1]
-    rig = Rig(port, spool, tmp_path / "logs", [], server)
-    try:
-        yield rig
-    finally:
-        await rig.close()
-        server.close()
-        await spool.close()
-        await records.close()
+    """The listener of tests/smtp_rig.py, with this module's line-level clients."""
+    async for base in smtp_rig(tmp_path, policy, **listener):
+        rig = Rig(base.port, base.spool, base.log_dir, [], base.server)
+        try:
+            yield rig
+        finally:
+            await rig.close()
 
 
 @pytest.fixture

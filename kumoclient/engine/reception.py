@@ -40,7 +40,6 @@ from kumoclient.core.schedule import next_allowed
 from kumoclient.engine import smtp_intake
 from kumoclient.engine.dispositions import Dispositions, Received
 from kumoclient.errors import (
-    PolicyError,
     PolicyReject,
     QueueNameError,
     ReceptionPaused,
@@ -229,16 +228,7 @@ class Reception:
     async def _policy_event(self, event: str, view: MessageView, *args: Any) -> None:
         """Run a reception event on one message: PolicyReject when the policy refuses it,
         SubmissionRefused (451) when the policy fails."""
-        try:
-            await self.policy.current.message_event(event, view, *args)
-        except PolicyError as exc:
-            log.error(
-                "reception policy failed; asking the client to retry",
-                policy_event=event,
-                error=str(exc),
-                policy_location=exc.location,
-            )
-            raise SubmissionRefused(451, "4.3.0 Local policy error, try again later") from exc
+        await smtp_intake.message_event(self.policy.current, event, view, *args)
 
     async def _store(
         self,

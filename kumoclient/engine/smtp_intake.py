@@ -145,9 +145,16 @@ def _decided(txn: Transaction, recipients: list[str]) -> list[RelayDisposition]:
 
 async def _event(runtime: PolicyRuntime, event: str, view: MessageView, txn: Transaction) -> None:
     try:
-        await runtime.message_event(event, view, conn_meta(txn.connection))
+        await message_event(runtime, event, view, conn_meta(txn.connection))
     except PolicyReject as reject:
         raise CommandError(f"{reject.code} {reject.text}", reject.disconnect) from reject
+
+
+async def message_event(runtime: PolicyRuntime, event: str, view: MessageView, *args: Any) -> None:
+    """Run a reception event on one message (every reception path's): PolicyReject when the
+    policy refuses it, SubmissionRefused (451) when the policy fails."""
+    try:
+        await runtime.message_event(event, view, *args)
     except PolicyError as exc:
         log.error(
             "reception policy failed; asking the client to retry",
