@@ -9,10 +9,16 @@ run` with its deliveries suspended (`kumoclient admin suspend`), extra options p
 `--kumoclient-arg` (e.g. `--kumoclient-arg=--workers --kumoclient-arg=2`). Both are started
 and stopped by PID. Rounds alternate between the systems; the median round is reported.
 
+kumoclient's policy registers no SMTP server event; `--rcpt-handler` adds one
+`smtp_server_rcpt_to` handler (KumoMTA's reference example, which refuses no recipient of this
+load) to measure what a handler at RCPT costs: the listener then asks the policy once per
+recipient and answers that RCPT when the handler has run.
+
 A second table measures the spool alone, in process: 20 concurrent submitters storing 2 KB
 messages with group commit on and off (the choice the spool makes).
 
     python bench/spool.py [--messages 5000] [--rounds 3] [--json FILE] [--kumoclient-arg ARG]
+                          [--rcpt-handler]
 """
 
 from __future__ import annotations
@@ -65,10 +71,21 @@ def postfix_round(base: Path, messages: int) -> float:
     return messages / seconds
 
 
-def kumoclient_round(base: Path, messages: int, extra_args: list[str]) -> float:
+# docs/reference/events/smtp_server_rcpt_to.md's example (smtp-source's recipients pass)
+RCPT_HANDLER = """
+kumo.on('smtp_server_rcpt_to', function(recipient)
+  if recipient.domain == 'bad.domain' then
+    kumo.reject(420, 'not thanks')
+  end
+end)
+"""
+
+
+def kumoclient_round(base: Path, messages: int, extra_args: list[str], policy_extra: str) -> float:
     """Its deliveries suspended (`kumoclient admin suspend`), as Postfix holds its mail."""
     http = f"127.0.0.1:{free_port()}"
-    daemon = KumoclientDaemon(base, relay_policy("127.0.0.1:1"), [*extra_args, "--http", http])
+    policy = relay_policy("127.0.0.1:1") + policy_extra
+    daemon = KumoclientDaemon(base, policy, [*extra_args, "--http", http])
     daemon.start()
     try:
         subprocess.run(
@@ -90,11 +107,14 @@ def kumoclient_round(base: Path, messages: int, extra_args: list[str]) -> float:
     return messages / seconds
 
 
-def acceptance(messages: int, rounds: int, tmp: Path, extra_args: list[str]) -> dict[str, float]:
+def acceptance(
+    messages: int, rounds: int, tmp: Path, extra_args: list[str], policy_extra: str = ""
+) -> dict[str, float]:
     rates: dict[str, list[float]] = {"kumoclient": [], "postfix": []}
     for number in range(rounds):
         rates["postfix"].append(postfix_round(tmp / f"pf{number}", messages))
-        rates["kumoclient"].append(kumoclient_round(tmp / f"kc{number}", messages, extra_args))
+        kc = kumoclient_round(tmp / f"kc{number}", messages, extra_args, policy_extra)
+        rates["kumoclient"].append(kc)
         for name in ("postfix", "kumoclient"):
             print(f"  round {number + 1}: {name:<10} {rates[name][-1]:8.0f} msg/s", flush=True)
     kc, pf = statistics.median(rates["kumoclient"]), statistics.median(rates["postfix"])
@@ -132,6 +152,11 @@ def main() -> int:
         help="extra argument of `kumoclient run` (repeatable: --kumoclient-arg=--workers "
         "--kumoclient-arg=2)",
     )
+    parser.add_argument(
+        "--rcpt-handler",
+        action="store_true",
+        help="register one smtp_server_rcpt_to handler in kumoclient's policy",
+    )
     args = parser.parse_args()
     try:
         require_tools("smtp-source", "postconf")
@@ -141,7 +166,10 @@ def main() -> int:
     tmp = make_tmp_root("kumoclient-spool-bench-")
     try:
         print(f"SMTP acceptance, smtp-source -s 20, {args.messages} x 2 KB, {args.rounds} rounds")
-        smtp = acceptance(args.messages, args.rounds, tmp, args.kumoclient_arg)
+        if args.rcpt_handler:
+            print("kumoclient's policy has one smtp_server_rcpt_to handler")
+        extra = RCPT_HANDLER if args.rcpt_handler else ""
+        smtp = acceptance(args.messages, args.rounds, tmp, args.kumoclient_arg, extra)
         print("spool alone, 20 concurrent submitters, group commit on / off")
         modes = {}
         for mode in (True, False):

@@ -56,12 +56,15 @@ class PolicyIoError(KumoClientError):
 
 
 class PolicyReject(KumoClientError):
-    """A handler called `kumo.reject(code, text)`: the submission is refused with that reply."""
+    """A handler called `kumo.reject(code, text)`: the submission is refused with that reply.
+    `disconnect` is `If421` (the SMTP session ends after a 421), or `kumo.disconnect`'s mode
+    (`ForceDisconnect`, `FollowWith421`)."""
 
-    def __init__(self, code: int, text: str) -> None:
+    def __init__(self, code: int, text: str, disconnect: str = "If421") -> None:
         super().__init__(f"{code} {text}")
         self.code = code
         self.text = text
+        self.disconnect = disconnect
 
 
 class ReplyParseError(KumoClientError):
@@ -194,11 +197,14 @@ class AddressError(KumoClientError):
 
 
 class CommandError(KumoClientError):
-    """An SMTP command that gets an error reply; `reply` is the whole reply line."""
+    """An SMTP command that gets an error reply; `reply` is the whole reply line. `disconnect`
+    says whether the session ends after it: `If421` (when the code is 421), `ForceDisconnect`,
+    or `FollowWith421` (a 421 follows, then the end), as `kumo.disconnect` asks."""
 
-    def __init__(self, reply: str) -> None:
+    def __init__(self, reply: str, disconnect: str = "If421") -> None:
         super().__init__(reply)
         self.reply = reply
+        self.disconnect = disconnect
 
 
 # --- command line and HTTP ----------------------------------------------------------------

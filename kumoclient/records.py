@@ -166,9 +166,55 @@ class EgressPathConfig:
 DEFAULT_LOOPBACK_HOSTS: tuple[str, ...] = ("127.0.0.1", "::1")
 
 
+class LineEndings(enum.Enum):
+    """`invalid_line_endings`: what a DATA section with a bare CR or LF gets."""
+
+    DENY = "Deny"  # refused (`552 5.6.0`)
+    ALLOW = "Allow"  # taken as it is
+    FIX = "Fix"  # every line end made CRLF, then taken
+
+
+@dataclass(frozen=True, slots=True)
+class TraceHeaders:
+    """`trace_headers`: a `Received:` header before `smtp_server_message_received`, and the
+    supplemental header (base64 JSON: the recipient and `include_meta_names`) after it."""
+
+    received_header: bool = True
+    supplemental_header: bool = True
+    header_name: str = "X-KumoRef"
+    include_meta_names: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ListenerOverrides:
+    """The listener keys that `peer`, `via` and `smtp_server_get_dynamic_parameters` may set
+    for one connection; None leaves a key as it was (`core.listener_params` applies them)."""
+
+    hostname: str | None = None
+    relay_hosts: tuple[str, ...] | None = None
+    banner: str | None = None
+    tls_certificate: str | None = None
+    tls_private_key: str | None = None
+    tls_required_client_ca: str | None = None
+    trace_headers: TraceHeaders | None = None
+    client_timeout: float | None = None
+    data_processing_timeout: float | None = None
+    max_messages_per_connection: int | None = None
+    max_recipients_per_message: int | None = None
+    max_message_size: int | None = None
+    invalid_line_endings: LineEndings | None = None
+    line_length_hard_limit: int | None = None
+    allow_smtp_auth_without_tls: bool | None = None
+    meta: tuple[tuple[str, object], ...] = ()
+    peer: tuple[tuple[str, ListenerOverrides], ...] = ()  # (CIDR, overrides), by peer address
+    via: tuple[tuple[str, ListenerOverrides], ...] = ()  # ... by the listener's own address
+
+
 @dataclass(frozen=True, slots=True)
 class EsmtpListenerConfig:
-    """`kumo.start_esmtp_listener{...}` (SPEC 3)."""
+    """`kumo.start_esmtp_listener{...}` (SPEC 3): the keys of every connection until `peer`,
+    `via` or `smtp_server_get_dynamic_parameters` change some for one (`core.listener_params`).
+    Durations are seconds, sizes bytes; `hostname` None is the machine's name."""
 
     listen: str = "127.0.0.1:2025"
     hostname: str | None = None
@@ -176,14 +222,25 @@ class EsmtpListenerConfig:
     banner: str | None = None
     max_message_size: int = 20 * 1024 * 1024
     max_recipients_per_message: int = 1024
+    max_messages_per_connection: int = 10_000
     client_timeout: float = 60.0
+    data_processing_timeout: float = 300.0
     tls_certificate: str | None = None
     tls_private_key: str | None = None
+    tls_required_client_ca: str | None = None
+    trace_headers: TraceHeaders = TraceHeaders()
+    invalid_line_endings: LineEndings = LineEndings.DENY
+    line_length_hard_limit: int = 998  # octets of a line, CRLF not counted
     # bounds against floods (docs/reception.md, "Limits"); the last three are kumoclient's
     max_connections: int = 32768
     max_connections_per_client: int = 50
     max_session_duration: float = 1800.0
     max_data_in_memory: int = 64 * 1024 * 1024
+    # kumoclient's own: SMTP AUTH offered without TLS (docs/reception.md, "SMTP AUTH")
+    allow_smtp_auth_without_tls: bool = False
+    meta: tuple[tuple[str, object], ...] = ()  # connection metadata set at the start
+    peer: tuple[tuple[str, ListenerOverrides], ...] = ()
+    via: tuple[tuple[str, ListenerOverrides], ...] = ()
 
 
 # A KumoMTA KeySource: a file name (str), the data itself (bytes: `{key_data=...}`), or a
@@ -356,6 +413,15 @@ class AuthInfo:
             ],
             "groups": list(self.groups),
         }
+
+
+@dataclass(frozen=True, slots=True)
+class Arrival:
+    """How a submission arrived, as its Reception records tell: the client (its HELO/EHLO
+    name and address) and the session's TLS (protocol version, cipher)."""
+
+    peer_address: tuple[str, str] | None = None
+    tls: tuple[str, str] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -44,3 +44,16 @@ def record_writer(spool: Spool, records: RecordLog) -> Dispositions:
     return Dispositions(
         spool, records, MessageTable(lambda item: None), EngineMetrics(), hostname="test"
     )
+
+
+def without_trace(content: bytes) -> bytes:
+    """A message as the SMTP client sent it: the trace headers the listener adds on top (the
+    supplemental `X-KumoRef` and `Received:`, each with its folded lines) taken off."""
+    lines = content.split(b"\r\n")
+    index = 0
+    for name in (b"X-KumoRef:", b"Received:"):
+        if index < len(lines) and lines[index].startswith(name):
+            index += 1
+            while index < len(lines) and lines[index][:1] in (b" ", b"\t"):
+                index += 1
+    return b"\r\n".join(lines[index:])

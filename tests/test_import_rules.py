@@ -147,7 +147,14 @@ def test_the_order_runs_one_way(lower: str, upper: str) -> None:
 # by their own layers. (policy/lua/ holds the Lua chunks: files vm.py reads, not imports.)
 LAYERS: dict[str, list[set[str]]] = {
     "core": [
-        {"disposition", "dsn", "log_record", "smtp_server", "report_records"},
+        {
+            "disposition",
+            "dsn",
+            "log_record",
+            "smtp_server",
+            "report_records",
+            "listener_domain",
+        },
         {
             "classify",
             "reply",
@@ -156,10 +163,13 @@ LAYERS: dict[str, list[set[str]]] = {
             "address",
             "dsn_report",
             "arf_report",
+            "listener_params",
             "meta",
         },
         {
             "report_fields",
+            "smtp_auth",
+            "trace_headers",
             "duration",
             "listen",
             "msgid",
@@ -178,8 +188,8 @@ LAYERS: dict[str, list[set[str]]] = {
         {"dispatch"},
         {"sessions"},
         {"routing", "control", "reception"},
-        {"dispositions"},
-        {"state", "table", "recovery"},
+        {"dispositions", "smtp_intake"},
+        {"state", "table", "recovery", "smtp_policy"},
         {"queues", "metrics", "accounting"},
     ],
     "spool": [
@@ -190,7 +200,15 @@ LAYERS: dict[str, list[set[str]]] = {
         {"fields"},
     ],
     "http": [{"inject", "admin"}, {"inject_message", "server"}, {"inject_request", "tls"}],
-    "listener": [{"server"}, {"session"}, {"commands", "data"}, {"shared"}, {"limits"}],
+    "listener": [
+        {"server"},
+        {"session"},
+        {"commands", "data", "opening"},
+        {"asks", "auth"},
+        {"replies"},
+        {"shared"},
+        {"connection", "limits"},
+    ],
     "testing": [{"fixtures"}, {"engine"}, {"mx", "records"}],
     "commands": [
         {"admin", "inject", "policy_check", "policy_rewrite", "queue", "run", "send"},
@@ -202,13 +220,13 @@ LAYERS: dict[str, list[set[str]]] = {
     "throttles": [{"shared"}, {"redis_scripts"}],
     "smtp": [{"session"}, {"opening", "transaction"}, {"channel"}, {"protocol"}, {"values"}],
     "policy": [
-        {"check"},
+        {"check", "smtp_events"},
         {"runtime"},
         {"vm"},
         {"host"},
         {"event_host", "memo_host", "regex_map"},
         {"config", "limits", "memoize", "message", "modules"},
-        {"spool_params"},
+        {"listener_config", "conn_meta", "spool_params"},
         {
             "api",
             "config_values",

@@ -251,6 +251,9 @@ end)
         assert process.stop() == 0
     (expiration,) = [r for r in records(tmp_path / "data") if r["type"] == "Expiration"]
     assert expiration["id"] == reply.split()[5]
-    assert expiration["meta"] == {"x_flags": {"vip": True, "n": 2, "tags": ["a"]}}
+    meta = expiration["meta"]
+    assert isinstance(meta, dict)
+    assert meta["x_flags"] == {"vip": True, "n": 2, "tags": ["a"]}
+    assert meta["reception_protocol"] == "ESMTP"  # the connection's meta came along
     content = str(expiration["response"]["content"])  # type: ignore[index]
     assert content.endswith("the expiry time 2000-01-01T00:00:00Z configured via set_scheduling")

@@ -11,10 +11,15 @@ Rules (RFC 5321, RFC 1870 SIZE, RFC 6152 8BITMIME, RFC 6531 SMTPUTF8, SPEC 3 and
   path needs the `SMTPUTF8` parameter (`553 5.6.7`);
 - MAIL parameters: `SIZE=n` (over the limit: `552 5.3.4`), `BODY=7BIT|8BITMIME`, `SMTPUTF8`;
   anything else is `555 5.5.4`; RCPT takes no parameters;
-- content: dot-stuffing is undone; NUL bytes (`554 5.6.0`), a bare LF or a bare CR
-  (`554 5.6.11`, the SMTP smuggling defence), a line over 1,000 octets with its CRLF
-  (`500 5.5.2`), non-ASCII header bytes without SMTPUTF8 or invalid UTF-8 headers with it
-  (`554 5.6.7`) are refused.
+- content: dot-stuffing is undone; NUL bytes (`554 5.6.0`), a line over the listener's
+  `line_length_hard_limit` (998 octets) before its CRLF (`500 5.5.2`), non-ASCII header bytes
+  without SMTPUTF8 or invalid UTF-8 headers with it (`554 5.6.7`) are refused; a bare LF or a
+  bare CR is refused (`554 5.6.11`, the SMTP smuggling defence) with `invalid_line_endings =
+  'Deny'`, taken as it is with `'Allow'`, and made CRLF with `'Fix'` (after the dot-stuffing is
+  undone, so a bare `\n.\n` never ends a message);
+- replies: `NNN text` lines; several lines are `NNN-text` but the last (`split_reply` and
+  `format_reply` convert to and from the code and `\n`-separated text that
+  `smtp_server_rewrite_response` sees).
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from dataclasses import dataclass
 
 from kumoclient.core.address import check_mailbox, check_sender
 from kumoclient.errors import AddressError, CommandError
+from kumoclient.records import LineEndings
 
 # the longest line, CRLF included (RFC 5321 4.5.3.1.6: 1,000 octets for text lines; command
 # lines may be longer with extensions, and we allow the same)
@@ -113,18 +119,19 @@ def parse_rcpt(arg: str, *, smtputf8: bool) -> str:
     return address
 
 
-def has_long_line(data: bytes | bytearray) -> bool:
-    """Whether some line of `data` is over MAX_LINE octets with its line end."""
-    # the LF ends a line: MAX_LINE octets before it, CR included, are one too many. Without
+def has_long_line(data: bytes | bytearray, limit: int = MAX_LINE) -> bool:
+    """Whether some line of `data` is `limit` octets or more with its line end (MAX_LINE:
+    over 998 octets before its CRLF)."""
+    # the LF ends a line: `limit` octets before it, CR included, are one too many. Without
     # a copy of the data (splitting it into lines doubled the memory a large message takes):
-    # a run of MAX_LINE octets with no LF covers a whole block of half that, so only the
+    # a run of `limit` octets with no LF covers a whole block of half that, so only the
     # blocks with no LF are looked at closer.
-    step = MAX_LINE // 2
-    for start in range(0, len(data) - step + 1 if len(data) >= MAX_LINE else 0, step):
+    step = max(limit // 2, 1)
+    for start in range(0, len(data) - step + 1 if len(data) >= limit else 0, step):
         if data.find(b"\n", start, start + step) == -1:
             end = data.find(b"\n", start)
             line = (len(data) if end == -1 else end) - (data.rfind(b"\n", 0, start) + 1)
-            if line >= MAX_LINE:
+            if line >= limit:
                 return True
     return False
 
@@ -138,15 +145,35 @@ def unstuff(data: bytes) -> bytes:
     return data
 
 
-def content_problem(content: bytes, smtputf8: bool) -> str | None:
-    """The reply for content that must be refused, or None."""
-    if b"\x00" in content:
-        return "554 5.6.0 Message contains NUL bytes"
+_LINE_END = re.compile(rb"\r\n|\r|\n")
+
+
+def fix_line_endings(content: bytes) -> bytes:
+    """`content` with every bare CR and bare LF made CRLF."""
+    return _LINE_END.sub(b"\r\n", content)
+
+
+def line_ending_problem(content: bytes) -> str | None:
+    """The reply for a bare LF or bare CR in `content` (`invalid_line_endings = 'Deny'`)."""
     line_ends = content.count(b"\r\n")  # counting: a tenth of a look-behind regex's time
     if content.count(b"\n") != line_ends:
         return "554 5.6.11 Message contains a bare LF (lines must end with CRLF)"
     if content.count(b"\r") != line_ends:  # "\r.\r" ends data for some receivers
         return "554 5.6.11 Message contains a bare CR (lines must end with CRLF)"
+    return None
+
+
+def content_problem(
+    content: bytes, smtputf8: bool, endings: LineEndings = LineEndings.DENY
+) -> str | None:
+    """The reply for content that must be refused, or None (`endings` other than DENY: bare
+    CR and LF are not a problem)."""
+    if b"\x00" in content:
+        return "554 5.6.0 Message contains NUL bytes"
+    if endings is LineEndings.DENY:
+        problem = line_ending_problem(content)
+        if problem is not None:
+            return problem
     end = content.find(b"\r\n\r\n")
     headers = content[:end] if end >= 0 else content
     if not headers.isascii():
@@ -157,3 +184,16 @@ def content_problem(content: bytes, smtputf8: bool) -> str | None:
         except UnicodeDecodeError:
             return "554 5.6.7 Header is not valid UTF-8"
     return None
+
+
+def split_reply(reply: str) -> tuple[int, str]:
+    """The code and the text (lines joined by `\\n`) of a reply as the listener writes it."""
+    lines = reply.split("\r\n")
+    return int(lines[0][:3]), "\n".join(line[4:] for line in lines)
+
+
+def format_reply(code: int, text: str) -> str:
+    """A reply of `code` and `text` (`\\n` between lines), every line but the last `NNN-`."""
+    lines = text.split("\n") if text else [""]
+    last = len(lines) - 1
+    return "\r\n".join(f"{code}{'-' if i < last else ' '}{line}" for i, line in enumerate(lines))

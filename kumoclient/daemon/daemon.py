@@ -35,9 +35,11 @@ from kumoclient.daemon.workers import (
     reap,
     signal_workers,
 )
+from kumoclient.engine.dispositions import Received
 from kumoclient.engine.engine import Engine
 from kumoclient.engine.reception import Reception
 from kumoclient.engine.routing import resolver_for
+from kumoclient.engine.smtp_policy import PolicyEvents
 from kumoclient.errors import KumoClientError, StartupError
 from kumoclient.http import Handlers, HttpServer, Route
 from kumoclient.http.admin import admin_routes
@@ -133,6 +135,7 @@ class Daemon:
         )
         self.spool = self.engine.spool
         self.reception = self.engine.reception
+        self.events = PolicyEvents(self.policy)  # the SMTP server events, for the listeners
         self._stop = asyncio.Event()
         self._servers: list[SmtpServer] = []
         self._http_servers: list[HttpServer] = []
@@ -218,7 +221,9 @@ class Daemon:
         ]
         for config, sock in listeners:
             try:
-                server = await start_listener(config, self.reception.accept_smtp, sock=sock)
+                server = await start_listener(
+                    config, self.reception.accept_transaction, sock=sock, events=self.events
+                )
             except OSError as exc:
                 raise StartupError(f"cannot listen on {config.listen}: {exc.strerror}") from exc
             self._servers.append(server)
@@ -231,8 +236,10 @@ class Daemon:
         ]
         return [show_address(sock.getsockname()) for sock in sockets]
 
-    def _adopt(self, messages: list[SpooledMessage], content: bytes | None) -> None:
-        self.reception.adopt(messages, content, messages[0].created)
+    def _adopt(
+        self, messages: list[SpooledMessage], content: bytes | None, received: Received
+    ) -> None:
+        self.reception.adopt(messages, content, messages[0].created, received)
 
     async def _read_worker(self, worker: Worker) -> None:
         """Take in what a worker stored until its pipe ends; then reap it. When the last

@@ -38,13 +38,16 @@ from typing import Any
 import orjson
 
 from kumoclient import logs
+from kumoclient.core.listener_domain import Report
 from kumoclient.core.schedule import parse_schedule, schedule_json
 from kumoclient.daemon.signals import install_stop_signals
+from kumoclient.engine.dispositions import Received
 from kumoclient.engine.reception import Reception
+from kumoclient.engine.smtp_policy import PolicyEvents
 from kumoclient.listener import finish_in_flight, start_listener
 from kumoclient.logs import LogHealth
 from kumoclient.policy.runtime import PolicyHolder
-from kumoclient.records import EsmtpListenerConfig, SpooledMessage
+from kumoclient.records import Arrival, EsmtpListenerConfig, SpooledMessage
 from kumoclient.spool import Spool
 from kumoclient.spool.space import SpaceLimits
 
@@ -68,23 +71,43 @@ class Worker:
     exit_code: int | None = None
 
 
-def encode_frame(messages: list[SpooledMessage], content: bytes) -> bytes:
-    """One announcement: the messages of one content, and the content when it is small. A
-    message's schedule travels in its JSON form (core.schedule)."""
-    header = orjson.dumps([_fields(message) for message in messages])
-    sent = content if len(content) <= _SEND_CONTENT_UP_TO else b""
-    size = len(content) if len(content) <= _SEND_CONTENT_UP_TO else _NO_CONTENT
-    return _FRAME.pack(len(header), size) + header + sent
+Announcement = tuple[list[SpooledMessage], bytes | None, Received]
 
 
-async def read_frame(reader: asyncio.StreamReader) -> tuple[list[SpooledMessage], bytes | None]:
+def encode_frame(messages: list[SpooledMessage], content: bytes, received: Received) -> bytes:
+    """One announcement: the messages of one content, what their records say, and the
+    content when it is small or read for a report. A message's schedule travels in its JSON
+    form (core.schedule)."""
+    ids = {message.id for message in messages}
+    arrival = received.arrival
+    header = orjson.dumps(
+        {
+            "messages": [_fields(message) for message in messages],
+            "peer_address": arrival.peer_address if arrival is not None else None,
+            "tls": arrival.tls if arrival is not None else None,
+            "reports": {i: r.value for i, r in received.reports.items() if i in ids},
+            "dropped": [i for i in received.dropped if i in ids],
+        }
+    )
+    send = len(content) <= _SEND_CONTENT_UP_TO or any(i in ids for i in received.reports)
+    size = len(content) if send else _NO_CONTENT
+    return _FRAME.pack(len(header), size) + header + (content if send else b"")
+
+
+async def read_frame(reader: asyncio.StreamReader) -> Announcement:
     """The next announcement (IncompleteReadError at the end of the pipe)."""
     header_size, content_size = _FRAME.unpack(await reader.readexactly(_FRAME.size))
     header = orjson.loads(await reader.readexactly(header_size))
-    messages = [_message(fields) for fields in header]
+    messages = [_message(fields) for fields in header["messages"]]
+    peer, tls = header["peer_address"], header["tls"]
+    received = Received(
+        Arrival(tuple(peer) if peer else None, tuple(tls) if tls else None),
+        {i: Report(value) for i, value in header["reports"].items()},
+        frozenset(header["dropped"]),
+    )
     if content_size == _NO_CONTENT:
-        return messages, None
-    return messages, await reader.readexactly(content_size)
+        return messages, None, received
+    return messages, await reader.readexactly(content_size), received
 
 
 def _fields(message: SpooledMessage) -> dict[str, Any]:
@@ -155,9 +178,11 @@ async def _serve(index: int, setup: WorkerSetup, write_fd: int) -> None:
     install_stop_signals(stop.set)  # Ctrl-C reaches the whole group
     loop.add_signal_handler(signal.SIGHUP, setup.policy.refresh, "SIGHUP")
 
-    async def announce(groups: dict[bytes, list[SpooledMessage]]) -> None:
+    async def announce(groups: dict[bytes, list[SpooledMessage]], received: Received) -> None:
         # a blocking write: when it returns, the bytes are the main process's to read
-        data = b"".join(encode_frame(messages, content) for content, messages in groups.items())
+        data = b"".join(
+            encode_frame(messages, content, received) for content, messages in groups.items()
+        )
         view = memoryview(data)
         while view:
             view = view[os.write(write_fd, view) :]
@@ -167,8 +192,9 @@ async def _serve(index: int, setup: WorkerSetup, write_fd: int) -> None:
     reception = Reception(
         setup.policy, spool, dispositions=None, announce=announce, log_health=setup.log_health
     )
+    events = PolicyEvents(setup.policy)
     servers = [
-        await start_listener(config, reception.accept_smtp, sock=sock)
+        await start_listener(config, reception.accept_transaction, sock=sock, events=events)
         for config, sock in setup.listeners
     ]
     log.info("reception worker started", worker=index, pid=os.getpid())
@@ -187,7 +213,7 @@ async def _serve(index: int, setup: WorkerSetup, write_fd: int) -> None:
 
 
 async def read_announcements(
-    worker: Worker, adopt: Callable[[list[SpooledMessage], bytes | None], None]
+    worker: Worker, adopt: Callable[[list[SpooledMessage], bytes | None, Received], None]
 ) -> None:
     """Hand every announcement of `worker` to `adopt` until its pipe ends."""
     loop = asyncio.get_running_loop()
@@ -197,12 +223,12 @@ async def read_announcements(
     try:
         while True:
             try:
-                messages, content = await read_frame(reader)
+                messages, content, received = await read_frame(reader)
             except asyncio.IncompleteReadError as exc:
                 if exc.partial:
                     log.error("reception worker's pipe ended mid-message", worker=worker.index)
                 return
-            adopt(messages, content)
+            adopt(messages, content, received)
     finally:
         transport.close()
 

@@ -9,6 +9,11 @@ durable (the state writer fsyncs the log before it touches the spool, SPEC 1 inv
 spool. With `generate_dsn`, a Bounce or Expiration first spools a DSN to the sender (never for
 `<>`): a crash in between repeats the attempt rather than losing the notice.
 
+Reception records (`received`) name the client and the session's TLS; an inbound report that
+a listener domain logs (core/listener_domain.py) gets a Feedback record instead of its
+Reception record, or OOB records after it (core/report_records.py); one that cannot be read
+after all gets its plain Reception record.
+
 Every Reception and Delivery record is also counted for the accounting database, when the
 daemon keeps one (`accounting`, engine/accounting.py: two additions here, the writes batched).
 
@@ -22,24 +27,29 @@ from __future__ import annotations
 import asyncio
 import datetime
 import time
-from collections.abc import Awaitable, Callable, Coroutine
-from dataclasses import replace
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from kumoclient import logs
 from kumoclient.core import log_record
+from kumoclient.core.arf_report import parse_arf
 from kumoclient.core.disposition import Decision
 from kumoclient.core.dsn import build_dsn, should_generate
+from kumoclient.core.dsn_report import parse_dsn
+from kumoclient.core.listener_domain import Report
 from kumoclient.core.queue_name import queue_name_for
+from kumoclient.core.report_records import feedback_record, oob_records
 from kumoclient.engine.accounting import Accounting
 from kumoclient.engine.metrics import EngineMetrics
 from kumoclient.engine.queues import Item
 from kumoclient.engine.state import StateWriter
 from kumoclient.engine.table import MessageTable
-from kumoclient.errors import EngineStopped, SpoolError, SubmissionRefused
+from kumoclient.errors import EngineStopped, ReportError, SpoolError, SubmissionRefused
 from kumoclient.logs import NODE_ID, RecordLog
 from kumoclient.records import (
     FINAL_TYPES,
+    Arrival,
     LogRecord,
     RecordType,
     Reply,
@@ -54,6 +64,16 @@ _NOTIFIED = (RecordType.BOUNCE, RecordType.EXPIRATION)  # with generate_dsn (SPE
 # spools a DSN: (recipient, content) -> done; raises SubmissionRefused when it cannot
 Notify = Callable[[str, bytes], Awaitable[None]]
 Spawn = Callable[[Coroutine[Any, Any, None], str], asyncio.Task[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class Received:
+    """What the Reception records of a submission say beyond its messages: how it arrived,
+    the report each message is logged as (by id), and the messages logged but not stored."""
+
+    arrival: Arrival | None = None
+    reports: Mapping[str, Report] = field(default_factory=dict)
+    dropped: frozenset[str] = frozenset()
 
 
 class Dispositions:
@@ -109,13 +129,48 @@ class Dispositions:
 
     # --- writing ------------------------------------------------------------------------
 
-    def received(self, messages: list[SpooledMessage], now: float) -> None:
-        """Reception records of durable new messages."""
+    def received(
+        self,
+        messages: list[SpooledMessage],
+        now: float,
+        received: Received | None = None,
+        content: bytes | None = None,
+    ) -> None:
+        """Reception records of new messages (`content`: theirs, read for reports)."""
+        arrival = received.arrival if received is not None else None
+        reports = received.reports if received is not None else {}
         for message in messages:
             queue = queue_name_for(message.recipient, message.meta)
-            fields = _envelope(message, queue, now)
-            self._write(LogRecord(RecordType.RECEPTION, **fields, num_attempts=message.attempts))
+            record = LogRecord(
+                RecordType.RECEPTION,
+                **_envelope(message, queue, now),
+                num_attempts=message.attempts,
+                peer_address=arrival.peer_address if arrival is not None else None,
+                tls=arrival.tls if arrival is not None else None,
+            )
+            report = reports.get(message.id)
+            if report is None or content is None:
+                self._write(record)
+            else:
+                self._report(record, report, content, now)
             self.metrics.received_message(queue)
+
+    def _report(self, reception: LogRecord, report: Report, content: bytes, now: float) -> None:
+        """The records of an inbound report: Feedback instead of Reception, or Reception
+        then OOB (the plain Reception record when it cannot be read after all)."""
+        try:
+            if report is Report.FEEDBACK:
+                complaint = parse_arf(content)
+                if complaint is not None:
+                    self._write(feedback_record(reception, complaint))
+                    return
+            bounce = parse_dsn(content) if report is Report.OOB else None
+        except ReportError:
+            bounce = None
+        self._write(reception)
+        if bounce is not None:
+            for record in oob_records(reception, bounce, now):
+                self._write(record)
 
     def apply(
         self,

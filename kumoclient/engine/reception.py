@@ -3,10 +3,13 @@
 One submission becomes one message per recipient. Each message goes through the policy's
 reception event with the `msg` object (policy.message: it may set meta, edit the message, change
 the envelope, set a schedule, or `kumo.reject`), then all of them are written durably; only
-then is the submitter told. A message the policy left with several recipients is spooled as
-one message per recipient; its due time is the one the policy set (`msg:set_due`, now by
-default) moved into its schedule (`msg:set_scheduling`); one whose meta names no queue is
-refused (451). All or nothing: a refusal or a spool error
+then is the submitter told. An SMTP transaction goes through KumoMTA's steps after DATA first
+(smtp_intake.py: `smtp_server_data`, trace headers, listener domains and inbound reports): a
+report logged and not relayed (`LogThenDrop`) gets its records and is not stored. A message
+the policy left with several recipients is spooled as one message per recipient; its due time
+is the one the policy set (`msg:set_due`, now by default) moved into its schedule
+(`msg:set_scheduling`); one whose meta names no queue is refused (451). All or nothing: a
+refusal or a spool error
 for one recipient refuses the whole submission and leaves nothing behind. The one exception
 is HTTP injection (`accept_http`), which answers per recipient as KumoMTA does: a
 `kumo.reject` refuses that recipient only; a policy error or a spool error still refuses the
@@ -31,11 +34,12 @@ from typing import Any
 
 from kumoclient import logs
 from kumoclient.core import msgid
+from kumoclient.core.listener_domain import Report
 from kumoclient.core.queue_name import queue_name_for
 from kumoclient.core.schedule import next_allowed
-from kumoclient.engine.dispositions import Dispositions
+from kumoclient.engine import smtp_intake
+from kumoclient.engine.dispositions import Dispositions, Received
 from kumoclient.errors import (
-    PolicyError,
     PolicyReject,
     QueueNameError,
     ReceptionPaused,
@@ -45,6 +49,7 @@ from kumoclient.errors import (
     SpoolUnavailable,
     SubmissionRefused,
 )
+from kumoclient.listener import Transaction
 from kumoclient.logs import LogHealth
 from kumoclient.policy.message import MessageView
 from kumoclient.policy.runtime import PolicyHolder
@@ -64,8 +69,9 @@ def _random_bits() -> int:
     return random.getrandbits(64)
 
 
-# {content: its durable messages} -> handed to the main process
-Announce = Callable[[dict[bytes, list[SpooledMessage]]], Awaitable[None]]
+# {content: its messages}, what their records say -> handed to the main process
+Announce = Callable[[dict[bytes, list[SpooledMessage]], Received], Awaitable[None]]
+NOTHING = Received()
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,10 +106,23 @@ class Reception:
         self.announce = announce
         self.accepted = 0
 
+    async def accept_transaction(self, txn: Transaction) -> str:
+        """The listener's callback: returns the 250 text or raises SubmissionRefused (the
+        policy's own refusal: CommandError, with its disconnect mode)."""
+        self._check_log()
+        now = time.time()
+        base = msgid.submission_base(now, _random_bits())
+        intake = await smtp_intake.take(self.policy.current, txn, base, now)
+        received = Received(intake.arrival, intake.reports, intake.dropped)
+        ids = await self._store(intake.views, "ESMTP", received=received)
+        suffix = f" and {len(ids) - 1} more" if len(ids) > 1 else ""
+        return f"250 2.0.0 OK queued as {ids[0]}{suffix}"
+
     async def accept_smtp(
         self, sender: str, recipients: list[str], content: bytes, peer: str, smtputf8: bool
     ) -> str:
-        """The listener's callback: returns the 250 text or raises SubmissionRefused."""
+        """A submission as SMTP makes it, without a session (the testing plugin): returns
+        the 250 text or raises SubmissionRefused."""
         self._check_log()
         base = msgid.submission_base(time.time(), _random_bits())
         views = [
@@ -170,13 +189,22 @@ class Reception:
         ids = await self._store(kept, "HTTP") if kept else []
         return HttpAccepted(ids, refused)
 
-    def adopt(self, messages: list[SpooledMessage], content: bytes | None, now: float) -> None:
-        """Durable new messages: their Reception records, the count, the engine's queue.
-        Also called by the main process for messages its reception workers stored."""
+    def adopt(
+        self,
+        messages: list[SpooledMessage],
+        content: bytes | None,
+        now: float,
+        received: Received = NOTHING,
+    ) -> None:
+        """New messages: their Reception records, the count, and the engine's queue for those
+        stored (all but `received.dropped`). Also called by the main process for messages
+        its reception workers took."""
         if self.dispositions is not None:
-            self.dispositions.received(messages, now)
+            self.dispositions.received(messages, now, received, content)
+        if received.dropped:
+            messages = [m for m in messages if m.id not in received.dropped]
         self.accepted += len(messages)
-        if self.on_stored is not None:
+        if self.on_stored is not None and messages:
             self.on_stored(messages, content)
 
     def _check_log(self) -> None:
@@ -200,16 +228,7 @@ class Reception:
     async def _policy_event(self, event: str, view: MessageView, *args: Any) -> None:
         """Run a reception event on one message: PolicyReject when the policy refuses it,
         SubmissionRefused (451) when the policy fails."""
-        try:
-            await self.policy.current.message_event(event, view, *args)
-        except PolicyError as exc:
-            log.error(
-                "reception policy failed; asking the client to retry",
-                policy_event=event,
-                error=str(exc),
-                policy_location=exc.location,
-            )
-            raise SubmissionRefused(451, "4.3.0 Local policy error, try again later") from exc
+        await smtp_intake.message_event(self.policy.current, event, view, *args)
 
     async def _store(
         self,
@@ -218,16 +237,23 @@ class Reception:
         created: float | None = None,
         *,
         fresh: bool = True,
+        received: Received = NOTHING,
     ) -> list[str]:
+        """Store `views` (all but `received.dropped`), then hand them on; their ids."""
         now = time.time() if created is None else created
         groups: dict[bytes, list[SpooledMessage]] = {}
         for view in views:
-            groups.setdefault(view.content, []).extend(_spooled(view, protocol, now))
+            spooled = _spooled(view, protocol, now)
+            groups.setdefault(view.content, []).extend(spooled)
+            if len(spooled) > 1:
+                received = _covering(received, view.message_id, [m.id for m in spooled[1:]])
         stored: list[SpooledMessage] = []
         try:
             for content, messages in groups.items():
-                await self.spool.store(messages, content, fresh=fresh)
-                stored.extend(messages)
+                kept = [m for m in messages if m.id not in received.dropped]
+                if kept:
+                    await self.spool.store(kept, content, fresh=fresh)
+                    stored.extend(kept)
         except SpoolError as exc:
             log.error("spool cannot take a submission", error=str(exc))
             for message in stored:
@@ -237,12 +263,12 @@ class Reception:
             ) from exc
         if self.announce is not None:
             # a reception worker: the main process writes the records and queues them
-            await self.announce(groups)
+            await self.announce(groups, received)
             self.accepted += len(stored)
         else:
             for content, messages in groups.items():
-                self.adopt(messages, content, now)
-        return [message.id for message in stored]
+                self.adopt(messages, content, now, received)
+        return [view.message_id for view in views]
 
     async def pick_up_drops(self) -> int:
         """Move completed `incoming/` files into the spool; returns how many were taken
@@ -292,6 +318,16 @@ class Reception:
             )
             for i, rcpt in enumerate(submission.recipients)
         ]
+
+
+def _covering(received: Received, view_id: str, more: list[str]) -> Received:
+    """`received` with a view's drop and complaint also for the messages it was split into
+    (a policy's `msg:set_recipient{...}`); a bounce report's OOB records stay written once."""
+    reports = received.reports
+    if reports.get(view_id) is Report.FEEDBACK:
+        reports = {**reports, **dict.fromkeys(more, Report.FEEDBACK)}
+    dropped = received.dropped | set(more) if view_id in received.dropped else received.dropped
+    return Received(received.arrival, reports, dropped)
 
 
 def _spooled(view: MessageView, protocol: str, now: float) -> list[SpooledMessage]:

@@ -1,6 +1,7 @@
 """The SMTP commands of a session: each checks its place in the dialogue and its argument,
-then answers (a CommandError carries a refusal's reply); the decisions on addresses and
-parameters are core/smtp_server.py's."""
+then answers (a CommandError carries a refusal's reply), or hands its answer to the policy
+(asks.py) when the policy has a handler for its event; the decisions on addresses and
+parameters are core/smtp_server.py's, AUTH is auth.py's."""
 
 from __future__ import annotations
 
@@ -10,8 +11,10 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from kumoclient import logs
+from kumoclient.core.listener_domain import RELAY
 from kumoclient.core.smtp_server import MAX_LINE, MailFrom, parse_mail, parse_rcpt, split_command
 from kumoclient.errors import CommandError
+from kumoclient.listener import asks, auth, replies
 
 if TYPE_CHECKING:
     from kumoclient.listener.session import Session
@@ -26,12 +29,14 @@ def _helo(session: Session, arg: str, *, extended: bool) -> None:
     if not arg:
         raise CommandError(f"501 5.5.4 Syntax: {verb} hostname")
     session.reset()
-    session.helo, session.extended = arg, extended
-    listener = session.listener
+    if session.listener.events.handles(asks.EHLO):
+        session.wait_for(asks.helo_asked(session, arg, extended=extended))
+        return
+    asks.greeted(session, arg, extended)
     if extended:
-        session.out.append(listener.ehlo_reply if session.secure else listener.ehlo_reply_tls)
+        session.say(asks.default_ehlo(session))
     else:
-        session.out.append(f"250 {listener.hostname}")
+        session.say(f"250 {session.keys.hostname}")
 
 
 def helo(session: Session, arg: str) -> None:
@@ -47,9 +52,13 @@ def mail(session: Session, arg: str) -> None:
         raise CommandError("503 5.5.1 Error: send HELO first")
     if session.mail is not None:
         raise CommandError("503 5.5.1 Error: nested MAIL command")
-    size_limit = session.listener.size_limit
-    session.mail = parse_mail(arg, extended=session.extended, size_limit=size_limit)
-    session.out.append("250 2.1.0 OK")
+    size_limit = session.keys.size_limit
+    mail_from = parse_mail(arg, extended=session.extended, size_limit=size_limit)
+    if session.listener.events.handles(asks.MAIL_FROM):
+        session.wait_for(asks.mail_asked(session, mail_from))
+        return
+    session.mail = mail_from
+    session.say("250 2.1.0 OK")
 
 
 def _transaction(session: Session) -> MailFrom:
@@ -63,14 +72,19 @@ def _transaction(session: Session) -> MailFrom:
 
 def rcpt(session: Session, arg: str) -> None:
     mail_from = _transaction(session)
-    if not session.relay:
-        log.warning("relaying denied", peer=session.peer, recipient=arg)
-        raise CommandError("550 5.7.1 relaying denied")
     address = parse_rcpt(arg, smtputf8=mail_from.smtputf8)
-    if len(session.rcpts) >= session.listener.config.max_recipients_per_message:
-        raise CommandError("452 4.5.3 Too many recipients")
-    session.rcpts.append(address)
-    session.out.append("250 2.1.5 OK")
+    events = session.listener.events
+    if events.handles(asks.LISTENER_DOMAIN):
+        session.wait_for(asks.rcpt_asked(session, mail_from, address))
+        return
+    if not session.relay:
+        log.warning("relaying denied", peer=session.peer, recipient=address)
+        raise CommandError("550 5.7.1 relaying denied")
+    asks.check_recipient_limits(session)
+    if events.handles(asks.RCPT_TO):
+        session.wait_for(asks.rcpt_event(session, address, RELAY))
+        return
+    asks.take_recipient(session, address, RELAY)
 
 
 def data(session: Session, arg: str) -> None:
@@ -80,45 +94,48 @@ def data(session: Session, arg: str) -> None:
     if arg:
         raise CommandError("501 5.5.4 Syntax: DATA")
     session.in_data, session.scanned, session.data_error = True, 0, None
-    session.out.append("354 End data with <CR><LF>.<CR><LF>")
+    session.say("354 End data with <CR><LF>.<CR><LF>")
 
 
 def rset(session: Session, arg: str) -> None:
     if arg:
         raise CommandError("501 5.5.4 Syntax: RSET")
     session.reset()
-    session.out.append("250 2.0.0 OK")
+    session.say("250 2.0.0 OK")
 
 
 def noop(session: Session, arg: str) -> None:
-    session.out.append("250 2.0.0 OK")
+    session.say("250 2.0.0 OK")
 
 
 def vrfy(session: Session, arg: str) -> None:
     if not arg:
         raise CommandError("501 5.5.4 Syntax: VRFY <address>")
-    session.out.append("252 2.0.0 Cannot VRFY user, but will accept message and attempt delivery")
+    session.say("252 2.0.0 Cannot VRFY user, but will accept message and attempt delivery")
 
 
 def help_(session: Session, arg: str) -> None:
-    session.out.append("250 2.0.0 Supported commands: " + " ".join(sorted(COMMANDS)))
+    session.say("250 2.0.0 Supported commands: " + " ".join(sorted(COMMANDS)))
 
 
 def quit_(session: Session, arg: str) -> None:
-    session.out.append("221 2.0.0 Bye")
+    session.say("221 2.0.0 Bye")
     session.close()
 
 
 def starttls(session: Session, arg: str) -> None:
-    context = session.listener.tls
-    if context is None:
-        raise CommandError("454 4.7.0 TLS not available")
     if session.secure:
         raise CommandError("503 5.5.1 Error: TLS already active")
+    try:
+        context = session.listener.tls_context(session.keys.config)
+    except (OSError, ssl.SSLError) as exc:
+        log.error("TLS certificate cannot be used", peer=session.peer, error=str(exc))
+        context = None
+    if context is None:
+        raise CommandError("454 4.7.0 TLS not available")
     if arg:
         raise CommandError("501 5.5.4 Syntax: STARTTLS")
-    session.out.append("220 2.0.0 Ready to start TLS")
-    session.flush()
+    session.say("220 2.0.0 Ready to start TLS")
     session.buffer.clear()  # RFC 3207: nothing sent before the handshake counts
     session.before_tls = True
     session.busy = True
@@ -127,6 +144,8 @@ def starttls(session: Session, arg: str) -> None:
 
 async def _start_tls(session: Session, context: ssl.SSLContext) -> None:
     assert session.transport is not None
+    if await asks.written(session):  # the 220 (rewritten, when the policy does)
+        return
     loop = asyncio.get_running_loop()
     # start_tls hands the raw transport to its TLS protocol before its first await: from
     # here on, what reaches data_received came through TLS
@@ -137,7 +156,7 @@ async def _start_tls(session: Session, context: ssl.SSLContext) -> None:
             session,
             context,
             server_side=True,
-            ssl_handshake_timeout=session.listener.config.client_timeout,
+            ssl_handshake_timeout=session.keys.config.client_timeout,
         )
     except (OSError, ssl.SSLError, ConnectionError, TimeoutError) as exc:
         log.info("STARTTLS handshake failed", peer=session.peer, error=str(exc))
@@ -148,6 +167,7 @@ async def _start_tls(session: Session, context: ssl.SSLContext) -> None:
         return
     session.transport = transport
     session.secure, session.helo, session.extended = True, None, False
+    asks.secured(session, transport)
     session.reset()
     session.resume()
 
@@ -164,6 +184,7 @@ COMMANDS: dict[str, Command] = {
     "HELP": help_,
     "QUIT": quit_,
     "STARTTLS": starttls,
+    "AUTH": auth.auth,
 }
 
 
@@ -176,26 +197,30 @@ def line_step(session: Session) -> bool:
             session.skipping = True
             buffer.clear()
         return False
+    session.command = None  # (until the line is known to be one)
     if session.skipping or end >= MAX_LINE:
         session.skipping = False
         del buffer[: end + 1]
-        session.out.append("500 5.5.2 Command line too long")
+        session.say("500 5.5.2 Command line too long")
         return True
     line = bytes(buffer[:end])
     del buffer[: end + 1]
     try:
         text = line.rstrip(b"\r").decode("utf-8")
     except UnicodeDecodeError:
-        session.out.append("500 5.5.2 Command is not valid UTF-8")
+        session.say("500 5.5.2 Command is not valid UTF-8")
         return True
+    if session.sasl is not None:  # a response in an AUTH exchange
+        return auth.respond(session, text)
     verb, arg = split_command(text)
+    session.command = text if verb != "AUTH" else auth.command_name(arg)
     command = COMMANDS.get(verb)
     if command is None:
         shown = "".join(c if c.isprintable() else "?" for c in verb[:32])
-        session.out.append(f'500 5.5.1 Error: command "{shown}" not recognized')
+        session.say(f'500 5.5.1 Error: command "{shown}" not recognized')
         return True
     try:
         command(session, arg)
     except CommandError as error:
-        session.out.append(error.reply)
+        replies.refuse(session, error)
     return True

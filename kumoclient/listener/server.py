@@ -17,8 +17,9 @@ import socket
 
 from kumoclient import logs
 from kumoclient.core.listen import show_address, split_listen
+from kumoclient.listener.connection import Accept, ServerEvents
 from kumoclient.listener.session import IN_FLIGHT, Session
-from kumoclient.listener.shared import Accept, Listener
+from kumoclient.listener.shared import Listener
 from kumoclient.records import EsmtpListenerConfig
 
 log = logs.get_logger(__name__)
@@ -146,11 +147,15 @@ async def finish_in_flight(timeout: float) -> int:
 
 
 async def start_listener(
-    config: EsmtpListenerConfig, accept: Accept, sock: socket.socket | None = None
+    config: EsmtpListenerConfig,
+    accept: Accept,
+    sock: socket.socket | None = None,
+    events: ServerEvents | None = None,
 ) -> SmtpServer:
     """Listen on `config.listen` (OSError when the address cannot be had, ConfigError when it
-    is not HOST:PORT), or accept on `sock` (from bind_listener)."""
-    listener = Listener(config, accept)
+    is not HOST:PORT), or accept on `sock` (from bind_listener); `events` answers for the
+    policy (None: a listener without one)."""
+    listener = Listener(config, accept, events)
     server = SmtpServer(listener, [sock] if sock is not None else _bind_all(config))
     log.info(
         "esmtp listener started",

@@ -2,28 +2,34 @@
 
 No task and no stream per session: every complete command is handled as it is read
 (commands.py; a data section, data.py), and the replies to pipelined commands are written
-together. Commands that arrive while a message is being stored wait in the buffer (reading
-pauses when it grows) and are answered, in order, after its reply. A session ends after
-`client_timeout` with nothing received, and at `max_session_duration` whatever it does (a
-client trickling bytes keeps no connection for ever); its DATA bytes count against the
-listener's memory budget (limits.py).
+together. A command the policy has a say in (a handler of its event is registered) is
+answered once its handler has run: the session waits, and commands that arrive meanwhile wait
+in the buffer, as they do while a message is stored, to be answered in order after it (reading
+pauses when they grow). With an `smtp_server_rewrite_response` handler every reply goes
+through it before it is written. A session ends after `client_timeout` with nothing received,
+and at `max_session_duration` whatever it does (a client trickling bytes keeps no connection
+for ever); its DATA bytes count against the listener's memory budget (limits.py).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
-from typing import cast
+from collections.abc import Awaitable, Coroutine
+from typing import Any, cast
 
 from kumoclient import logs
+from kumoclient.core.listener_domain import RelayDisposition
 from kumoclient.core.smtp_server import MailFrom
+from kumoclient.errors import CommandError
+from kumoclient.listener import opening, replies
 from kumoclient.listener.commands import line_step
+from kumoclient.listener.connection import Connection
 from kumoclient.listener.data import data_step
-from kumoclient.listener.shared import Listener
+from kumoclient.listener.shared import Keys, Listener
 
 log = logs.get_logger(__name__)
 
-# messages being stored (and TLS handshakes) of every listener in this process
+# messages being stored (and TLS handshakes, policy events) of every listener in this process
 IN_FLIGHT: set[asyncio.Task[None]] = set()
 _PAUSE_AT = 256 * 1024  # buffered bytes (pipelined while a message is stored) that pause reading
 
@@ -35,25 +41,33 @@ class Session(asyncio.Protocol):
         self.listener = listener
         self.transport: asyncio.Transport | None = None
         self.peer = peer
+        self.keys: Keys = listener.base
         self.relay = listener.may_relay(peer)
+        self.conn = Connection("", peer, 0, listener.hostname)
         self.buffer = bytearray()
-        self.out: list[str] = []
+        self.out: list[str] = []  # replies not yet written
+        self.answered: list[str | None] = []  # the command each of them answers
+        self.command: str | None = None  # the command being answered (None: unsolicited)
         self.helo: str | None = None
         self.extended = False
         self.secure = False
         self.mail: MailFrom | None = None
         self.rcpts: list[str] = []
+        self.dispositions: list[RelayDisposition] = []  # the listener domains' word per rcpt
+        self.rcpt_count = 0  # recipients taken on this connection (max_messages_per_connection)
+        self.sasl: Any = None  # an AUTH exchange waiting for the client's response (auth.py)
         self.in_data = False
         self.scanned = 0  # how far the data was searched for its end
         self.data_error: str | None = None  # the data is being dropped, with this reply
-        self.busy = False  # a message is being stored, or TLS being set up
+        self.busy = False  # a message is being stored, TLS set up, the policy asked
         self.skipping = False  # an over-long command line is being dropped
         self.paused = False  # reading paused (see _hold_reading)
         self.write_paused = False  # the client is not reading its replies
         self.waiting = False  # the memory budget is spent: wait for other sessions
         self.eof = False  # the client will send nothing more
         self.before_tls = False  # STARTTLS answered, the handshake not begun: bytes are plaintext
-        self.closed = False
+        self.closed = False  # nothing more is read or answered
+        self.closing = False  # close once the replies being rewritten are written
         self.ended = False  # its place and memory given back (end)
         self.held = 0  # bytes counted against the listener's budget
         self.storing = 0  # size of the message being stored
@@ -65,12 +79,18 @@ class Session(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # (uvloop's transports are not asyncio.Transport subclasses, but behave as one)
-        transport = self.transport = cast(asyncio.Transport, transport)
-        transport.write(self.listener.greeting)
+        self.transport = cast(asyncio.Transport, transport)
+        opening.connection_meta(self, transport)
         loop = asyncio.get_running_loop()
         self.last_seen = loop.time()
         self.ends_at = self.last_seen + self.listener.config.max_session_duration
         self._arm(loop)
+        events = self.listener.events
+        if events.handles(opening.DYNAMIC) or events.handles(opening.ACCEPTED):
+            self.wait_for(opening.open_events(self))
+        else:
+            self.say(self.keys.greeting)
+            self.flush()
 
     def data_received(self, data: bytes) -> None:
         if self.before_tls:
@@ -124,7 +144,7 @@ class Session(asyncio.Protocol):
 
     def _arm(self, loop: asyncio.AbstractEventLoop) -> None:
         now = loop.time()
-        idle_at = self.last_seen + self.listener.config.client_timeout
+        idle_at = self.last_seen + self.keys.config.client_timeout
         if self.busy or self.waiting:  # not the client's idleness: look again in a second
             idle_at = max(idle_at, now + 1.0)
         at = min(idle_at, self.ends_at)
@@ -136,7 +156,7 @@ class Session(asyncio.Protocol):
         loop = asyncio.get_running_loop()
         now = loop.time()
         expired = now >= self.ends_at
-        idle = now >= self.last_seen + self.listener.config.client_timeout
+        idle = now >= self.last_seen + self.keys.config.client_timeout
         if self.busy or not (expired or (idle and not self.waiting)):
             self._arm(loop)
             return
@@ -145,7 +165,8 @@ class Session(asyncio.Protocol):
             self.transport.abort()
             return
         why = "session time limit exceeded" if expired else "timeout exceeded"
-        self.out.append(f"421 4.4.2 {self.listener.hostname} Error: {why}")
+        self.command = None
+        self.say(f"421 4.4.2 {self.keys.hostname} Error: {why}")
         self.close()
 
     # --- the command loop --------------------------------------------------------------
@@ -175,15 +196,43 @@ class Session(asyncio.Protocol):
         self.last_seen = asyncio.get_running_loop().time()  # the wait was not the client's
         self._continue()
 
+    # --- replies --------------------------------------------------------------------------
+
+    def say(self, reply: str) -> None:
+        """Add a reply (`NNN text`, lines joined by CRLF) to those to write, answering the
+        command being handled."""
+        self.out.append(reply)
+        self.answered.append(self.command)
+
     def flush(self) -> None:
-        """Write the replies gathered so far."""
-        if self.out and self.transport is not None and not self.closed:
-            self.transport.write(("\r\n".join(self.out) + "\r\n").encode())
+        """Write the replies gathered so far (through the policy's rewrite handler, when it
+        has one: the session then waits for them to be written)."""
+        if not self.out or self.transport is None or self.ended:
+            self.out.clear()
+            self.answered.clear()
+            return
+        if replies.rewriting(self):
+            if not self.busy:  # (else the work in flight flushes when it is done)
+                self.busy = True
+                self.spawn(replies.write_then_go_on(self))
+            return
+        self.transport.write(("\r\n".join(self.out) + "\r\n").encode())
         self.out.clear()
+        self.answered.clear()
 
     def close(self) -> None:
         """Write the replies gathered so far, then close the connection."""
+        self.closed = True
+        if self.out and replies.rewriting(self) and not self.ended:
+            if not self.closing:
+                self.closing = True
+                self.spawn(replies.write_then_go_on(self))
+            return
         self.flush()
+        self.shut()
+
+    def shut(self) -> None:
+        """Close the connection now."""
         self.closed = True
         if self.transport is not None:
             self.transport.close()
@@ -192,9 +241,12 @@ class Session(asyncio.Protocol):
         """Forget the transaction (RSET, HELO, a message taken)."""
         self.mail = None
         self.rcpts = []
+        self.dispositions = []
+
+    # --- waiting ------------------------------------------------------------------------
 
     def resume(self) -> None:
-        """A message was stored, or TLS set up: read and answer again."""
+        """A message was stored, TLS set up, the policy answered: read and answer again."""
         self.busy = False
         self._continue()
         self._account()  # (when _continue did not run: the message's bytes are freed)
@@ -208,8 +260,24 @@ class Session(asyncio.Protocol):
             self.transport.resume_reading()
         self._run()
 
+    def wait_for(self, work: Coroutine[Any, Any, None]) -> None:
+        """Answer the command being handled once `work` (the policy's part) is done: its
+        CommandError is the reply; meanwhile nothing more is read."""
+        self.busy = True
+        self.spawn(self._awaited(work))
+
+    async def _awaited(self, work: Coroutine[Any, Any, None]) -> None:
+        try:
+            await work
+        except CommandError as error:
+            replies.refuse(self, error)
+        except Exception:  # a bug of ours: the client may try again
+            log.exception("smtp command failed", peer=self.peer, command=self.command)
+            self.say("451 4.3.0 Local error in processing, try again later")
+        self.resume()
+
     def spawn(self, work: Awaitable[None]) -> None:
-        """Run `work` (storing, a TLS handshake) as a task the listener can wait for."""
+        """Run `work` (storing, a TLS handshake, the policy) as a task the listener waits for."""
         task = asyncio.ensure_future(work)
         IN_FLIGHT.add(task)
         task.add_done_callback(IN_FLIGHT.discard)

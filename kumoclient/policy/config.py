@@ -16,10 +16,10 @@ from kumoclient.errors import ConfigError
 from kumoclient.policy import config_values as conv
 from kumoclient.policy import spool_params
 from kumoclient.policy.config_values import Converter, parse_mx_entry, parse_rate
+from kumoclient.policy.listener_config import make_listener_domain, start_esmtp_listener
 from kumoclient.records import (
     AccountingConfig,
     EgressPathConfig,
-    EsmtpListenerConfig,
     HttpInjectLimit,
     HttpListenerConfig,
     LocalLogsConfig,
@@ -75,23 +75,6 @@ _EGRESS_FIELDS: Fields = {
             "starttls_timeout",
         )
     },
-}
-
-_ESMTP_FIELDS: Fields = {
-    "listen": ("listen", conv.host_port),
-    "hostname": ("hostname", conv.optional(conv.string)),
-    "relay_hosts": ("relay_hosts", conv.cidr_list),
-    "banner": ("banner", conv.optional(conv.string)),
-    "max_message_size": ("max_message_size", conv.size),
-    "max_recipients_per_message": ("max_recipients_per_message", conv.integer(1)),
-    "client_timeout": ("client_timeout", conv.duration),
-    "tls_certificate": ("tls_certificate", conv.optional(conv.string)),
-    "tls_private_key": ("tls_private_key", conv.optional(conv.string)),
-    "max_connections": ("max_connections", conv.integer(1)),
-    # kumoclient's own keys (docs/reception.md, "Limits")
-    "max_connections_per_client": ("max_connections_per_client", conv.integer(1)),
-    "max_session_duration": ("max_session_duration", conv.duration),
-    "max_data_in_memory": ("max_data_in_memory", conv.size),
 }
 
 _HTTP_FIELDS: Fields = {
@@ -184,11 +167,6 @@ def make_egress_path(params: Any) -> EgressPathConfig:
     return config
 
 
-def start_esmtp_listener(params: Any) -> EsmtpListenerConfig:
-    """`kumo.start_esmtp_listener{...}`."""
-    return _build("start_esmtp_listener", EsmtpListenerConfig, _ESMTP_FIELDS, params)
-
-
 def start_http_listener(params: Any) -> HttpListenerConfig:
     """`kumo.start_http_listener{...}`."""
     return _build("start_http_listener", HttpListenerConfig, _HTTP_FIELDS, params)
@@ -259,6 +237,7 @@ MAKERS: dict[str, Callable[[Any], object]] = {
     "configure_resolver": configure_resolver,
     "make_queue_config": make_queue_config,
     "make_egress_path": make_egress_path,
+    "make_listener_domain": make_listener_domain,
     "start_esmtp_listener": start_esmtp_listener,
     "start_http_listener": start_http_listener,
     "define_spool": define_spool,

@@ -41,6 +41,11 @@ class Result(enum.Enum):
     EGRESS_PATH = "egress_path"  # kumo.make_egress_path{} or nil
     STATUS_CODE = "status_code"  # an integer or numeric string, or nil (SPEC 2.3)
     BOOLEAN = "boolean"
+    LISTENER_DOMAIN = "listener_domain"  # kumo.make_listener_domain{} or nil
+    LISTENER_PARAMS = "listener_params"  # a table of listener keys or nil
+    EXTENSIONS = "extensions"  # a list of EHLO extension strings or nil
+    RESPONSE = "response"  # two values: a status code or nil, a text or nil
+    AUTH = "auth"  # true, false or an AuthInfo table
     ANY = "any"  # not interpreted by kumoclient (yet)
 
 
@@ -87,7 +92,27 @@ EVENTS: dict[str, EventSpec] = {
             Result.STATUS_CODE,
             (SAMPLE_RESPONSE, SAMPLE_DOMAIN, None, None, SAMPLE_DOMAIN),
         ),
-        EventSpec("smtp_server_message_received", ("msg",), Result.NOTHING),
+        # the SMTP listener's events, in the order of a session (policy/smtp_events.py)
+        EventSpec(
+            "smtp_server_get_dynamic_parameters", ("listener", "conn_meta"), Result.LISTENER_PARAMS
+        ),
+        EventSpec("smtp_server_connection_accepted", ("conn_meta",), Result.NOTHING),
+        EventSpec("smtp_server_ehlo", ("domain", "conn_meta", "extensions"), Result.EXTENSIONS),
+        EventSpec(
+            "smtp_server_auth_plain", ("authz", "authc", "password", "conn_meta"), Result.AUTH
+        ),
+        EventSpec("smtp_server_mail_from", ("sender", "conn_meta"), Result.NOTHING),
+        EventSpec(
+            "get_listener_domain", ("domain", "listener", "conn_meta"), Result.LISTENER_DOMAIN
+        ),
+        EventSpec("smtp_server_rcpt_to", ("recipient", "conn_meta"), Result.NOTHING),
+        EventSpec("smtp_server_data", ("msg", "conn_meta"), Result.NOTHING),
+        EventSpec("smtp_server_message_received", ("msg", "conn_meta"), Result.NOTHING),
+        EventSpec(
+            "smtp_server_rewrite_response",
+            ("status", "response", "command", "conn_meta"),
+            Result.RESPONSE,
+        ),
         EventSpec("http_message_generated", ("msg", "auth_info"), Result.NOTHING),
         EventSpec("http_server_validate_auth_basic", ("user", "password"), Result.BOOLEAN),
         EventSpec("get_acl_definition", ("resource",), Result.ANY, ("http_listener/*/api/",)),

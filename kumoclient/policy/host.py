@@ -34,7 +34,7 @@ lua_log = logs.get_logger("lua")  # kumo.log_*: the target `lua`, as in KumoMTA
 
 Answer = tuple[Any, ...]
 
-_PATH_FIELDS = ("path", "log_dir", "tls_certificate", "tls_private_key")
+_PATH_FIELDS = ("path", "log_dir", "tls_certificate", "tls_private_key", "tls_required_client_ca")
 _MAX_PROXIES = 256
 _HOOKS = (
     "index",

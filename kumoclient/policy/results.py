@@ -14,14 +14,16 @@ _MAX_CODE = 65535
 class Fired(NamedTuple):
     """A handler call's outcome: status 'none' (no handler), 'ok' (value: the first result,
     detail: the second), 'error' (value: the message naming file:line, detail: the Lua
-    traceback) or 'reject' (value: the code, detail: the text); `where` is the file:line of
-    the handler's `kumo.on`. A named tuple: made once per handler call, it costs a fifth of
-    a frozen dataclass on the rewrite hook's hot path."""
+    traceback) or 'reject' (value: the code, detail: the text, disconnect: `If421` for
+    kumo.reject, kumo.disconnect's mode); `where` is the file:line of the handler's `kumo.on`.
+    A named tuple: made once per handler call, it costs a fifth of a frozen dataclass on the
+    rewrite hook's hot path."""
 
     status: str
     where: str | None = None
     value: Any = None
     detail: Any = None
+    disconnect: Any = None
 
     @property
     def failed(self) -> bool:

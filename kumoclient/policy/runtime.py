@@ -112,10 +112,14 @@ class PolicyRuntime:
         the `policy` commands)."""
         return self.vm.run(coroutine)
 
+    def raise_failure(self, event: str, fired: Fired) -> NoReturn:
+        """PolicyReject for a handler's kumo.reject / kumo.disconnect, else PolicyError."""
+        self._raise_failure(event, fired)
+
     def _raise_failure(self, event: str, fired: Fired) -> NoReturn:
         if fired.status == "reject":
             text = " ".join(str(fired.detail).split())  # one line: no CR/LF into the reply
-            raise PolicyReject(int(fired.value), text)
+            raise PolicyReject(int(fired.value), text, str(fired.disconnect or "If421"))
         raise failure(event, fired)
 
     def _spawn(self, request: TaskRequest) -> None:

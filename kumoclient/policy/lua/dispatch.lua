@@ -8,7 +8,8 @@
 --   'none'                              no handler
 --   'ok', where, value1, value2         the result (nil values when none was returned)
 --   'error', where, message, traceback  the handler failed (or was aborted)
---   'reject', where, code, text         the handler called kumo.reject
+--   'reject', where, code, text, mode   the handler called kumo.reject (mode 'If421') or
+--                                       kumo.disconnect
 -- and then waits for its next job. `where` is the file:line of the handler's `kumo.on`. Each
 -- worker has one limit state (sandbox.lua), reset for each job.
 
@@ -109,7 +110,7 @@ core.on_error = on_error
 
 local function failure(err, where)
   if rejections[err] then
-    return 'reject', where, rawget(err, 'code'), rawget(err, 'text')
+    return 'reject', where, rawget(err, 'code'), rawget(err, 'text'), rawget(err, 'disconnect')
   end
   if core.is_abort(err) then
     return 'error', where, tostring(err), nil

@@ -38,16 +38,35 @@ RejectMT.__tostring = function(r)
   return 'rejected: ' .. tostring(r.code) .. ' ' .. tostring(r.text)
 end
 
-function kumo.reject(code, text)
+local DISCONNECT = { If421 = true, FollowWith421 = true, ForceDisconnect = true }
+
+local function rejection(name, code, text, disconnect)
   if math_type(code) ~= 'integer' or code < 400 or code > 599 then
-    fail('kumo.reject: code must be an integer from 400 to 599, got ' .. tostring(code))
+    fail(name .. ': code must be an integer from 400 to 599, got ' .. tostring(code))
   end
   if type(text) ~= 'string' then
-    fail('kumo.reject: text must be a string, got ' .. type(text))
+    fail(name .. ': text must be a string, got ' .. type(text))
   end
-  local rejection = setmetatable({ code = code, text = text }, RejectMT)
-  core.rejections[rejection] = true
-  error(rejection, 0)
+  if not DISCONNECT[disconnect] then
+    fail(name .. ": expected one of 'If421', 'FollowWith421' or 'ForceDisconnect', got "
+      .. safe_tostring(disconnect))
+  end
+  local rejected = setmetatable({ code = code, text = text, disconnect = disconnect }, RejectMT)
+  core.rejections[rejected] = true
+  error(rejected, 0)
+end
+
+-- refuse with `code text`; an SMTP session goes on (closed after a 421)
+function kumo.reject(code, text)
+  rejection('kumo.reject', code, text, 'If421')
+end
+
+-- refuse with `code text` and end an SMTP session (`disconnect`: see docs/policy.md)
+function kumo.disconnect(code, text, disconnect)
+  if disconnect == nil then
+    disconnect = 'ForceDisconnect'
+  end
+  rejection('kumo.disconnect', code, text, disconnect)
 end
 
 ------------------------------------------------------------------------------
@@ -178,6 +197,7 @@ end
 
 kumo.make_queue_config = maker('make_queue_config')
 kumo.make_egress_path = maker('make_egress_path')
+kumo.make_listener_domain = maker('make_listener_domain')
 
 local function configurer(kind)
   return function(params)
