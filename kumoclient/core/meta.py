@@ -23,9 +23,14 @@ def check_meta(value: Any) -> dict[str, Any]:
     """A whole metadata object (see the module's rules)."""
     if not isinstance(value, dict):
         raise ValueError(f"meta is {kind(value)}, not an object")
-    checked = {
-        text(key, "a meta key"): check_value(item, f"meta {key!r}") for key, item in value.items()
-    }
+    checked = {}
+    for name, item in value.items():
+        key = name if type(name) is str and name.isascii() else text(name, "a meta key")
+        # an ASCII string, the usual value, needs no more look; the rest (and the name an
+        # error gives) only when it is something else: this runs for every message stored
+        checked[key] = (
+            item if type(item) is str and item.isascii() else check_value(item, f"meta {key!r}")
+        )
     try:
         check_reserved(checked)
     except QueueNameError as exc:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import datetime
 import email.utils
+import functools
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -48,9 +49,15 @@ def protocol(hop: Hop) -> str:
     return "ESMTP" + ("S" if hop.tls is not None else "") + ("A" if hop.authenticated else "")
 
 
+@functools.lru_cache(maxsize=4)
+def _date(second: int) -> str:
+    """RFC 5322's date of a second (cached: the messages of one second share it)."""
+    return email.utils.format_datetime(datetime.datetime.fromtimestamp(second, datetime.UTC))
+
+
 def received(hop: Hop, message_id: str, recipient: str, now: float) -> bytes:
     """The `Received:` header of one message, with its CRLF."""
-    date = email.utils.format_datetime(datetime.datetime.fromtimestamp(now, datetime.UTC))
+    date = _date(int(now))
     tls = f" ({_shown(hop.tls[0])}:{_shown(hop.tls[1])})" if hop.tls is not None else ""
     helo = _shown(hop.helo) if hop.helo is not None else "unknown"
     text = (
