@@ -15,13 +15,13 @@ from typing import Any
 import aiosmtplib
 import trustme
 
+from kumoclient.configs import EsmtpListenerConfig
 from kumoclient.engine.reception import Reception
 from kumoclient.engine.smtp_policy import PolicyEvents
 from kumoclient.listener import SmtpServer, start_listener
 from kumoclient.logs import RecordLog
 from kumoclient.policy.memoize import MemoRegistry
 from kumoclient.policy.runtime import PolicyHolder
-from kumoclient.records import EsmtpListenerConfig
 from kumoclient.spool import Spool
 from tests.conftest import record_writer
 from tests.smtp_client import Client

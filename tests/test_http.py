@@ -24,6 +24,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from kumoclient.configs import HttpListenerConfig, InitConfig
 from kumoclient.daemon.daemon import http_handlers
 from kumoclient.daemon.layout import DaemonOptions, layout
 from kumoclient.engine.reception import Reception
@@ -32,7 +33,7 @@ from kumoclient.http import Client, Handlers, HttpServer, Route
 from kumoclient.logs import RecordLog
 from kumoclient.policy.memoize import MemoRegistry
 from kumoclient.policy.runtime import PolicyHolder
-from kumoclient.records import AuthInfo, HttpListenerConfig, InitConfig, SpooledMessage
+from kumoclient.records import AuthInfo, SpooledMessage
 from kumoclient.spool import Spool
 from tests.conftest import record_writer
 from tests.daemon_process import DaemonProcess, free_port

@@ -15,13 +15,14 @@ from typing import Any
 import aiohttp
 import pytest
 
+from kumoclient.configs import HttpListenerConfig
 from kumoclient.daemon.daemon import http_handlers
 from kumoclient.engine.reception import Reception
 from kumoclient.http.server import HttpServer
 from kumoclient.logs import RecordLog
 from kumoclient.policy.memoize import MemoRegistry
 from kumoclient.policy.runtime import PolicyHolder
-from kumoclient.records import HttpListenerConfig, SpooledMessage
+from kumoclient.records import SpooledMessage
 from kumoclient.spool import Spool
 from tests.conftest import record_writer
 

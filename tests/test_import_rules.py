@@ -1,7 +1,7 @@
 """The one-way import rule of DESIGN.md, enforced by parsing every module's imports.
 
 cli → commands → daemon → engine → {spool, smtp, mx, policy, listener, http, throttles} →
-logs → core → {records, errors}; one adapter uses another: policy uses mx (kumo.dns).
+logs → core → {records, configs, errors}; one adapter uses another: policy uses mx (kumo.dns).
 A module may import its own component and the components below it, never above or beside.
 Foreign libraries stay at their boundary: lupa only in policy/, aiosmtplib only in two modules
 of smtp/ (protocol.py extends it, channel.py is the one that catches its errors), aiosmtpd only
@@ -18,13 +18,14 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "kumoclient"
 
-_BASE = {"errors", "records"}
+_BASE = {"errors", "records", "configs"}
 _CORE = _BASE | {"core"}
 _LOGGED = _CORE | {"logs"}
 _ADAPTERS = {"spool", "smtp", "mx", "policy", "listener", "http", "throttles"}
 ALLOWED: dict[str, set[str]] = {
     "errors": set(),
     "records": {"errors"},
+    "configs": set(),
     "policies": set(),  # data files and their path
     "core": _CORE,
     "logs": _CORE | {"logs"},

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 import trustme
 
+from kumoclient.configs import EsmtpListenerConfig
 from kumoclient.listener import SmtpServer, Transaction, start_listener
-from kumoclient.records import EsmtpListenerConfig
 from kumoclient.spool import Spool
 from tests.conftest import without_trace
 from tests.smtp_client import Client

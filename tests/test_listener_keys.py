@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
+from kumoclient.configs import LineEndings, TraceHeaders
 from kumoclient.core.arf_report import supplemental_trace
 from kumoclient.policy.listener_config import start_esmtp_listener
-from kumoclient.records import LineEndings, TraceHeaders
 from tests.conftest import without_trace
 from tests.smtp_rig import MESSAGE, SmtpRig, smtp_rig, tls_files
 

@@ -16,9 +16,9 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
+from kumoclient.configs import EsmtpListenerConfig
 from kumoclient.errors import SubmissionRefused
 from kumoclient.listener import start_listener
-from kumoclient.records import EsmtpListenerConfig
 from kumoclient.testing import KumoEngine, ScriptedMX
 from tests.daemon_process import DaemonProcess, free_port
 from tests.test_daemon import wait_for

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from kumoclient.configs import ResolverConfig
 from kumoclient.engine.routing import resolver_for
 from kumoclient.errors import PolicyError
 from kumoclient.policy.runtime import PolicyRuntime
-from kumoclient.records import ResolverConfig
 
 
 def init_of(tmp_path: Path, body: str) -> ResolverConfig | None:

@@ -21,10 +21,10 @@ import pytest
 import redis.asyncio
 from structlog.testing import capture_logs
 
+from kumoclient.configs import Rate, RedisThrottleConfig
 from kumoclient.errors import ConfigError, PolicyError
 from kumoclient.policy import config
 from kumoclient.policy.runtime import PolicyRuntime
-from kumoclient.records import Rate, RedisThrottleConfig
 from kumoclient.throttles import (
     LEASES_PREFIX,
     THROTTLE_PREFIX,
@@ -205,7 +205,7 @@ async def test_two_nodes_share_one_budget(redis_config: RedisThrottleConfig) -> 
 
 _NODE_SCRIPT = """
 import asyncio, json, sys, time
-from kumoclient.records import Rate, RedisThrottleConfig
+from kumoclient.configs import Rate, RedisThrottleConfig
 from kumoclient.throttles import SharedThrottles
 
 url, key = sys.argv[1], sys.argv[2]

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
+from kumoclient.configs import InitConfig
 from kumoclient.policy.check import load_validating, sample_events, validate
 from kumoclient.policy.runtime import PolicyRuntime
-from kumoclient.records import InitConfig
 
 EX_OK = 0
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import BinaryIO, TextIO
 
 from kumoclient.commands.inputs import read_message
+from kumoclient.configs import InitConfig, MxHost
 from kumoclient.core.address import check_mailbox, check_sender
 from kumoclient.core.disposition import (
     Attempt,
@@ -44,7 +45,7 @@ from kumoclient.mx import MxResolver
 from kumoclient.policies import default_policy_path
 from kumoclient.policy.config import parse_mx_entry
 from kumoclient.policy.runtime import PolicyRuntime
-from kumoclient.records import InitConfig, MxHost, QueueName, RecordType
+from kumoclient.records import QueueName, RecordType
 from kumoclient.smtp import Session
 
 EXIT_CODES = {

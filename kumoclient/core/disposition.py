@@ -35,12 +35,13 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from kumoclient.configs import QueueConfig
 from kumoclient.core.classify import classify
 from kumoclient.core.reply import apply_rewrite, single_line
 from kumoclient.core.retry import expires, next_delay
 from kumoclient.core.schedule import expiry, next_allowed
 from kumoclient.core.synthesized import Synthesized, iso_time, synthesize
-from kumoclient.records import QueueConfig, RecordType, Reply, RewriteOutcome, Schedule
+from kumoclient.records import RecordType, Reply, RewriteOutcome, Schedule
 
 
 class Result(enum.Enum):

@@ -17,8 +17,8 @@ import ipaddress
 from dataclasses import fields, replace
 from typing import Any
 
+from kumoclient.configs import EsmtpListenerConfig, ListenerOverrides
 from kumoclient.core.networks import Network
-from kumoclient.records import EsmtpListenerConfig, ListenerOverrides
 
 # the keys an overlay may set (all of ListenerOverrides but its maps)
 _KEYS = tuple(f.name for f in fields(ListenerOverrides) if f.name not in ("meta", "peer", "via"))

@@ -27,9 +27,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from kumoclient.configs import LineEndings
 from kumoclient.core.address import check_mailbox, check_sender
 from kumoclient.errors import AddressError, CommandError
-from kumoclient.records import LineEndings
 
 # the longest line, CRLF included (RFC 5321 4.5.3.1.6: 1,000 octets for text lines; command
 # lines may be longer with extensions, and we allow the same)

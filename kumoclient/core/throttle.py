@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from kumoclient.records import Rate
+from kumoclient.configs import Rate
 
 _EPSILON = 1e-9  # float rounding of summed intervals is not a wait
 

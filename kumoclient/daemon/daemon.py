@@ -24,6 +24,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from kumoclient import logs
+from kumoclient.configs import EsmtpListenerConfig, HttpListenerConfig, Rate
 from kumoclient.core.listen import show_address
 from kumoclient.daemon.layout import DaemonOptions, layout, ready_directory
 from kumoclient.daemon.signals import install_stop_signals
@@ -50,13 +51,7 @@ from kumoclient.policies import default_policy_path
 from kumoclient.policy.epoch import EPOCH, MONITOR
 from kumoclient.policy.modules.keysource import load_key
 from kumoclient.policy.runtime import PolicyHolder
-from kumoclient.records import (
-    AuthInfo,
-    EsmtpListenerConfig,
-    HttpListenerConfig,
-    Rate,
-    SpooledMessage,
-)
+from kumoclient.records import AuthInfo, SpooledMessage
 from kumoclient.throttles import SharedThrottles
 
 log = logs.get_logger(__name__)

@@ -12,9 +12,9 @@ import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from kumoclient.configs import EsmtpListenerConfig, HttpListenerConfig, InitConfig
 from kumoclient.engine.engine import DEFAULT_DATA_DIR
 from kumoclient.errors import CannotCreate
-from kumoclient.records import EsmtpListenerConfig, HttpListenerConfig, InitConfig
 from kumoclient.spool.space import SpaceLimits
 
 ACCOUNTING_DB = "accounting.db"

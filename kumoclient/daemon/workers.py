@@ -38,6 +38,7 @@ from typing import Any
 import orjson
 
 from kumoclient import logs
+from kumoclient.configs import EsmtpListenerConfig
 from kumoclient.core.listener_domain import Report
 from kumoclient.core.schedule import parse_schedule, schedule_json
 from kumoclient.daemon.signals import install_stop_signals
@@ -47,7 +48,7 @@ from kumoclient.engine.smtp_policy import PolicyEvents
 from kumoclient.listener import finish_in_flight, start_listener
 from kumoclient.logs import LogHealth
 from kumoclient.policy.runtime import PolicyHolder
-from kumoclient.records import Arrival, EsmtpListenerConfig, SpooledMessage
+from kumoclient.records import Arrival, SpooledMessage
 from kumoclient.spool import Spool
 from kumoclient.spool.space import SpaceLimits
 

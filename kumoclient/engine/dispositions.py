@@ -47,14 +47,7 @@ from kumoclient.engine.state import StateWriter
 from kumoclient.engine.table import MessageTable
 from kumoclient.errors import EngineStopped, ReportError, SpoolError, SubmissionRefused
 from kumoclient.logs import NODE_ID, RecordLog
-from kumoclient.records import (
-    FINAL_TYPES,
-    Arrival,
-    LogRecord,
-    RecordType,
-    Reply,
-    SpooledMessage,
-)
+from kumoclient.records import FINAL_TYPES, Arrival, LogRecord, RecordType, Reply, SpooledMessage
 from kumoclient.spool import Spool
 
 log = logs.get_logger(__name__)

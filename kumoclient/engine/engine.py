@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from kumoclient import logs
+from kumoclient.configs import RedisThrottleConfig
 from kumoclient.core.disposition import Attempt
 from kumoclient.core.queue_name import parse_queue_name, queue_name_for
 from kumoclient.core.selector import Selector
@@ -49,7 +50,7 @@ from kumoclient.logs import RecordLog
 from kumoclient.mx import MxResolver, forget_resolver, use_resolver
 from kumoclient.policies import default_policy_path
 from kumoclient.policy.runtime import PolicyHolder
-from kumoclient.records import RedisThrottleConfig, SpooledMessage
+from kumoclient.records import SpooledMessage
 from kumoclient.spool import Spool
 from kumoclient.spool.space import SpaceLimits
 from kumoclient.throttles import SharedThrottles

@@ -19,7 +19,8 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from kumoclient.records import EgressPathConfig, MxHost, QueueConfig, QueueName, SpooledMessage
+from kumoclient.configs import EgressPathConfig, MxHost, QueueConfig
+from kumoclient.records import QueueName, SpooledMessage
 from kumoclient.throttles import AsyncThrottle, SharedThrottles
 
 PENALTY_SECONDS = 60.0

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kumoclient import logs
+from kumoclient.configs import EgressPathConfig, MxHost, QueueConfig, ResolverConfig
 from kumoclient.core.disposition import Attempt, failed
 from kumoclient.core.site_name import factor_names
 from kumoclient.core.synthesized import Synthesized, synthesize
@@ -37,13 +38,7 @@ from kumoclient.engine.table import MessageTable
 from kumoclient.errors import DnsLookupError, DnsTemporaryFailure, NullMx, PolicyError
 from kumoclient.mx import MxAnswer, MxResolver, system_addresses
 from kumoclient.policy.runtime import PolicyHolder
-from kumoclient.records import (
-    EgressPathConfig,
-    MxHost,
-    QueueConfig,
-    QueueName,
-    ResolverConfig,
-)
+from kumoclient.records import QueueName
 from kumoclient.smtp import Target
 from kumoclient.throttles import SharedThrottles
 

@@ -14,6 +14,7 @@ from collections.abc import Awaitable
 from typing import TypeVar
 
 from kumoclient import logs
+from kumoclient.configs import ListenerOverrides
 from kumoclient.core.listener_domain import ListenerDomain
 from kumoclient.core.smtp_auth import Authenticated, Credentials
 from kumoclient.errors import CommandError, PolicyError, PolicyReject
@@ -21,7 +22,6 @@ from kumoclient.listener import Connection
 from kumoclient.policy import smtp_events
 from kumoclient.policy.conn_meta import ConnectionMeta
 from kumoclient.policy.runtime import PolicyHolder
-from kumoclient.records import ListenerOverrides
 
 log = logs.get_logger(__name__)
 

@@ -35,11 +35,12 @@ from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler
 
 from kumoclient import logs
+from kumoclient.configs import HttpListenerConfig
 from kumoclient.core.listen import split_listen as listen_address
 from kumoclient.core.networks import Network, address_in
 from kumoclient.errors import ConfigError, HttpError
 from kumoclient.http.tls import server_context
-from kumoclient.records import AuthInfo, HttpListenerConfig
+from kumoclient.records import AuthInfo
 
 log = logs.get_logger(__name__)
 

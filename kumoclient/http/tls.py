@@ -21,8 +21,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from kumoclient.configs import HttpListenerConfig, KeySource
 from kumoclient.errors import ConfigError
-from kumoclient.records import HttpListenerConfig, KeySource
 
 SELF_SIGNED_DAYS = 3650
 

@@ -13,9 +13,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from kumoclient.configs import EsmtpListenerConfig, ListenerOverrides
 from kumoclient.core.listener_domain import ListenerDomain, RelayDisposition
 from kumoclient.core.smtp_auth import Authenticated, Credentials
-from kumoclient.records import EsmtpListenerConfig, ListenerOverrides
 
 DOMAINS_KEPT = 16  # listener domains remembered per connection (KumoMTA's bound)
 

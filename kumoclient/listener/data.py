@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from kumoclient import logs
+from kumoclient.configs import LineEndings
 from kumoclient.core.listener_domain import RELAY, RelayDisposition
 from kumoclient.core.smtp_server import (
     MailFrom,
@@ -19,7 +20,6 @@ from kumoclient.core.smtp_server import (
 from kumoclient.errors import CommandError, SubmissionRefused
 from kumoclient.listener import replies
 from kumoclient.listener.connection import Transaction
-from kumoclient.records import LineEndings
 
 if TYPE_CHECKING:
     from kumoclient.listener.session import Session

@@ -6,11 +6,11 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING
 
+from kumoclient.configs import ListenerOverrides
 from kumoclient.core.listen import show_address
 from kumoclient.core.listener_params import apply, base_overlay
 from kumoclient.errors import CommandError
 from kumoclient.listener.shared import Keys
-from kumoclient.records import ListenerOverrides
 
 if TYPE_CHECKING:
     from kumoclient.listener.session import Session

@@ -16,11 +16,11 @@ import errno
 import socket
 
 from kumoclient import logs
+from kumoclient.configs import EsmtpListenerConfig
 from kumoclient.core.listen import show_address, split_listen
 from kumoclient.listener.connection import Accept, ServerEvents
 from kumoclient.listener.session import IN_FLIGHT, Session
 from kumoclient.listener.shared import Listener
-from kumoclient.records import EsmtpListenerConfig
 
 log = logs.get_logger(__name__)
 

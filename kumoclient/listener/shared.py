@@ -10,12 +10,12 @@ import ssl
 import time
 
 from kumoclient import logs
+from kumoclient.configs import EsmtpListenerConfig
 from kumoclient.core.listener_params import is_plain
 from kumoclient.core.networks import Network, address_in
 from kumoclient.core.smtp_server import format_reply
 from kumoclient.listener.connection import Accept, NoEvents, ServerEvents
 from kumoclient.listener.limits import PROCESS, ConnectionLimits, DataBudget, descriptor_limit
-from kumoclient.records import EsmtpListenerConfig
 
 log = logs.get_logger(__name__)
 

@@ -8,12 +8,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from kumoclient.configs import InitConfig
 from kumoclient.core.reply import parse_one_line
 from kumoclient.errors import PolicyError
 from kumoclient.policy.events import EVENTS, Result
 from kumoclient.policy.results import location
 from kumoclient.policy.runtime import PolicyRuntime, failure
-from kumoclient.records import InitConfig, QueueName, Reply
+from kumoclient.records import QueueName, Reply
 
 
 async def validate(runtime: PolicyRuntime) -> InitConfig:

@@ -12,12 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any, TypeVar
 
-from kumoclient.errors import ConfigError
-from kumoclient.policy import config_values as conv
-from kumoclient.policy import spool_params
-from kumoclient.policy.config_values import Converter, parse_mx_entry, parse_rate
-from kumoclient.policy.listener_config import make_listener_domain, start_esmtp_listener
-from kumoclient.records import (
+from kumoclient.configs import (
     AccountingConfig,
     EgressPathConfig,
     HttpInjectLimit,
@@ -31,6 +26,11 @@ from kumoclient.records import (
     SpoolConfig,
     TlsMode,
 )
+from kumoclient.errors import ConfigError
+from kumoclient.policy import config_values as conv
+from kumoclient.policy import spool_params
+from kumoclient.policy.config_values import Converter, parse_mx_entry, parse_rate
+from kumoclient.policy.listener_config import make_listener_domain, start_esmtp_listener
 
 __all__ = ["MAKERS", "params_of", "parse_mx_entry", "parse_rate"]
 

@@ -10,12 +10,12 @@ import urllib.parse
 from collections.abc import Callable
 from typing import Any
 
+from kumoclient.configs import KeySource, MxHost, Rate, TlsMode
 from kumoclient.core.duration import UNITS, parse_duration
 from kumoclient.core.listen import split_listen
 from kumoclient.core.nameserver import parse_nameserver
 from kumoclient.core.reply import LINE_BREAKS
 from kumoclient.errors import ConfigError
-from kumoclient.records import KeySource, MxHost, Rate, TlsMode
 
 Converter = Callable[[Any], Any]
 

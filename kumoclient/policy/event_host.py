@@ -7,11 +7,11 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+from kumoclient.configs import EgressPathConfig, QueueConfig
 from kumoclient.core.queue_name import parse_queue_name
 from kumoclient.errors import ConfigError
 from kumoclient.policy import config
 from kumoclient.policy.tasks import TaskRequest
-from kumoclient.records import EgressPathConfig, QueueConfig
 
 Answer = tuple[Any, ...]
 

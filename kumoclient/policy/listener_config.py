@@ -16,15 +16,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import fields
 from typing import Any, TypeVar
 
+from kumoclient.configs import EsmtpListenerConfig, LineEndings, ListenerOverrides, TraceHeaders
 from kumoclient.core.listener_domain import ListenerDomain, ReportDisposition
 from kumoclient.errors import ConfigError
 from kumoclient.policy import config_values as conv
-from kumoclient.records import (
-    EsmtpListenerConfig,
-    LineEndings,
-    ListenerOverrides,
-    TraceHeaders,
-)
 
 T = TypeVar("T")
 Converter = Callable[[Any], Any]

@@ -17,6 +17,19 @@ from typing import Any, NoReturn, TypeVar
 from lupa import lua54
 
 from kumoclient import logs
+from kumoclient.configs import (
+    AccountingConfig,
+    EgressPathConfig,
+    EsmtpListenerConfig,
+    HttpInjectLimit,
+    HttpListenerConfig,
+    InitConfig,
+    LocalLogsConfig,
+    QueueConfig,
+    RedisThrottleConfig,
+    ResolverConfig,
+    SpoolConfig,
+)
 from kumoclient.core.disposition import HookAnswer, rewrite
 from kumoclient.core.reply import LITERAL_CRLF, single_line
 from kumoclient.errors import ConfigError, PolicyError, PolicyLoadError, PolicyReject
@@ -27,23 +40,7 @@ from kumoclient.policy.message import MessageView
 from kumoclient.policy.results import Fired, auth_info, describe, location, status_code
 from kumoclient.policy.tasks import PolicyTasks, Spawn, TaskRequest
 from kumoclient.policy.vm import LuaVM
-from kumoclient.records import (
-    AccountingConfig,
-    AuthInfo,
-    EgressPathConfig,
-    EsmtpListenerConfig,
-    HttpInjectLimit,
-    HttpListenerConfig,
-    InitConfig,
-    LocalLogsConfig,
-    QueueConfig,
-    QueueName,
-    RedisThrottleConfig,
-    Reply,
-    ResolverConfig,
-    RewriteOutcome,
-    SpoolConfig,
-)
+from kumoclient.records import AuthInfo, QueueName, Reply, RewriteOutcome
 
 log = logs.get_logger(__name__)
 

@@ -14,6 +14,7 @@ from typing import Any
 from lupa import lua54
 
 from kumoclient import logs
+from kumoclient.configs import ListenerOverrides
 from kumoclient.core.listener_domain import ListenerDomain
 from kumoclient.core.smtp_auth import Authenticated, Credentials, admitted, admitted_as
 from kumoclient.errors import ConfigError, PolicyError
@@ -22,7 +23,6 @@ from kumoclient.policy.listener_config import make_listener_domain, overrides
 from kumoclient.policy.message.addresses import EnvelopeAddress
 from kumoclient.policy.results import Fired, describe, location
 from kumoclient.policy.runtime import PolicyRuntime
-from kumoclient.records import ListenerOverrides
 
 log = logs.get_logger(__name__)
 

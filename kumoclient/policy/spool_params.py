@@ -9,9 +9,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from kumoclient.configs import MinFree
 from kumoclient.errors import ConfigError
 from kumoclient.policy.config_values import Bad, boolean, duration, integer, one_of
-from kumoclient.records import MinFree
 
 
 def min_free(value: Any) -> MinFree:

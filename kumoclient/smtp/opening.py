@@ -21,8 +21,8 @@ import os
 import socket
 import ssl
 
+from kumoclient.configs import EgressPathConfig, TlsMode
 from kumoclient.errors import ConnectFailure
-from kumoclient.records import EgressPathConfig, TlsMode
 from kumoclient.smtp.channel import Channel, TransportError
 from kumoclient.smtp.values import Target, Transcript
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from kumoclient import logs
+from kumoclient.configs import EgressPathConfig
 from kumoclient.core.reply import SPACE, single_line
-from kumoclient.records import EgressPathConfig
 from kumoclient.smtp.channel import Channel
 from kumoclient.smtp.opening import open_channel
 from kumoclient.smtp.transaction import transact

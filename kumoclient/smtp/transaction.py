@@ -21,7 +21,8 @@ the final dot, each reply under its own timeout (SPEC 2.2, 2.3, 5.2), and what i
 
 from __future__ import annotations
 
-from kumoclient.records import EgressPathConfig, Reply
+from kumoclient.configs import EgressPathConfig
+from kumoclient.records import Reply
 from kumoclient.smtp.channel import Channel, TransportError
 from kumoclient.smtp.values import (
     ACCEPTED,

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from kumoclient import logs
-from kumoclient.records import MinFree
+from kumoclient.configs import MinFree
 
 log = logs.get_logger(__name__)
 

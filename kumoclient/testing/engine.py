@@ -13,11 +13,12 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from kumoclient.configs import EgressPathConfig, MxHost, QueueConfig, TlsMode
 from kumoclient.engine.engine import Engine
 from kumoclient.policy.config import parse_mx_entry
 from kumoclient.policy.memoize import MemoRegistry
 from kumoclient.policy.runtime import PolicyHolder, PolicyRuntime
-from kumoclient.records import EgressPathConfig, MxHost, QueueConfig, QueueName, TlsMode
+from kumoclient.records import QueueName
 from kumoclient.testing.mx import ScriptedMX
 from kumoclient.testing.records import LogRecord
 

@@ -21,8 +21,8 @@ from redis.backoff import NoBackoff
 from redis.commands.core import AsyncScript
 
 from kumoclient import logs
+from kumoclient.configs import Rate, RedisThrottleConfig
 from kumoclient.core.throttle import Throttle, tolerance
-from kumoclient.records import Rate, RedisThrottleConfig
 from kumoclient.throttles import redis_scripts
 
 log = logs.get_logger(__name__)

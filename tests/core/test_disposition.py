@@ -6,11 +6,12 @@ import datetime
 
 import pytest
 
+from kumoclient.configs import QueueConfig
 from kumoclient.core import disposition
 from kumoclient.core.disposition import EXPIRED, HookAnswer, decide, rewrite
 from kumoclient.core.schedule import parse_schedule, schedule_json
 from kumoclient.core.synthesized import Synthesized, admin_bounce, synthesize
-from kumoclient.records import EnhancedCode, QueueConfig, RecordType, Reply
+from kumoclient.records import EnhancedCode, RecordType, Reply
 
 T = RecordType
 CONFIG = QueueConfig(retry_interval=60.0, max_age=3600.0)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from kumoclient.configs import Rate
 from kumoclient.core.throttle import Throttle
-from kumoclient.records import Rate
 
 
 class Clock:

@@ -27,8 +27,8 @@ import pytest
 import trustme
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
+from kumoclient.configs import EgressPathConfig, TlsMode
 from kumoclient.engine.engine import Engine
-from kumoclient.records import EgressPathConfig, TlsMode
 from kumoclient.smtp import Session as ClientSession
 from kumoclient.smtp import Target
 from kumoclient.smtp.opening import tls_context as _tls_context

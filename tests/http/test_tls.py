@@ -15,11 +15,11 @@ import pytest
 import trustme
 from aiohttp import web
 
+from kumoclient.configs import HttpListenerConfig
 from kumoclient.daemon.daemon import _read_vault
 from kumoclient.errors import ConfigError
 from kumoclient.http import Handlers, HttpServer
 from kumoclient.http.tls import self_signed
-from kumoclient.records import HttpListenerConfig
 
 TOKEN = "hvs.tls-token"
 LOOPBACK = HttpListenerConfig(listen="127.0.0.1:0", use_tls=True)

@@ -6,9 +6,9 @@ import socket
 
 import pytest
 
+from kumoclient.configs import MxHost, Rate, TlsMode
 from kumoclient.errors import ConfigError
 from kumoclient.policy import config
-from kumoclient.records import MxHost, Rate, TlsMode
 
 
 def test_queue_config_defaults() -> None:

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import pytest
 
+from kumoclient.configs import MinFree, Rate
 from kumoclient.errors import PolicyError
-from kumoclient.records import MinFree, Rate
 from tests.policy.conftest import LoadPolicy
 
 ROCKS_EXAMPLES = [

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from kumoclient.records import MinFree
+from kumoclient.configs import MinFree
 from kumoclient.spool import Spool
 from kumoclient.spool.space import SpaceCheck, SpaceLimits
 
