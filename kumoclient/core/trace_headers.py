@@ -39,6 +39,8 @@ class Hop:
 
 
 def _shown(text: str) -> str:
+    if text.isascii() and text.isprintable() and "(" not in text and ")" not in text:
+        return text  # the usual name or address: nothing to replace
     return "".join(c if " " <= c <= "~" and c not in "()" else "?" for c in text)
 
 

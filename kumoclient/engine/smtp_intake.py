@@ -108,9 +108,11 @@ async def _views(
     """Steps 1 to 3: the messages, the transaction's content after `smtp_server_data`, and
     the relay disposition of each message's recipient."""
     conn, trace = txn.connection, txn.keys.trace_headers
-    content, meta, recipients = txn.content, message_meta(conn.meta), txn.recipients
+    content, meta, recipients = txn.content, conn.meta, txn.recipients  # each view copies it
     if runtime.has_handler(DATA):
-        whole = MessageView(msgid.message_id(base, 0), txn.sender, recipients, content, meta)
+        whole = MessageView(
+            msgid.message_id(base, 0), txn.sender, recipients, content, message_meta(meta)
+        )
         await _event(runtime, DATA, whole, txn)
         content, meta, recipients = whole.content, whole.meta, whole.recipients
     decided = _decided(txn, recipients)

@@ -60,8 +60,8 @@ class PolicyEvents:
     def __init__(self, holder: PolicyHolder) -> None:
         self.holder = holder
 
-    def handles(self, event: str) -> bool:
-        return self.holder.current.has_handler(event)
+    def handled(self) -> frozenset[str]:
+        return self.holder.current.handled
 
     async def dynamic_parameters(self, conn: Connection) -> ListenerOverrides | None:
         runtime, meta = self.holder.current, conn_meta(conn)

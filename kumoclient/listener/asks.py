@@ -49,7 +49,7 @@ def auth_offered(session: Session) -> bool:
     """AUTH is offered: under TLS (or where the listener allows it in clear), when the
     policy has a `smtp_server_auth_plain` handler to decide."""
     may = session.secure or session.keys.config.allow_smtp_auth_without_tls
-    return may and session.listener.events.handles(AUTH)
+    return may and AUTH in session.handled
 
 
 def extensions(session: Session) -> list[str]:
@@ -127,7 +127,7 @@ async def rcpt_asked(session: Session, mail_from: MailFrom, address: str) -> Non
         log.warning("relaying denied", peer=session.peer, recipient=address)
         raise CommandError("550 5.7.1 relaying denied")
     check_recipient_limits(session)
-    if session.listener.events.handles(RCPT_TO):
+    if RCPT_TO in session.handled:
         await session.listener.events.rcpt_to(address, session.conn)
     take_recipient(session, address, disposition)
 

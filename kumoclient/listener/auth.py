@@ -59,7 +59,7 @@ def auth(session: Session, arg: str) -> None:
     if session.mail is not None:
         raise CommandError("503 5.5.1 Error: AUTH not permitted inside a transaction")
     mechanism, initial = parse_auth(arg)
-    if not session.listener.events.handles(EVENT):
+    if EVENT not in session.handled:
         raise CommandError("502 5.5.1 Error: authentication not available")
     if not session.secure and not session.keys.config.allow_smtp_auth_without_tls:
         raise CommandError("538 5.7.11 Encryption required for requested authentication mechanism")

@@ -29,7 +29,7 @@ def _helo(session: Session, arg: str, *, extended: bool) -> None:
     if not arg:
         raise CommandError(f"501 5.5.4 Syntax: {verb} hostname")
     session.reset()
-    if session.listener.events.handles(asks.EHLO):
+    if asks.EHLO in session.handled:
         session.wait_for(asks.helo_asked(session, arg, extended=extended))
         return
     asks.greeted(session, arg, extended)
@@ -54,7 +54,7 @@ def mail(session: Session, arg: str) -> None:
         raise CommandError("503 5.5.1 Error: nested MAIL command")
     size_limit = session.keys.size_limit
     mail_from = parse_mail(arg, extended=session.extended, size_limit=size_limit)
-    if session.listener.events.handles(asks.MAIL_FROM):
+    if asks.MAIL_FROM in session.handled:
         session.wait_for(asks.mail_asked(session, mail_from))
         return
     session.mail = mail_from
@@ -73,15 +73,14 @@ def _transaction(session: Session) -> MailFrom:
 def rcpt(session: Session, arg: str) -> None:
     mail_from = _transaction(session)
     address = parse_rcpt(arg, smtputf8=mail_from.smtputf8)
-    events = session.listener.events
-    if events.handles(asks.LISTENER_DOMAIN):
+    if asks.LISTENER_DOMAIN in session.handled:
         session.wait_for(asks.rcpt_asked(session, mail_from, address))
         return
     if not session.relay:
         log.warning("relaying denied", peer=session.peer, recipient=address)
         raise CommandError("550 5.7.1 relaying denied")
     asks.check_recipient_limits(session)
-    if events.handles(asks.RCPT_TO):
+    if asks.RCPT_TO in session.handled:
         session.wait_for(asks.rcpt_event(session, address, RELAY))
         return
     asks.take_recipient(session, address, RELAY)

@@ -64,11 +64,12 @@ Accept = Callable[[Transaction], Awaitable[str]]
 
 
 class ServerEvents(Protocol):
-    """The policy's answers at each step of a session; `handles(event)` says whether there is
-    anything to ask (the listener asks nothing otherwise). A refusal is CommandError."""
+    """The policy's answers at each step of a session; `handled()` names the events there is
+    anything to ask about (the listener asks nothing otherwise). A refusal is CommandError."""
 
-    def handles(self, event: str) -> bool:
-        """True when the policy has a handler for `event`."""
+    def handled(self) -> frozenset[str]:
+        """Every event the policy has a handler for now (a session takes this once, when it
+        starts: the policy it began with answers all its questions)."""
 
     async def dynamic_parameters(self, conn: Connection) -> ListenerOverrides | None:
         """`smtp_server_get_dynamic_parameters`."""
@@ -102,8 +103,8 @@ class ServerEvents(Protocol):
 class NoEvents:
     """A listener without a policy: nothing to ask."""
 
-    def handles(self, event: str) -> bool:
-        return False
+    def handled(self) -> frozenset[str]:
+        return frozenset()
 
     async def dynamic_parameters(self, conn: Connection) -> ListenerOverrides | None:
         return None

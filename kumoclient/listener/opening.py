@@ -50,11 +50,11 @@ async def open_events(session: Session) -> None:
     """The events before the greeting; a refusal is the last reply (KumoMTA's rule)."""
     events = session.listener.events
     try:
-        if events.handles(DYNAMIC):
+        if DYNAMIC in session.handled:
             overlay = await events.dynamic_parameters(session.conn)
             if overlay is not None:
                 set_keys(session, overlay)
-        if events.handles(ACCEPTED):
+        if ACCEPTED in session.handled:
             await events.connection_accepted(session.conn)
     except CommandError as error:
         session.say(error.reply)

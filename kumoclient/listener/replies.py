@@ -21,7 +21,7 @@ REWRITE = "smtp_server_rewrite_response"
 
 def rewriting(session: Session) -> bool:
     """True when the replies go through the policy before they are written."""
-    return session.listener.events.handles(REWRITE)
+    return REWRITE in session.handled
 
 
 async def write(session: Session) -> bool:

@@ -39,6 +39,7 @@ class Session(asyncio.Protocol):
 
     def __init__(self, listener: Listener, peer: str) -> None:
         self.listener = listener
+        self.handled = listener.events.handled()  # the events this session asks the policy
         self.transport: asyncio.Transport | None = None
         self.peer = peer
         self.keys: Keys = listener.base
@@ -85,8 +86,7 @@ class Session(asyncio.Protocol):
         self.last_seen = loop.time()
         self.ends_at = self.last_seen + self.listener.config.max_session_duration
         self._arm(loop)
-        events = self.listener.events
-        if events.handles(opening.DYNAMIC) or events.handles(opening.ACCEPTED):
+        if opening.DYNAMIC in self.handled or opening.ACCEPTED in self.handled:
             self.wait_for(opening.open_events(self))
         else:
             self.say(self.keys.greeting)

@@ -82,6 +82,7 @@ class PolicyRuntime:
                 message = f"{self.display_path}: kumo.reject called while loading the policy"
             raise PolicyLoadError(message, location=location(message), traceback=fired.detail)
         self._handlers = self.vm.registered()
+        self.handled = frozenset(self._handlers)  # every event with a handler (fixed at load)
 
     # --- introspection -------------------------------------------------------------------
 
