@@ -13,13 +13,13 @@ from dataclasses import replace
 import aiohttp
 import pytest
 import trustme
-from aiohttp import web
 
 from kumoclient.configs import HttpListenerConfig
 from kumoclient.daemon.daemon import _read_vault
 from kumoclient.errors import ConfigError
 from kumoclient.http import Handlers, HttpServer
 from kumoclient.http.tls import self_signed
+from tests.vault_server import vault_kv2
 
 TOKEN = "hvs.tls-token"
 LOOPBACK = HttpListenerConfig(listen="127.0.0.1:0", use_tls=True)
@@ -78,23 +78,8 @@ async def vault(issued: trustme.LeafCert) -> AsyncIterator[str]:
         "tls/localhost.key": {"key": issued.private_key_pem.bytes().decode()},
     }
 
-    async def read(request: web.Request) -> web.Response:
-        if request.headers.get("X-Vault-Token") != TOKEN:
-            return web.json_response({"errors": ["permission denied"]}, status=403)
-        secret = secrets.get(request.match_info["path"])
-        if secret is None:
-            return web.json_response({"errors": []}, status=404)
-        return web.json_response({"data": {"data": secret, "metadata": {"version": 1}}})
-
-    app = web.Application()
-    app.router.add_get("/v1/secret/data/{path:.+}", read)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    yield f"http://127.0.0.1:{port}"
-    await runner.cleanup()
+    async with vault_kv2(TOKEN, secrets) as address:
+        yield address
 
 
 async def test_vault_keysources_are_read_when_the_listener_starts(

@@ -9,34 +9,20 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from aiohttp import web
 
 from kumoclient.errors import ConfigError
 from kumoclient.policy.modules.keysource import load, load_key
 from tests.policy.conftest import LoadPolicy
+from tests.vault_server import vault_kv2
 
 TOKEN = "hvs.test-token"
 
 
 @pytest.fixture
 async def vault() -> AsyncIterator[str]:
-    async def read(request: web.Request) -> web.Response:
-        if request.headers.get("X-Vault-Token") != TOKEN:
-            return web.json_response({"errors": ["permission denied"]}, status=403)
-        if request.match_info["path"] != "dkim/example.org":
-            return web.json_response({"errors": []}, status=404)
-        secret = {"key": "-----BEGIN KEY-----", "password": "s3cret"}
-        return web.json_response({"data": {"data": secret, "metadata": {"version": 1}}})
-
-    app = web.Application()
-    app.router.add_get("/v1/secret/data/{path:.+}", read)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    yield f"http://127.0.0.1:{port}"
-    await runner.cleanup()
+    secret = {"key": "-----BEGIN KEY-----", "password": "s3cret"}
+    async with vault_kv2(TOKEN, {"dkim/example.org": secret}) as address:
+        yield address
 
 
 async def test_vault_kv2_field_default_and_named(vault: str) -> None:
